@@ -1,0 +1,126 @@
+//! The command line, and the only place that knows flag names. Every flag that a unit file or an
+//! EnvironmentFile may want to set also reads an `IMDS_HOP_LIMIT_*` variable.
+
+use crate::plan::{HttpTokens, Toggle};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imds-hop-limit",
+    version,
+    about = "Let the containers on an EC2 instance reach IMDSv2: set the instance's metadata hop limit and verify it applied",
+    long_about = "Reads the instance id and region through IMDSv2, reads the instance's metadata options from EC2, \
+                  and when needed calls ModifyInstanceMetadataOptions (hop limit at least 2, endpoint enabled), then \
+                  waits until EC2 reports the change applied. A second run changes nothing.",
+    after_help = "Exit codes: 0 compliant, 1 unexpected error, 2 usage, 3 not compliant (check, --dry-run), \
+                  4 metadata service unreachable, 5 not authorized or no credentials, 6 gave up waiting for \
+                  `applied`, 7 instance not found, 130/143 interrupted by SIGINT/SIGTERM."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub options: Options,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Change the options when needed and wait until EC2 applies them (the default).
+    Apply,
+    /// Read and decide only: exit 0 when compliant, 3 when not. Changes nothing.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Wanted HttpPutResponseHopLimit: at least this (1..=64).
+    #[arg(long, global = true, value_name = "N", default_value_t = 2, env = "IMDS_HOP_LIMIT",
+          value_parser = clap::value_parser!(i64).range(1..=64))]
+    pub hop_limit: i64,
+
+    /// Set the hop limit to exactly N, lowering a higher one.
+    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_EXACT")]
+    pub exact: bool,
+
+    /// Also set HttpTokens. Left alone when not given: the tool never re-enables IMDSv1 on its own.
+    #[arg(long, global = true, value_name = "MODE", env = "IMDS_HOP_LIMIT_HTTP_TOKENS")]
+    pub http_tokens: Option<HttpTokens>,
+
+    /// Also set HttpProtocolIpv6 (the fd00:ec2::254 endpoint).
+    #[arg(long, global = true, value_name = "STATE", env = "IMDS_HOP_LIMIT_IPV6_ENDPOINT")]
+    pub ipv6_endpoint: Option<Toggle>,
+
+    /// Also set InstanceMetadataTags.
+    #[arg(long, global = true, value_name = "STATE", env = "IMDS_HOP_LIMIT_INSTANCE_TAGS")]
+    pub instance_tags: Option<Toggle>,
+
+    /// The instance to change, instead of this instance's own id from IMDS.
+    #[arg(long, global = true, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// The instance's region, instead of the one IMDS reports.
+    #[arg(long, global = true, value_name = "REGION", env = "AWS_REGION")]
+    pub region: Option<String>,
+
+    /// Ask EC2 (DryRun=true) whether the change would be authorized; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Return once EC2 accepted the change, without waiting for `applied`.
+    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_NO_WAIT")]
+    pub no_wait: bool,
+
+    /// How long to wait for EC2 to report the change applied (e.g. 120, 90s, 2m).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "120s", env = "IMDS_HOP_LIMIT_WAIT_TIMEOUT")]
+    pub wait_timeout: String,
+
+    /// Deadline for the whole run, metadata retries at boot included (e.g. 180, 3m).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "180s", env = "IMDS_HOP_LIMIT_TIMEOUT")]
+    pub timeout: String,
+
+    /// Print the result as one JSON object on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "IMDS_HOP_LIMIT_OUTPUT")]
+    pub output: Output,
+
+    /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log detail on stderr (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_work_before_and_after_the_subcommand() {
+        let a = Cli::try_parse_from(["imds-hop-limit", "--hop-limit", "3", "check"]).unwrap();
+        let b = Cli::try_parse_from(["imds-hop-limit", "check", "--hop-limit", "3"]).unwrap();
+        assert_eq!(a.options.hop_limit, 3);
+        assert_eq!(b.options.hop_limit, 3);
+        assert_eq!(a.command, Some(Command::Check));
+    }
+
+    #[test]
+    fn hop_limit_outside_ec2s_range_is_refused() {
+        for bad in ["0", "65", "-1", "two"] {
+            assert!(Cli::try_parse_from(["imds-hop-limit", "--hop-limit", bad]).is_err(), "{bad}");
+        }
+    }
+}

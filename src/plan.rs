@@ -1,0 +1,292 @@
+//! The decision: what must change so that an instance's metadata options are what the operator wants.
+//! Pure: no I/O, no SDK types, so every combination can be checked in unit tests.
+
+use serde::Serialize;
+use std::fmt;
+
+/// `HttpPutResponseHopLimit`: how many IP hops the token answer may travel (EC2 allows 1..=64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct HopLimit(u8);
+
+impl HopLimit {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 64;
+
+    pub fn new(value: i64) -> Option<Self> {
+        u8::try_from(value).ok().filter(|v| (Self::MIN..=Self::MAX).contains(v)).map(Self)
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for HopLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpTokens {
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    Enabled,
+    Disabled,
+}
+
+/// Whether EC2 has put the last change to the metadata options into effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Applied,
+}
+
+macro_rules! display_as_serde_name {
+    ($($ty:ty => { $($variant:ident = $name:literal),+ })+) => {$(
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+display_as_serde_name! {
+    HttpTokens => { Required = "required", Optional = "optional" }
+    Toggle => { Enabled = "enabled", Disabled = "disabled" }
+    State => { Pending = "pending", Applied = "applied" }
+}
+
+/// An instance's metadata options as EC2 reports them. `None` is a field EC2 left out: unknown, not an
+/// error (moto, for one, omits fields it was never given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MetadataOptions {
+    pub state: Option<State>,
+    pub http_tokens: Option<HttpTokens>,
+    pub hop_limit: Option<HopLimit>,
+    pub http_endpoint: Option<Toggle>,
+    pub ipv6_endpoint: Option<Toggle>,
+    pub instance_tags: Option<Toggle>,
+}
+
+/// What the operator asked for. The endpoint is always wanted enabled: that is the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub hop_limit: HopLimit,
+    /// Lower a higher hop limit to `hop_limit` instead of keeping it.
+    pub exact: bool,
+    /// `None` leaves HttpTokens alone: the tool never re-enables IMDSv1 on its own.
+    pub http_tokens: Option<HttpTokens>,
+    pub ipv6_endpoint: Option<Toggle>,
+    pub instance_tags: Option<Toggle>,
+}
+
+/// The fields of one ModifyInstanceMetadataOptions call; `None` is a field not sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub hop_limit: Option<HopLimit>,
+    pub http_tokens: Option<HttpTokens>,
+    pub http_endpoint: Option<Toggle>,
+    pub ipv6_endpoint: Option<Toggle>,
+    pub instance_tags: Option<Toggle>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    Unchanged,
+    Change(Change),
+}
+
+/// A field must be sent when what is wanted differs from what EC2 reports, or EC2 did not say.
+fn needs<T: PartialEq + Copy>(wanted: Option<T>, current: Option<T>) -> Option<T> {
+    wanted.filter(|w| current != Some(*w))
+}
+
+pub fn plan(current: &MetadataOptions, wanted: &Wanted) -> Plan {
+    let hop_limit_ok = match current.hop_limit {
+        Some(have) if wanted.exact => have == wanted.hop_limit,
+        Some(have) => have >= wanted.hop_limit,
+        None => false,
+    };
+    let change = Change {
+        hop_limit: (!hop_limit_ok).then_some(wanted.hop_limit),
+        http_tokens: needs(wanted.http_tokens, current.http_tokens),
+        http_endpoint: needs(Some(Toggle::Enabled), current.http_endpoint),
+        ipv6_endpoint: needs(wanted.ipv6_endpoint, current.ipv6_endpoint),
+        instance_tags: needs(wanted.instance_tags, current.instance_tags),
+    };
+    if change.is_empty() { Plan::Unchanged } else { Plan::Change(change) }
+}
+
+/// In effect: the values are what is wanted and EC2 no longer reports the change as pending. A state
+/// EC2 leaves out counts as in effect, since there is nothing else to wait for.
+pub fn is_in_effect(current: &MetadataOptions, wanted: &Wanted) -> bool {
+    plan(current, wanted) == Plan::Unchanged && current.state != Some(State::Pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hl(n: i64) -> HopLimit {
+        HopLimit::new(n).unwrap()
+    }
+
+    fn wanted(n: i64) -> Wanted {
+        Wanted { hop_limit: hl(n), exact: false, http_tokens: None, ipv6_endpoint: None, instance_tags: None }
+    }
+
+    fn current(hop: Option<i64>, endpoint: Option<Toggle>) -> MetadataOptions {
+        MetadataOptions {
+            state: Some(State::Applied),
+            http_tokens: Some(HttpTokens::Optional),
+            hop_limit: hop.map(hl),
+            http_endpoint: endpoint,
+            ipv6_endpoint: Some(Toggle::Disabled),
+            instance_tags: Some(Toggle::Disabled),
+        }
+    }
+
+    #[test]
+    fn hop_limit_bounds_are_ec2s() {
+        assert_eq!(HopLimit::new(0), None);
+        assert_eq!(HopLimit::new(1).map(HopLimit::get), Some(1));
+        assert_eq!(HopLimit::new(64).map(HopLimit::get), Some(64));
+        assert_eq!(HopLimit::new(65), None);
+        assert_eq!(HopLimit::new(-1), None);
+    }
+
+    #[test]
+    fn every_hop_limit_and_endpoint_combination() {
+        let endpoints = [None, Some(Toggle::Enabled), Some(Toggle::Disabled)];
+        for exact in [false, true] {
+            for want in 1..=64 {
+                for have in std::iter::once(None).chain((1..=64).map(Some)) {
+                    for endpoint in endpoints {
+                        let w = Wanted { exact, ..wanted(want) };
+                        let got = plan(&current(have, endpoint), &w);
+                        let hop_ok = match have {
+                            Some(h) if exact => h == want,
+                            Some(h) => h >= want,
+                            None => false,
+                        };
+                        let expected = Change {
+                            hop_limit: (!hop_ok).then(|| hl(want)),
+                            http_endpoint: (endpoint != Some(Toggle::Enabled)).then_some(Toggle::Enabled),
+                            ..Change::default()
+                        };
+                        let expected = if expected.is_empty() { Plan::Unchanged } else { Plan::Change(expected) };
+                        assert_eq!(got, expected, "want {want} exact {exact} have {have:?} endpoint {endpoint:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_higher_hop_limit_is_kept_unless_exact() {
+        assert_eq!(plan(&current(Some(5), Some(Toggle::Enabled)), &wanted(2)), Plan::Unchanged);
+        let exact = Wanted { exact: true, ..wanted(2) };
+        assert_eq!(
+            plan(&current(Some(5), Some(Toggle::Enabled)), &exact),
+            Plan::Change(Change { hop_limit: Some(hl(2)), ..Change::default() })
+        );
+    }
+
+    #[test]
+    fn http_tokens_are_never_touched_unless_asked() {
+        for have in [None, Some(HttpTokens::Optional), Some(HttpTokens::Required)] {
+            let mut cur = current(Some(2), Some(Toggle::Enabled));
+            cur.http_tokens = have;
+            assert_eq!(plan(&cur, &wanted(2)), Plan::Unchanged, "{have:?}");
+            for ask in [HttpTokens::Optional, HttpTokens::Required] {
+                let w = Wanted { http_tokens: Some(ask), ..wanted(2) };
+                let expected = if have == Some(ask) {
+                    Plan::Unchanged
+                } else {
+                    Plan::Change(Change { http_tokens: Some(ask), ..Change::default() })
+                };
+                assert_eq!(plan(&cur, &w), expected, "have {have:?} ask {ask:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn optional_toggles_change_only_when_asked_and_different() {
+        let toggles = [None, Some(Toggle::Enabled), Some(Toggle::Disabled)];
+        for have_v6 in toggles {
+            for have_tags in toggles {
+                for ask_v6 in toggles {
+                    for ask_tags in toggles {
+                        let mut cur = current(Some(2), Some(Toggle::Enabled));
+                        cur.ipv6_endpoint = have_v6;
+                        cur.instance_tags = have_tags;
+                        let w = Wanted { ipv6_endpoint: ask_v6, instance_tags: ask_tags, ..wanted(2) };
+                        let change = Change {
+                            ipv6_endpoint: ask_v6.filter(|a| have_v6 != Some(*a)),
+                            instance_tags: ask_tags.filter(|a| have_tags != Some(*a)),
+                            ..Change::default()
+                        };
+                        let expected = if change.is_empty() { Plan::Unchanged } else { Plan::Change(change) };
+                        assert_eq!(plan(&cur, &w), expected);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_carries_only_what_differs() {
+        let cur = MetadataOptions { hop_limit: Some(hl(1)), ..current(Some(1), Some(Toggle::Enabled)) };
+        let w = Wanted { http_tokens: Some(HttpTokens::Required), ..wanted(2) };
+        assert_eq!(
+            plan(&cur, &w),
+            Plan::Change(Change {
+                hop_limit: Some(hl(2)),
+                http_tokens: Some(HttpTokens::Required),
+                ..Change::default()
+            })
+        );
+    }
+
+    #[test]
+    fn everything_unknown_sets_hop_limit_and_endpoint_only() {
+        assert_eq!(
+            plan(&MetadataOptions::default(), &wanted(2)),
+            Plan::Change(Change { hop_limit: Some(hl(2)), http_endpoint: Some(Toggle::Enabled), ..Change::default() })
+        );
+    }
+
+    #[test]
+    fn in_effect_needs_right_values_and_no_pending_state() {
+        let mut cur = current(Some(2), Some(Toggle::Enabled));
+        assert!(is_in_effect(&cur, &wanted(2)));
+        cur.state = Some(State::Pending);
+        assert!(!is_in_effect(&cur, &wanted(2)));
+        cur.state = None;
+        assert!(is_in_effect(&cur, &wanted(2)));
+        cur.hop_limit = Some(hl(1));
+        cur.state = Some(State::Applied);
+        assert!(!is_in_effect(&cur, &wanted(2)));
+    }
+}

@@ -1,0 +1,401 @@
+//! One run: identity -> current options -> plan -> modify -> poll until applied, inside one deadline.
+
+use crate::config::{Config, Mode};
+use crate::ec2::{Ec2, Modified};
+use crate::error::{Error, Result, Stage};
+use crate::imds::Metadata;
+use crate::plan::{self, MetadataOptions, Plan, State};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Already compliant: nothing was sent.
+    Unchanged,
+    /// Modified (and, unless `--no-wait`, verified applied).
+    Changed,
+    /// `--dry-run`: EC2 says the change would be authorized.
+    WouldChange,
+    /// `check`: a change is needed.
+    NotCompliant,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub instance_id: String,
+    pub region: String,
+    pub before: MetadataOptions,
+    /// The options after the run: as last read, or as EC2's answer to the change with `--no-wait`.
+    pub after: MetadataOptions,
+    pub action: Action,
+    /// Whether `after` was read back from EC2 as applied.
+    pub verified: bool,
+}
+
+/// Where the run is, for the message when a deadline or a signal ends it.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU8);
+
+impl Progress {
+    pub fn set(&self, stage: Stage) {
+        self.0.store(stage as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Stage {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == Stage::Ec2 as u8 => Stage::Ec2,
+            x if x == Stage::Waiting as u8 => Stage::Waiting,
+            _ => Stage::Identity,
+        }
+    }
+}
+
+/// Instance id and region: flags first, then IMDS. A metadata service that does not accept connections
+/// yet (early boot) is retried with backoff until `deadline`; any other failure ends the run at once.
+pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<(String, String)> {
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let id = match &config.instance_id {
+                Some(id) => id.clone(),
+                None => imds.instance_id().await?,
+            };
+            let region = match &config.region {
+                Some(region) => region.clone(),
+                None => imds.region().await?,
+            };
+            Ok((id, region))
+        }
+        .await;
+        match result {
+            Err(err @ Error::MetadataUnreachable { .. }) => {
+                let delay = backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
+                if Instant::now() + delay >= deadline {
+                    return Err(err);
+                }
+                tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub async fn reconcile(
+    ec2: &impl Ec2,
+    instance_id: String,
+    region: String,
+    config: &Config,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<Report> {
+    progress.set(Stage::Ec2);
+    let before = ec2.describe(&instance_id).await?;
+    tracing::debug!(?before, "current metadata options");
+    let report = |after: MetadataOptions, action, verified| Report {
+        instance_id: instance_id.clone(),
+        region: region.clone(),
+        before: before.clone(),
+        after,
+        action,
+        verified,
+    };
+    let wanted = &config.wanted;
+    let change = match plan::plan(&before, wanted) {
+        Plan::Change(change) => change,
+        Plan::Unchanged => {
+            let in_effect = plan::is_in_effect(&before, wanted);
+            return Ok(match config.mode {
+                _ if in_effect => report(before.clone(), Action::Unchanged, true),
+                Mode::Check | Mode::DryRun => report(before.clone(), Action::NotCompliant, false),
+                // Right values, still pending: somebody's change is in flight; see it through.
+                Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
+                Mode::Apply => {
+                    let after = wait_applied(ec2, &instance_id, config, progress, deadline).await?;
+                    report(after, Action::Unchanged, true)
+                }
+            });
+        }
+    };
+    tracing::debug!(?change, "change needed");
+    match config.mode {
+        Mode::Check => Ok(report(before.clone(), Action::NotCompliant, false)),
+        Mode::DryRun => {
+            ec2.modify(&instance_id, &change, true).await?;
+            Ok(report(before.clone(), Action::WouldChange, false))
+        }
+        Mode::Apply => {
+            let accepted = match ec2.modify(&instance_id, &change, false).await? {
+                Modified::Accepted(options) => options,
+                Modified::WouldSucceed => MetadataOptions::default(),
+            };
+            tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+            if !config.wait {
+                return Ok(report(accepted, Action::Changed, false));
+            }
+            let after = wait_applied(ec2, &instance_id, config, progress, deadline).await?;
+            Ok(report(after, Action::Changed, true))
+        }
+    }
+}
+
+/// Polls until the wanted values are in effect. Short first intervals, so that a change applied after
+/// a second is seen within about 0.3 s of it; longer ones later, to spare EC2's rate limits.
+async fn wait_applied(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    config: &Config,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<MetadataOptions> {
+    progress.set(Stage::Waiting);
+    let start = Instant::now();
+    let give_up = (start + config.wait_timeout).min(deadline);
+    let mut attempt = 0;
+    loop {
+        let waited = start.elapsed();
+        let delay = poll_interval(attempt, waited);
+        if Instant::now() + delay > give_up {
+            let last = ec2.describe(instance_id).await?;
+            if plan::is_in_effect(&last, &config.wanted) {
+                return Ok(last);
+            }
+            return Err(Error::WaitTimeout {
+                instance_id: instance_id.into(),
+                waited: start.elapsed(),
+                last: last.state.map_or("unknown".into(), |s| s.to_string()),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+        let current = ec2.describe(instance_id).await?;
+        tracing::trace!(attempt, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
+        if plan::is_in_effect(&current, &config.wanted) {
+            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, "change applied");
+            return Ok(current);
+        }
+        if current.state != Some(State::Pending) {
+            tracing::debug!(?current, "not pending, yet not what was asked; waiting on");
+        }
+    }
+}
+
+/// 100 ms growing by half each time, at most 250 ms in the first 10 s, then at most 2 s.
+pub fn poll_interval(attempt: u32, waited: Duration) -> Duration {
+    let cap = if waited < Duration::from_secs(10) { Duration::from_millis(250) } else { Duration::from_secs(2) };
+    backoff(attempt, Duration::from_millis(100), cap)
+}
+
+fn backoff(attempt: u32, first: Duration, cap: Duration) -> Duration {
+    first.mul_f64(1.5f64.powi(attempt.min(30) as i32)).min(cap)
+}
+
+/// `hop limit 1 -> 2, endpoint enabled`: the fields that differ, or `no change`.
+pub fn describe_change(before: &MetadataOptions, after: &MetadataOptions) -> String {
+    fn show<T: ToString>(v: Option<T>) -> String {
+        v.map_or("unknown".into(), |v| v.to_string())
+    }
+    let fields = [
+        ("hop limit", show(before.hop_limit), show(after.hop_limit)),
+        ("endpoint", show(before.http_endpoint), show(after.http_endpoint)),
+        ("http tokens", show(before.http_tokens), show(after.http_tokens)),
+        ("ipv6 endpoint", show(before.ipv6_endpoint), show(after.ipv6_endpoint)),
+        ("instance tags", show(before.instance_tags), show(after.instance_tags)),
+    ];
+    let changed: Vec<String> =
+        fields.iter().filter(|(_, b, a)| b != a).map(|(name, b, a)| format!("{name} {b} -> {a}")).collect();
+    if changed.is_empty() { "no change".into() } else { changed.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, HopLimit, HttpTokens, Toggle, Wanted};
+    use std::cell::RefCell;
+
+    #[test]
+    fn poll_interval_sees_an_apply_after_one_second_within_300_ms() {
+        // Polls happen at the running sum of the intervals; the one after t = 1 s must be by 1.3 s.
+        let mut t = Duration::ZERO;
+        let mut attempt = 0;
+        while t <= Duration::from_secs(1) {
+            t += poll_interval(attempt, t);
+            attempt += 1;
+        }
+        assert!(t <= Duration::from_millis(1300), "first poll after 1 s at {t:?}");
+    }
+
+    #[test]
+    fn poll_interval_grows_then_caps() {
+        assert_eq!(poll_interval(0, Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(poll_interval(1, Duration::ZERO), Duration::from_millis(150));
+        assert_eq!(poll_interval(10, Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(poll_interval(10, Duration::from_secs(11)), Duration::from_secs(2));
+        assert_eq!(poll_interval(u32::MAX, Duration::from_secs(11)), Duration::from_secs(2));
+    }
+
+    fn options(hop: i64, state: State) -> MetadataOptions {
+        MetadataOptions {
+            state: Some(state),
+            http_tokens: Some(HttpTokens::Required),
+            hop_limit: HopLimit::new(hop),
+            http_endpoint: Some(Toggle::Enabled),
+            ipv6_endpoint: Some(Toggle::Disabled),
+            instance_tags: Some(Toggle::Disabled),
+        }
+    }
+
+    /// An EC2 whose describe answers come from a script, recording the modifies it is sent.
+    struct Scripted {
+        describes: RefCell<Vec<MetadataOptions>>,
+        modifies: RefCell<Vec<(Change, bool)>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<MetadataOptions>) -> Self {
+            Scripted { describes: RefCell::new(answers), modifies: RefCell::default() }
+        }
+    }
+
+    impl Ec2 for Scripted {
+        async fn describe(&self, _: &str) -> Result<MetadataOptions> {
+            let mut d = self.describes.borrow_mut();
+            Ok(if d.len() > 1 { d.remove(0) } else { d[0].clone() })
+        }
+        async fn modify(&self, _: &str, change: &Change, dry_run: bool) -> Result<Modified> {
+            self.modifies.borrow_mut().push((*change, dry_run));
+            Ok(if dry_run { Modified::WouldSucceed } else { Modified::Accepted(options(2, State::Pending)) })
+        }
+    }
+
+    fn config(mode: Mode) -> Config {
+        Config {
+            mode,
+            wanted: Wanted {
+                hop_limit: HopLimit::new(2).unwrap(),
+                exact: false,
+                http_tokens: None,
+                ipv6_endpoint: None,
+                instance_tags: None,
+            },
+            instance_id: None,
+            region: None,
+            wait: true,
+            wait_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            output: crate::cli::Output::Text,
+        }
+    }
+
+    async fn run(ec2: &Scripted, config: &Config) -> Result<Report> {
+        let deadline = Instant::now() + config.timeout;
+        reconcile(ec2, "i-12345678".into(), "us-west-2".into(), config, &Progress::default(), deadline).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn compliant_instance_gets_no_modify() {
+        let ec2 = Scripted::new(vec![options(2, State::Applied)]);
+        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        assert_eq!(r.action, Action::Unchanged);
+        assert!(ec2.modifies.borrow().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn change_then_wait_for_applied() {
+        let ec2 = Scripted::new(vec![
+            options(1, State::Applied),
+            options(2, State::Pending),
+            options(2, State::Pending),
+            options(2, State::Applied),
+        ]);
+        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        assert_eq!(r.action, Action::Changed);
+        assert!(r.verified);
+        assert_eq!(r.after.state, Some(State::Applied));
+        let modifies = ec2.modifies.borrow();
+        assert_eq!(modifies.len(), 1);
+        assert_eq!(modifies[0].0, Change { hop_limit: HopLimit::new(2), ..Change::default() });
+        assert!(!modifies[0].1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_forever_gives_up_at_wait_timeout() {
+        let ec2 = Scripted::new(vec![options(1, State::Applied), options(2, State::Pending)]);
+        let start = Instant::now();
+        let err = run(&ec2, &config(Mode::Apply)).await.unwrap_err();
+        assert!(matches!(err, Error::WaitTimeout { .. }), "{err}");
+        assert_eq!(err.exit_code() as u8, 6);
+        let took = start.elapsed();
+        assert!(took <= Duration::from_secs(5) && took >= Duration::from_millis(4500), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_and_dry_run_never_modify_for_real() {
+        let ec2 = Scripted::new(vec![options(1, State::Applied)]);
+        let r = run(&ec2, &config(Mode::Check)).await.unwrap();
+        assert_eq!(r.action, Action::NotCompliant);
+        assert!(ec2.modifies.borrow().is_empty());
+        let r = run(&ec2, &config(Mode::DryRun)).await.unwrap();
+        assert_eq!(r.action, Action::WouldChange);
+        assert!(ec2.modifies.borrow().iter().all(|(_, dry)| *dry));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_wait_returns_what_ec2_accepted() {
+        let ec2 = Scripted::new(vec![options(1, State::Applied)]);
+        let r = run(&ec2, &Config { wait: false, ..config(Mode::Apply) }).await.unwrap();
+        assert_eq!(r.action, Action::Changed);
+        assert!(!r.verified);
+        assert_eq!(r.after.state, Some(State::Pending));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn right_values_still_pending_are_waited_for() {
+        let ec2 = Scripted::new(vec![options(2, State::Pending), options(2, State::Applied)]);
+        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        assert_eq!(r.action, Action::Unchanged);
+        assert!(r.verified);
+        let r = run(&Scripted::new(vec![options(2, State::Pending)]), &config(Mode::Check)).await.unwrap();
+        assert_eq!(r.action, Action::NotCompliant);
+    }
+
+    struct Unreachable;
+    impl Metadata for Unreachable {
+        async fn instance_id(&self) -> Result<String> {
+            Err(Error::MetadataUnreachable { endpoint: "e".into(), detail: "refused".into() })
+        }
+        async fn region(&self) -> Result<String> {
+            unreachable!()
+        }
+        async fn has_role(&self) -> Result<bool> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_metadata_is_retried_until_the_deadline() {
+        let start = Instant::now();
+        let err = identity(&Unreachable, &config(Mode::Apply), start + Duration::from_secs(10)).await.unwrap_err();
+        assert!(matches!(err, Error::MetadataUnreachable { .. }));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(10), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flags_need_no_metadata() {
+        let c =
+            Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
+        let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
+        assert_eq!(got, ("i-12345678".to_string(), "eu-west-1".to_string()));
+    }
+
+    #[test]
+    fn describe_change_names_only_what_differs() {
+        assert_eq!(describe_change(&options(1, State::Applied), &options(2, State::Pending)), "hop limit 1 -> 2");
+        assert_eq!(describe_change(&options(2, State::Applied), &options(2, State::Applied)), "no change");
+    }
+}
