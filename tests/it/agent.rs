@@ -1,0 +1,391 @@
+//! Black-box tests of the `imds-hop-limit` binary against the simulated instance on loopback.
+
+use crate::simulator::{INSTANCE_ID, Options, REGION, SECRET_MARK, Scenario, Simulator};
+use assert_cmd::Command;
+use std::time::{Duration, Instant};
+
+/// The agent, with an environment that reaches the simulator and nothing else.
+fn agent(sim: &Simulator) -> Command {
+    let mut cmd = Command::cargo_bin("imds-hop-limit").unwrap();
+    cmd.env_clear().envs(sim.env()).env("HOME", "/nonexistent").timeout(Duration::from_secs(60));
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
+
+#[track_caller]
+fn expect(r: &Run, code: i32) {
+    assert_eq!(r.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr);
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(r.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", r.stdout))
+}
+
+fn modifies(sim: &Simulator) -> Vec<crate::simulator::Logged> {
+    sim.requests().into_iter().filter(|r| r.action == "ModifyInstanceMetadataOptions").collect()
+}
+
+fn scenario(f: impl FnOnce(&mut Scenario)) -> Scenario {
+    let mut s = Scenario::default();
+    f(&mut s);
+    s
+}
+
+#[test]
+fn changes_hop_limit_waits_for_applied_and_second_run_changes_nothing() {
+    let sim = Simulator::start(Scenario::default());
+    let first = run(agent(&sim).arg("--output").arg("json"));
+    expect(&first, 0);
+    assert_eq!(sim.options(), ("applied".into(), Some(2), Some("enabled"), Some("optional")));
+    let m = modifies(&sim);
+    assert_eq!(m.len(), 1);
+    let sent: Vec<&str> = m[0]
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("Http") || k.starts_with("Instance"))
+        .collect();
+    assert_eq!(sent, ["InstanceId", "HttpPutResponseHopLimit"], "only what must change is sent");
+    assert_eq!(sim.token_requests(), 1, "one IMDS token for identity and credentials");
+    let j = json(&first);
+    assert_eq!(j["action"], "changed");
+    assert_eq!(j["instance_id"], INSTANCE_ID);
+    assert_eq!(j["region"], REGION);
+    assert_eq!(j["before"]["hop_limit"], 1);
+    assert_eq!(j["after"]["hop_limit"], 2);
+    assert_eq!(j["after"]["state"], "applied");
+    assert_eq!(j["verified"], true);
+    assert!(j["elapsed_ms"].as_u64().unwrap() >= 300, "waited for the pending time");
+    assert!(first.stderr.contains("hop limit 1 -> 2"), "{}", first.stderr);
+
+    let calls_before = sim.requests().iter().filter(|r| r.server == "ec2").count();
+    let second = run(agent(&sim).args(["--output", "json"]));
+    expect(&second, 0);
+    assert_eq!(modifies(&sim).len(), 1, "a second run makes no Modify call");
+    let calls = sim.requests().iter().filter(|r| r.server == "ec2").count() - calls_before;
+    assert_eq!(calls, 1, "a no-op run makes exactly one EC2 call");
+    assert_eq!(json(&second)["action"], "unchanged");
+    assert!(second.stderr.contains("already compliant"), "{}", second.stderr);
+}
+
+#[test]
+fn applied_is_noticed_soon_after_ec2_flips_it() {
+    let sim = Simulator::start(scenario(|s| s.pending_for = Duration::from_millis(1000)));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    let applied = sim.applied_at_ms().unwrap();
+    let last_describe =
+        sim.requests().iter().filter(|r| r.action == "DescribeInstances").map(|r| r.at_ms).max().unwrap();
+    assert!(last_describe >= applied, "the agent saw applied only after the flip");
+    assert!(last_describe - applied <= 300, "noticed {} ms after the flip", last_describe - applied);
+}
+
+#[test]
+fn check_exits_3_when_not_compliant_and_0_when_compliant_without_modifying() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).args(["check", "--output", "json"]));
+    expect(&r, 3);
+    assert_eq!(json(&r)["action"], "not-compliant");
+    assert!(modifies(&sim).is_empty());
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
+    expect(&run(agent(&sim).arg("check")), 0);
+    assert!(modifies(&sim).is_empty());
+}
+
+#[test]
+fn dry_run_asks_ec2_and_changes_nothing() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).args(["--dry-run", "--output", "json"]));
+    expect(&r, 3);
+    assert_eq!(json(&r)["action"], "would-change");
+    let m = modifies(&sim);
+    assert_eq!(m.len(), 1);
+    assert!(m[0].dry_run);
+    assert_eq!(sim.options().1, Some(1));
+
+    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let r = run(agent(&sim).arg("--dry-run"));
+    expect(&r, 5);
+    assert!(r.stderr.contains("ec2:ModifyInstanceMetadataOptions"), "{}", r.stderr);
+}
+
+#[test]
+fn not_authorized_names_the_missing_action_and_the_policy() {
+    for action in ["ModifyInstanceMetadataOptions", "DescribeInstances"] {
+        let sim = Simulator::start(scenario(|s| s.unauthorized = vec![action]));
+        let r = run(&mut agent(&sim));
+        expect(&r, 5);
+        assert!(r.stderr.contains(&format!("ec2:{action}")), "{}", r.stderr);
+        assert!(r.stderr.contains("iam-policy.json"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn an_instance_without_a_role_is_told_so() {
+    let sim = Simulator::start(scenario(|s| s.role_attached = false));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(r.stderr.contains("no IAM role is attached"), "{}", r.stderr);
+    assert!(modifies(&sim).is_empty());
+}
+
+#[test]
+fn malformed_credentials_are_a_credentials_error() {
+    let sim = Simulator::start(scenario(|s| s.malformed_credentials = true));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(r.stderr.contains("credentials"), "{}", r.stderr);
+}
+
+#[test]
+fn unknown_instance_exits_7() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).args(["--instance-id", "i-0fffffffffffffff0"]));
+    expect(&r, 7);
+    assert!(r.stderr.contains("i-0fffffffffffffff0"), "{}", r.stderr);
+}
+
+#[test]
+fn pending_forever_gives_up_at_wait_timeout_with_6() {
+    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let r = run(agent(&sim).args(["--wait-timeout", "2s"]));
+    expect(&r, 6);
+    assert!(r.stderr.contains("--wait-timeout"), "{}", r.stderr);
+    assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
+}
+
+#[test]
+fn the_overall_timeout_bounds_the_wait_too() {
+    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let r = run(agent(&sim).args(["--timeout", "2s"]));
+    assert!(r.code == 6, "exit {}: {}", r.code, r.stderr);
+    assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
+}
+
+#[test]
+fn no_wait_returns_once_ec2_accepted() {
+    let sim = Simulator::start(scenario(|s| s.pending_for = Duration::from_secs(30)));
+    let r = run(agent(&sim).args(["--no-wait", "--output", "json"]));
+    expect(&r, 0);
+    let j = json(&r);
+    assert_eq!(j["action"], "changed");
+    assert_eq!(j["verified"], false);
+    assert_eq!(j["after"]["state"], "pending");
+    assert!(r.took < Duration::from_secs(10));
+}
+
+#[test]
+fn unreachable_metadata_service_exits_4_at_the_deadline() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .args(["--timeout", "2"]));
+    expect(&r, 4);
+    assert!(r.stderr.contains("cannot reach the instance metadata service"), "{}", r.stderr);
+    assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
+}
+
+#[test]
+fn metadata_refusing_connections_at_boot_is_retried() {
+    let sim = Simulator::start(scenario(|s| s.imds_refuse_for = Duration::from_millis(1500)));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert!(r.stderr.contains("retrying"), "{}", r.stderr);
+    assert_eq!(sim.options().1, Some(2));
+}
+
+#[test]
+fn a_silent_token_answer_is_named_as_the_hop_limit_symptom_and_fails_fast() {
+    let sim = Simulator::start(scenario(|s| s.token_never_answers = true));
+    let r = run(&mut agent(&sim));
+    expect(&r, 4);
+    assert!(r.stderr.contains("Run imds-hop-limit on the host, not in the container"), "{}", r.stderr);
+    assert!(r.took < Duration::from_secs(10), "failed fast, not at the 180 s deadline: {:?}", r.took);
+}
+
+#[test]
+fn a_disabled_endpoint_is_fixed_from_outside_with_flags_and_static_credentials() {
+    let sim = Simulator::start(scenario(|s| {
+        s.options.http_endpoint = Some("disabled");
+        s.static_keys = vec!["AKIASIMSTATIC0000001".into()];
+    }));
+    let r = run(&mut agent(&sim));
+    expect(&r, 4);
+    assert!(r.stderr.contains("disabled"), "{}", r.stderr);
+
+    let r = run(agent(&sim)
+        .args(["--instance-id", INSTANCE_ID, "--region", REGION])
+        .env("AWS_ACCESS_KEY_ID", "AKIASIMSTATIC0000001")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret"));
+    expect(&r, 0);
+    assert_eq!(sim.options(), ("applied".into(), Some(2), Some("enabled"), Some("optional")));
+    assert_eq!(sim.token_requests(), 1, "only the first run asked IMDS");
+}
+
+#[test]
+fn aws_region_overrides_imds_and_reaches_the_signature() {
+    let sim = Simulator::start(Scenario::default());
+    // The simulator accepts only signatures scoped to its region: a wrong AWS_REGION is refused.
+    let r = run(agent(&sim).env("AWS_REGION", "eu-west-1"));
+    expect(&r, 5);
+    let r = run(agent(&sim).env("AWS_REGION", REGION));
+    expect(&r, 0);
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried() {
+    let sim = Simulator::start(scenario(|s| {
+        s.throttle_first = 2;
+        s.server_error_first = 1;
+    }));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert_eq!(sim.options().1, Some(2));
+}
+
+#[test]
+fn slow_ec2_answers_are_waited_for() {
+    let sim = Simulator::start(scenario(|s| s.ec2_delay = Duration::from_millis(400)));
+    expect(&run(&mut agent(&sim)), 0);
+}
+
+#[test]
+fn malformed_ec2_answer_is_an_unexpected_error() {
+    let sim = Simulator::start(scenario(|s| s.malformed_describe = true));
+    let r = run(&mut agent(&sim));
+    expect(&r, 1);
+    assert!(r.stderr.contains("DescribeInstances"), "{}", r.stderr);
+}
+
+#[test]
+fn fields_ec2_leaves_out_are_unknown_and_set() {
+    let sim = Simulator::start(scenario(|s| {
+        s.options = Options { http_tokens: None, hop_limit: None, http_endpoint: None, ipv6: None, tags: None }
+    }));
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    let m = modifies(&sim);
+    let keys: Vec<&str> = m[0].params.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"HttpPutResponseHopLimit") && keys.contains(&"HttpEndpoint"), "{keys:?}");
+    assert!(!keys.contains(&"HttpTokens"), "{keys:?}");
+    assert_eq!(json(&r)["before"]["hop_limit"], serde_json::Value::Null);
+}
+
+#[test]
+fn http_tokens_only_when_asked_and_exact_lowers() {
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(5)));
+    expect(&run(&mut agent(&sim)), 0);
+    assert!(modifies(&sim).is_empty(), "a higher hop limit is kept");
+    expect(&run(agent(&sim).args(["--exact", "--http-tokens", "required"])), 0);
+    assert_eq!(sim.options(), ("applied".into(), Some(2), Some("enabled"), Some("required")));
+    let m = modifies(&sim);
+    assert!(m[0].params.contains(&("HttpTokens".into(), "required".into())));
+}
+
+#[test]
+fn optional_toggles_and_env_flags() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim)
+        .env("IMDS_HOP_LIMIT", "3")
+        .env("IMDS_HOP_LIMIT_IPV6_ENDPOINT", "enabled")
+        .args(["--instance-tags", "enabled"]));
+    expect(&r, 0);
+    let m = modifies(&sim);
+    for pair in [("HttpPutResponseHopLimit", "3"), ("HttpProtocolIpv6", "enabled"), ("InstanceMetadataTags", "enabled")]
+    {
+        assert!(m[0].params.contains(&(pair.0.into(), pair.1.into())), "{pair:?} in {:?}", m[0].params);
+    }
+}
+
+#[test]
+fn no_secret_is_printed_even_at_the_most_verbose_level() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).args(["-vv", "--output", "json"]).env("RUST_LOG", "trace"));
+    expect(&r, 0);
+    let secrets = sim.secrets();
+    assert!(secrets.len() >= 4, "the run was handed a token and credentials: {}", secrets.len());
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("TRACE") || all.contains("DEBUG"), "the verbose levels really logged: {all}");
+    for secret in &secrets {
+        if let Some(line) = all.lines().find(|l| l.contains(secret.as_str())) {
+            let shown: String = line.replace(secret.as_str(), "<SECRET>").chars().take(600).collect();
+            panic!("a secret was printed, in this line: {shown}");
+        }
+    }
+    assert!(!all.contains(SECRET_MARK), "a secret printed");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let sim = Simulator::start(Scenario::default());
+    for args in [
+        &["--hop-limit", "65"][..],
+        &["--hop-limit", "0"],
+        &["check", "--dry-run"],
+        &["--instance-id", "web-1"],
+        &["--region", "Mars"],
+        &["--wait-timeout", "soon"],
+        &["--bogus"],
+    ] {
+        let r = run(agent(&sim).args(args));
+        expect(&r, 2);
+    }
+    assert!(sim.requests().is_empty(), "usage errors touch nothing");
+}
+
+#[test]
+fn version_and_help() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).arg("--version"));
+    expect(&r, 0);
+    assert!(r.stdout.starts_with("imds-hop-limit "), "{}", r.stdout);
+    let r = run(agent(&sim).arg("--help"));
+    expect(&r, 0);
+    for flag in
+        ["--hop-limit", "--exact", "--http-tokens", "--dry-run", "--no-wait", "--wait-timeout", "--timeout", "--output"]
+    {
+        assert!(r.stdout.contains(flag), "{flag} in --help");
+    }
+}
+
+#[test]
+fn sigterm_ends_the_run_promptly_with_143() {
+    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+    let child = std::process::Command::new(bin)
+        .env_clear()
+        .envs(sim.env())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while modifies(&sim).is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(killed.elapsed() < Duration::from_secs(2), "{:?}", killed.elapsed());
+    assert_eq!(out.status.code(), Some(143));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SIGTERM") && stderr.contains("waiting"), "{stderr}");
+}

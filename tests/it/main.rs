@@ -1,0 +1,6 @@
+//! Every integration test lives in this one binary: each extra test binary links aws-sdk-ec2 again.
+
+#[path = "../simulator/mod.rs"]
+mod simulator;
+
+mod agent;
