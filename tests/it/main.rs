@@ -4,3 +4,4 @@
 mod simulator;
 
 mod agent;
+mod hop;

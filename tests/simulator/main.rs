@@ -1,4 +1,5 @@
-//! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--ec2 ADDR]`
+//! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
+//!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--static-key AKID]`
 //!
 //! Runs the simulated EC2 instance on loopback until stdin closes or it is killed. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines.
@@ -28,6 +29,9 @@ fn main() {
             "--imds" => imds = value(),
             "--ec2" => ec2 = value(),
             "--ttl-is-hop-limit" => scenario.ttl_is_hop_limit = true,
+            "--also-imds" => {
+                scenario.extra_imds.push(value().parse().unwrap_or_else(|_| usage("--also-imds ADDR:PORT")))
+            }
             "--no-role" => scenario.role_attached = false,
             "--static-key" => scenario.static_keys.push(value()),
             _ => usage(&format!("unknown argument {arg}")),

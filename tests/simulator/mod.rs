@@ -66,6 +66,8 @@ pub struct Scenario {
     pub instance_id: &'static str,
     /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
     pub ttl_is_hop_limit: bool,
+    /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
+    pub extra_imds: Vec<SocketAddr>,
 }
 
 impl Default for Scenario {
@@ -86,6 +88,7 @@ impl Default for Scenario {
             malformed_credentials: false,
             instance_id: INSTANCE_ID,
             ttl_is_hop_limit: false,
+            extra_imds: Vec::new(),
         }
     }
 }
@@ -180,8 +183,15 @@ impl Simulator {
                 let ec2 = TcpListener::bind(ec2_addr).await.expect("bind EC2");
                 let imds_local = imds.local_addr().unwrap();
                 addr_tx.send((imds_local, ec2.local_addr().unwrap())).unwrap();
-                let refuse_for = st.lock().unwrap().scenario.imds_refuse_for;
+                let (refuse_for, extra) = {
+                    let s = st.lock().unwrap();
+                    (s.scenario.imds_refuse_for, s.scenario.extra_imds.clone())
+                };
                 tokio::spawn(serve_imds(imds, imds_local, refuse_for, st.clone()));
+                for addr in extra {
+                    let listener = TcpListener::bind(addr).await.expect("bind extra IMDS address");
+                    tokio::spawn(serve(listener, st.clone(), "imds"));
+                }
                 tokio::spawn(serve(ec2, st.clone(), "ec2"));
                 let _ = shutdown_rx.await;
             });

@@ -1,0 +1,205 @@
+//! The cure on real Linux networking. Three network namespaces made by the test: `imds` holds
+//! 169.254.169.254 and fd00:ec2::254 and sets the TTL of each answer to the hop limit, as IMDS does;
+//! `host` routes to it and forwards for `container`, which sits behind a bridge as docker's containers do.
+//! At hop limit 1 the token answer dies at the host; the agent run on the host (with no metadata endpoint
+//! override) raises it to 2, and the container gets its token. Nothing links to the machine's own namespace.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EC2: &str = "http://198.18.0.2:8080";
+
+struct Topology {
+    imds: String,
+    host: String,
+    container: String,
+    made: Vec<String>,
+    simulator: Option<Child>,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.stop_simulator();
+        for ns in &self.made {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[track_caller]
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ip(ns: &str, args: &str) -> Output {
+    run(Command::new("ip").arg("-n").arg(ns).args(args.split_whitespace()))
+}
+
+fn links(ns: &str) -> Vec<String> {
+    let out = String::from_utf8(ip(ns, "-o link show").stdout).unwrap();
+    out.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap().to_string()).collect()
+}
+
+/// `program` in namespace `ns`, with only `env` for an environment.
+fn in_ns(ns: &str, env: &[String], program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "env", "-i", "HOME=/nonexistent"]).args(env).arg(program);
+    cmd
+}
+
+impl Topology {
+    fn build() -> Topology {
+        let id = std::process::id();
+        let mut t = Topology {
+            imds: format!("ihl-imds-{id}"),
+            host: format!("ihl-host-{id}"),
+            container: format!("ihl-ctr-{id}"),
+            made: Vec::new(),
+            simulator: None,
+        };
+        for ns in [t.imds.clone(), t.host.clone(), t.container.clone()] {
+            let status = Command::new("ip").args(["netns", "add", &ns]).stderr(Stdio::piped()).output();
+            match status {
+                Ok(o) if o.status.success() => t.made.push(ns),
+                Ok(o) => panic!(
+                    "the hop-limit proof needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to make network namespaces; \
+                     run the suite as root through scripts/test. `ip netns add` said: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => panic!("the hop-limit proof needs iproute2's `ip`: {e}"),
+            }
+        }
+        let (i, h, c) = (t.imds.clone(), t.host.clone(), t.container.clone());
+        // Links are made inside the namespaces themselves, never in this process's own.
+        ip(&h, &format!("link add hi type veth peer name vi netns {i}"));
+        ip(&h, &format!("link add hc type veth peer name vc netns {c}"));
+        ip(&h, "link add br0 type bridge");
+        ip(&h, "link set hc master br0");
+        for (ns, dev) in
+            [(&i, "lo"), (&i, "vi"), (&h, "lo"), (&h, "hi"), (&h, "hc"), (&h, "br0"), (&c, "lo"), (&c, "vc")]
+        {
+            ip(ns, &format!("link set {dev} up"));
+        }
+        // The metadata service.
+        ip(&i, "addr add 169.254.169.254/32 dev lo");
+        ip(&i, "addr add fd00:ec2::254/128 dev lo nodad");
+        ip(&i, "addr add 198.18.0.2/30 dev vi");
+        ip(&i, "addr add 2001:db8:1::2/64 dev vi nodad");
+        ip(&i, "route add default via 198.18.0.1");
+        ip(&i, "-6 route add default via 2001:db8:1::1");
+        // The instance: routes to IMDS, forwards for the container.
+        ip(&h, "addr add 198.18.0.1/30 dev hi");
+        ip(&h, "addr add 2001:db8:1::1/64 dev hi nodad");
+        ip(&h, "addr add 198.18.1.1/24 dev br0");
+        ip(&h, "addr add 2001:db8:2::1/64 dev br0 nodad");
+        ip(&h, "route add 169.254.169.254/32 via 198.18.0.2");
+        ip(&h, "-6 route add fd00:ec2::254/128 via 2001:db8:1::2");
+        run(Command::new("ip").args(["netns", "exec", &h, "sysctl", "-qw", "net.ipv4.ip_forward=1"]));
+        run(Command::new("ip").args(["netns", "exec", &h, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]));
+        // The container, one routed hop further.
+        ip(&c, "addr add 198.18.1.2/24 dev vc");
+        ip(&c, "addr add 2001:db8:2::2/64 dev vc nodad");
+        ip(&c, "route add default via 198.18.1.1");
+        ip(&c, "-6 route add default via 2001:db8:2::1");
+        t.check_isolated();
+        t
+    }
+
+    /// Before any traffic: each namespace holds only the links the test made, and each veth's peer is in
+    /// one of the test's namespaces, so nothing reaches the machine's own network.
+    fn check_isolated(&self) {
+        let sorted = |ns: &str| {
+            let mut l = links(ns);
+            l.sort();
+            l
+        };
+        assert_eq!(sorted(&self.imds), ["lo", "vi"]);
+        assert_eq!(sorted(&self.host), ["br0", "hc", "hi", "lo"]);
+        assert_eq!(sorted(&self.container), ["lo", "vc"]);
+        for (ns, dev, peer_ns) in [
+            (&self.host, "hi", &self.imds),
+            (&self.host, "hc", &self.container),
+            (&self.imds, "vi", &self.host),
+            (&self.container, "vc", &self.host),
+        ] {
+            let detail = String::from_utf8(ip(ns, &format!("-d link show {dev}")).stdout).unwrap();
+            assert!(
+                detail.contains(&format!("link-netns {peer_ns}")),
+                "{dev} in {ns} must pair with {peer_ns}: {detail}"
+            );
+        }
+    }
+
+    fn start_simulator(&mut self) {
+        self.stop_simulator();
+        let sim = assert_cmd::cargo::cargo_bin("imds-hop-limit").parent().unwrap().join("examples/simulated-instance");
+        assert!(sim.exists(), "{} is built by `cargo test` (or `cargo build --examples`)", sim.display());
+        let mut child = in_ns(&self.imds, &[], sim.to_str().unwrap())
+            .args(["--imds", "169.254.169.254:80", "--also-imds", "[fd00:ec2::254]:80", "--ec2", "198.18.0.2:8080"])
+            .args(["--ttl-is-hop-limit", "--hop-limit", "1", "--pending-ms", "300"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        assert!(first.contains("169.254.169.254"), "simulator started: {first}");
+        self.simulator = Some(child);
+    }
+
+    fn stop_simulator(&mut self) {
+        if let Some(mut child) = self.simulator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A token request from the container with curl, a client that is not ours. The token stays here.
+    fn container_gets_token(&self, url: &str) -> bool {
+        let out = in_ns(&self.container, &[], "curl")
+            .args(["-sS", "-m", "3", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60"])
+            .arg(format!("{url}/latest/api/token"))
+            .output()
+            .expect("curl is installed (.ci/run installs it)");
+        out.status.success() && !out.stdout.is_empty()
+    }
+
+    fn agent(&self, ns: &str, mode: &str) -> (Output, Duration) {
+        let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+        let start = Instant::now();
+        // No metadata endpoint override: the agent uses its default, 169.254.169.254 or fd00:ec2::254.
+        let env = [format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={mode}"), format!("AWS_ENDPOINT_URL_EC2={EC2}")];
+        let out = in_ns(ns, &env, bin.to_str().unwrap()).output().unwrap();
+        (out, start.elapsed())
+    }
+}
+
+#[test]
+fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
+    let mut t = Topology::build();
+    for (mode, url) in [("IPv4", "http://169.254.169.254"), ("IPv6", "http://[fd00:ec2::254]")] {
+        t.start_simulator();
+        assert!(!t.container_gets_token(url), "{mode}: at hop limit 1 the container gets no token");
+
+        let (out, took) = t.agent(&t.container, mode);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{mode}: the agent in the container names the symptom: {stderr}");
+        assert!(stderr.contains("not in the container"), "{mode}: {stderr}");
+        assert!(took < Duration::from_secs(10), "{mode}: and does not hang: {took:?}");
+
+        let (out, _) = t.agent(&t.host, mode);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: the agent on the host: {stderr}");
+        assert!(stderr.contains("hop limit 1 -> 2") && stderr.contains("applied"), "{mode}: {stderr}");
+
+        assert!(t.container_gets_token(url), "{mode}: after the agent ran, the container gets its token");
+    }
+}
