@@ -63,7 +63,7 @@ pub struct Scenario {
     pub malformed_describe: bool,
     pub malformed_credentials: bool,
     /// The instance EC2 knows; another id is NotFound.
-    pub instance_id: &'static str,
+    pub instance_id: String,
     /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
     pub ttl_is_hop_limit: bool,
     /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
@@ -86,7 +86,7 @@ impl Default for Scenario {
             token_never_answers: false,
             malformed_describe: false,
             malformed_credentials: false,
-            instance_id: INSTANCE_ID,
+            instance_id: INSTANCE_ID.into(),
             ttl_is_hop_limit: false,
             extra_imds: Vec::new(),
         }
@@ -134,6 +134,12 @@ impl State {
                 self.effective_hop_limit = self.options.hop_limit.unwrap_or(1);
             }
         }
+    }
+
+    /// Logs a request at the time it is answered, under the lock that decides the answer.
+    fn record(&mut self, mut entry: Logged) {
+        entry.at_ms = self.started.elapsed().as_millis() as u64;
+        self.log.push(entry);
     }
 
     fn secret(&mut self, kind: &str) -> String {
@@ -336,25 +342,22 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'stat
     let path = parts.uri.path().to_string();
     let params = if server == "ec2" { parse_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    {
-        let mut s = state.lock().unwrap();
-        let at_ms = s.started.elapsed().as_millis() as u64;
-        s.log.push(Logged {
-            server,
-            method: method.to_string(),
-            path: path.clone(),
-            action: param("Action").unwrap_or_default(),
-            dry_run: param("DryRun").as_deref() == Some("true"),
-            params: params.clone(),
-            at_ms,
-        });
-    }
+    let entry = Logged {
+        server,
+        method: method.to_string(),
+        path: path.clone(),
+        action: param("Action").unwrap_or_default(),
+        dry_run: param("DryRun").as_deref() == Some("true"),
+        params: params.clone(),
+        at_ms: 0,
+    };
     if server == "imds" {
+        state.lock().unwrap().record(entry);
         return Ok(imds(&parts, &method, &path, &state).await);
     }
     let delay = state.lock().unwrap().scenario.ec2_delay;
     tokio::time::sleep(delay).await;
-    Ok(ec2(&parts, &params, &state))
+    Ok(ec2(&parts, &params, &state, entry))
 }
 
 const TEXT: &str = "text/plain";
@@ -395,10 +398,10 @@ async fn imds(parts: &hyper::http::request::Parts, method: &Method, path: &str, 
     if !valid {
         return reply(401, TEXT, "Unauthorized");
     }
-    let id = s.scenario.instance_id;
+    let id = s.scenario.instance_id.clone();
     let creds_prefix = "/latest/meta-data/iam/security-credentials/";
     match path {
-        "/latest/meta-data/instance-id" => reply(200, TEXT, id),
+        "/latest/meta-data/instance-id" => reply(200, TEXT, id.as_str()),
         "/latest/meta-data/placement/region" => reply(200, TEXT, REGION),
         "/latest/meta-data/placement/availability-zone" => reply(200, TEXT, format!("{REGION}a")),
         "/latest/dynamic/instance-identity/document" => reply(
@@ -453,9 +456,16 @@ fn signed_key(auth: &str) -> Option<String> {
     }
 }
 
-fn ec2(parts: &hyper::http::request::Parts, params: &[(String, String)], state: &Arc<Mutex<State>>) -> Reply {
+fn ec2(
+    parts: &hyper::http::request::Parts,
+    params: &[(String, String)],
+    state: &Arc<Mutex<State>>,
+    entry: Logged,
+) -> Reply {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let mut s = state.lock().unwrap();
+    s.settle();
+    s.record(entry);
     let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let session = parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()).unwrap_or("");
     // A static key signs alone; a role key must come with the session token issued beside it.
