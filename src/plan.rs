@@ -83,6 +83,20 @@ pub struct MetadataOptions {
     pub instance_tags: Option<Toggle>,
 }
 
+impl MetadataOptions {
+    /// These options, with each field EC2 left out taken from `fallback`.
+    pub fn or(&self, fallback: &MetadataOptions) -> MetadataOptions {
+        MetadataOptions {
+            state: self.state.or(fallback.state),
+            http_tokens: self.http_tokens.or(fallback.http_tokens),
+            hop_limit: self.hop_limit.or(fallback.hop_limit),
+            http_endpoint: self.http_endpoint.or(fallback.http_endpoint),
+            ipv6_endpoint: self.ipv6_endpoint.or(fallback.ipv6_endpoint),
+            instance_tags: self.instance_tags.or(fallback.instance_tags),
+        }
+    }
+}
+
 /// What the operator asked for. The endpoint is always wanted enabled: that is the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wanted {
@@ -108,6 +122,21 @@ pub struct Change {
 impl Change {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+impl Change {
+    /// What EC2 documents the options become: the fields sent, the others kept.
+    pub fn applied_to(&self, before: &MetadataOptions) -> MetadataOptions {
+        MetadataOptions {
+            state: None,
+            http_tokens: self.http_tokens,
+            hop_limit: self.hop_limit,
+            http_endpoint: self.http_endpoint,
+            ipv6_endpoint: self.ipv6_endpoint,
+            instance_tags: self.instance_tags,
+        }
+        .or(before)
     }
 }
 
@@ -275,6 +304,31 @@ mod tests {
             plan(&MetadataOptions::default(), &wanted(2)),
             Plan::Change(Change { hop_limit: Some(hl(2)), http_endpoint: Some(Toggle::Enabled), ..Change::default() })
         );
+    }
+
+    #[test]
+    fn a_change_applied_keeps_what_it_does_not_send() {
+        let before = current(Some(1), Some(Toggle::Enabled));
+        let change = Change { hop_limit: Some(hl(2)), http_tokens: Some(HttpTokens::Required), ..Change::default() };
+        let expected = change.applied_to(&before);
+        assert_eq!(expected.hop_limit, Some(hl(2)));
+        assert_eq!(expected.http_tokens, Some(HttpTokens::Required));
+        assert_eq!(expected.http_endpoint, Some(Toggle::Enabled));
+        assert_eq!(expected.instance_tags, Some(Toggle::Disabled));
+        assert_eq!(expected.state, Some(State::Applied), "the state is before's; EC2's answer says pending");
+    }
+
+    #[test]
+    fn or_fills_only_what_is_missing() {
+        let partial =
+            MetadataOptions { state: Some(State::Pending), hop_limit: Some(hl(3)), ..MetadataOptions::default() };
+        let full = current(Some(1), Some(Toggle::Enabled));
+        let merged = partial.or(&full);
+        assert_eq!(merged.state, Some(State::Pending));
+        assert_eq!(merged.hop_limit, Some(hl(3)));
+        assert_eq!(merged.http_endpoint, Some(Toggle::Enabled));
+        assert_eq!(merged.http_tokens, Some(HttpTokens::Optional));
+        assert_eq!(MetadataOptions::default().or(&MetadataOptions::default()), MetadataOptions::default());
     }
 
     #[test]

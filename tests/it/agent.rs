@@ -278,16 +278,20 @@ fn malformed_ec2_answer_is_an_unexpected_error() {
 
 #[test]
 fn fields_ec2_leaves_out_are_unknown_and_set() {
-    let sim = Simulator::start(scenario(|s| {
-        s.options = Options { http_tokens: None, hop_limit: None, http_endpoint: None, ipv6: None, tags: None }
-    }));
+    let unreported = || Options { http_tokens: None, hop_limit: None, http_endpoint: None, ipv6: None, tags: None };
+    let sent = |sim: &Simulator| -> Vec<String> {
+        modifies(sim)[0].params.iter().map(|(k, _)| k.clone()).filter(|k| k.starts_with("Http")).collect()
+    };
+    // IMDS answered for this very instance, so its endpoint is enabled: only the hop limit is sent.
+    let sim = Simulator::start(scenario(|s| s.options = unreported()));
     let r = run(agent(&sim).args(["--output", "json"]));
     expect(&r, 0);
-    let m = modifies(&sim);
-    let keys: Vec<&str> = m[0].params.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(keys.contains(&"HttpPutResponseHopLimit") && keys.contains(&"HttpEndpoint"), "{keys:?}");
-    assert!(!keys.contains(&"HttpTokens"), "{keys:?}");
+    assert_eq!(sent(&sim), ["HttpPutResponseHopLimit"]);
     assert_eq!(json(&r)["before"]["hop_limit"], serde_json::Value::Null);
+    // Given --instance-id, the instance may be another one: an unreported endpoint is set too.
+    let sim = Simulator::start(scenario(|s| s.options = unreported()));
+    expect(&run(agent(&sim).args(["--instance-id", INSTANCE_ID])), 0);
+    assert_eq!(sent(&sim), ["HttpPutResponseHopLimit", "HttpEndpoint"], "never HttpTokens unless asked");
 }
 
 #[test]
