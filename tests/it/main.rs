@@ -5,3 +5,4 @@ mod simulator;
 
 mod agent;
 mod hop;
+mod moto;

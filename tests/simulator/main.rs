@@ -1,5 +1,5 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
-//!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--static-key AKID]`
+//!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--static-key AKID] [--instance-id ID]`
 //!
 //! Runs the simulated EC2 instance on loopback until stdin closes or it is killed. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines.
@@ -33,6 +33,7 @@ fn main() {
                 scenario.extra_imds.push(value().parse().unwrap_or_else(|_| usage("--also-imds ADDR:PORT")))
             }
             "--no-role" => scenario.role_attached = false,
+            "--instance-id" => scenario.instance_id = value(),
             "--static-key" => scenario.static_keys.push(value()),
             _ => usage(&format!("unknown argument {arg}")),
         }
