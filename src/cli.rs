@@ -30,6 +30,8 @@ pub enum Command {
     Apply,
     /// Read and decide only: exit 0 when compliant, 3 when not. Changes nothing.
     Check,
+    /// Explain, step by step, why this instance or container gets no credentials. Changes nothing.
+    Doctor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ pub enum Mode {
     Apply,
     Check,
     DryRun,
+    Doctor,
 }
 
 #[derive(Debug, Clone)]
@@ -31,8 +32,9 @@ impl Config {
             (Command::Apply, false) => Mode::Apply,
             (Command::Apply, true) => Mode::DryRun,
             (Command::Check, false) => Mode::Check,
-            (Command::Check, true) => {
-                return Err(Error::Usage("check changes nothing already: drop --dry-run".into()));
+            (Command::Doctor, false) => Mode::Doctor,
+            (Command::Check | Command::Doctor, true) => {
+                return Err(Error::Usage("check and doctor change nothing already: drop --dry-run".into()));
             }
         };
         let hop_limit = HopLimit::new(o.hop_limit)
@@ -139,6 +141,8 @@ mod tests {
         assert_eq!(config(&["apply", "--dry-run"]).unwrap().mode, Mode::DryRun);
         assert_eq!(config(&["--dry-run"]).unwrap().mode, Mode::DryRun);
         assert!(matches!(config(&["check", "--dry-run"]), Err(Error::Usage(_))));
+        assert_eq!(config(&["doctor"]).unwrap().mode, Mode::Doctor);
+        assert!(matches!(config(&["doctor", "--dry-run"]), Err(Error::Usage(_))));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub enum Error {
     #[error("ec2:{operation} failed: {detail}")]
     Ec2 { operation: &'static str, detail: String },
 
+    #[error("{0}")]
+    Unexpected(String),
+
     #[error("the run's deadline of {:.0} s passed while {stage}; raise --timeout", limit.as_secs_f64())]
     Deadline { stage: Stage, limit: Duration },
 
@@ -116,7 +119,7 @@ impl Error {
             }
             Error::InstanceNotFound { .. } => ExitCode::InstanceNotFound,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
-            Error::Ec2 { .. } => ExitCode::Unexpected,
+            Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
             Error::Deadline { stage, .. } => match stage {
                 Stage::Identity => ExitCode::MetadataUnreachable,
                 Stage::Waiting => ExitCode::WaitTimeout,
@@ -184,6 +187,7 @@ mod tests {
                 6,
             ),
             (Error::Ec2 { operation: "DescribeInstances", detail: "x".into() }, 1),
+            (Error::Unexpected("x".into()), 1),
             (Error::Deadline { stage: Stage::Identity, limit: Duration::from_secs(1) }, 4),
             (Error::Deadline { stage: Stage::Waiting, limit: Duration::from_secs(1) }, 6),
             (Error::Signal { signal: "SIGTERM", stage: Stage::Ec2 }, 143),

@@ -61,6 +61,16 @@ impl Imds {
         self.client.clone()
     }
 
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn availability_zone(&self) -> Result<String> {
+        self.get("the availability zone", "/latest/meta-data/placement/availability-zone")
+            .await?
+            .ok_or(Error::Metadata { what: "the availability zone", detail: "IMDS answered 404".into() })
+    }
+
     async fn get(&self, what: &'static str, path: &str) -> Result<Option<String>> {
         match self.client.get(path).await {
             Ok(value) => Ok(Some(value.as_ref().trim().to_string())),

@@ -1,5 +1,6 @@
 mod cli;
 mod config;
+mod doctor;
 mod ec2;
 mod error;
 mod imds;

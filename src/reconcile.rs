@@ -117,7 +117,7 @@ pub async fn reconcile(
             let in_effect = plan::is_in_effect(&known, wanted);
             return Ok(match config.mode {
                 _ if in_effect => report(before.clone(), Action::Unchanged, true),
-                Mode::Check | Mode::DryRun => report(before.clone(), Action::NotCompliant, false),
+                Mode::Check | Mode::DryRun | Mode::Doctor => report(before.clone(), Action::NotCompliant, false),
                 // Right values, still pending: somebody's change is in flight; see it through.
                 Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
                 Mode::Apply => {
@@ -129,7 +129,7 @@ pub async fn reconcile(
     };
     tracing::debug!(?change, "change needed");
     match config.mode {
-        Mode::Check => Ok(report(before.clone(), Action::NotCompliant, false)),
+        Mode::Check | Mode::Doctor => Ok(report(before.clone(), Action::NotCompliant, false)),
         Mode::DryRun => {
             ec2.modify(&instance_id, &change, true).await?;
             Ok(report(before.clone(), Action::WouldChange, false))

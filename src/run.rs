@@ -2,7 +2,8 @@
 //! and reports the outcome.
 
 use crate::cli::Output;
-use crate::config::Config;
+use crate::config::{Config, Mode};
+use crate::doctor::{self, Check};
 use crate::ec2::Ec2Api;
 use crate::error::{Error, ExitCode, Result};
 use crate::imds::{self, Imds, Metadata};
@@ -19,29 +20,58 @@ pub fn main(config: Config) -> ExitCode {
         }
     };
     let start = Instant::now();
-    match runtime.block_on(supervised(&config)) {
-        Ok(report) => finish(&config, &report, start.elapsed()),
-        Err(err) => {
-            tracing::error!("{err}");
-            err.exit_code()
-        }
-    }
+    let progress = Progress::default();
+    let deadline = start + config.timeout;
+    let result = if config.mode == Mode::Doctor {
+        runtime
+            .block_on(supervised(&config, &progress, deadline, doctor(&config)))
+            .map(|checks| report_doctor(&config, &checks))
+    } else {
+        runtime
+            .block_on(supervised(&config, &progress, deadline, run(&config, &progress, deadline)))
+            .map(|report| finish(&config, &report, start.elapsed()))
+    };
+    result.unwrap_or_else(|err| {
+        tracing::error!("{err}");
+        err.exit_code()
+    })
 }
 
-/// The run, ended early by the deadline or by SIGTERM/SIGINT, saying where it was.
-async fn supervised(config: &Config) -> Result<Report> {
+/// `work`, ended early by the deadline or by SIGTERM/SIGINT, saying where it was.
+async fn supervised<T>(
+    config: &Config,
+    progress: &Progress,
+    deadline: Instant,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
-    let progress = Progress::default();
-    let deadline = Instant::now() + config.timeout;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Usage(format!("cannot watch SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Usage(format!("cannot watch SIGINT: {e}")))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::Unexpected(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::Unexpected(format!("cannot watch SIGINT: {e}")))?;
     tokio::select! {
-        result = tokio::time::timeout_at(deadline, run(config, &progress, deadline)) => {
+        result = tokio::time::timeout_at(deadline, work) => {
             result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))
         }
         _ = term.recv() => Err(Error::Signal { signal: "SIGTERM", stage: progress.get() }),
         _ = int.recv() => Err(Error::Signal { signal: "SIGINT", stage: progress.get() }),
     }
+}
+
+async fn doctor(config: &Config) -> Result<Vec<Check>> {
+    let imds = Imds::new(imds::endpoint_from_env()?)?;
+    Ok(doctor::diagnose(config, &imds).await)
+}
+
+fn report_doctor(config: &Config, checks: &[Check]) -> ExitCode {
+    let code = doctor::exit_code(checks);
+    if config.output == Output::Json {
+        let json = serde_json::json!({ "checks": checks, "exit_code": code as u8 });
+        println!("{json}");
+    } else {
+        print!("{}", doctor::render(checks));
+    }
+    code
 }
 
 async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<Report> {

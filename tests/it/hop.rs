@@ -172,12 +172,28 @@ impl Topology {
         out.status.success() && !out.stdout.is_empty()
     }
 
+    /// doctor, in the container with the variable that an ECS task has, as a sign of where it runs.
+    fn doctor(&self, ns: &str, mode: &str) -> (Output, Duration) {
+        let sign = if ns == self.container {
+            vec!["ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/task".to_string()]
+        } else {
+            vec![]
+        };
+        self.agent_with(ns, mode, &["doctor"], &sign)
+    }
+
     fn agent(&self, ns: &str, mode: &str) -> (Output, Duration) {
+        self.agent_with(ns, mode, &[], &[])
+    }
+
+    fn agent_with(&self, ns: &str, mode: &str, args: &[&str], extra_env: &[String]) -> (Output, Duration) {
         let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
         let start = Instant::now();
         // No metadata endpoint override: the agent uses its default, 169.254.169.254 or fd00:ec2::254.
-        let env = [format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={mode}"), format!("AWS_ENDPOINT_URL_EC2={EC2}")];
-        let out = in_ns(ns, &env, bin.to_str().unwrap()).output().unwrap();
+        let mut env =
+            vec![format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={mode}"), format!("AWS_ENDPOINT_URL_EC2={EC2}")];
+        env.extend_from_slice(extra_env);
+        let out = in_ns(ns, &env, bin.to_str().unwrap()).args(args).output().unwrap();
         (out, start.elapsed())
     }
 }
@@ -201,5 +217,18 @@ fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
         assert!(stderr.contains("hop limit 1 -> 2") && stderr.contains("applied"), "{mode}: {stderr}");
 
         assert!(t.container_gets_token(url), "{mode}: after the agent ran, the container gets its token");
+
+        // doctor: in the container at hop limit 1 it names the hop limit; on the host it passes.
+        if mode == "IPv4" {
+            t.start_simulator();
+            let (out, _) = t.doctor(&t.container, mode);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(4), "doctor in the container: {stdout}");
+            assert!(stdout.contains("hop-limit symptom") && stdout.contains("raise the hop limit to 2"), "{stdout}");
+            let (out, _) = t.doctor(&t.host, mode);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "doctor on the host: {stdout}");
+            assert!(stdout.contains("[ok]   metadata service"), "{stdout}");
+        }
     }
 }

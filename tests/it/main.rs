@@ -4,5 +4,6 @@
 mod simulator;
 
 mod agent;
+mod doctor;
 mod hop;
 mod moto;

@@ -2,7 +2,9 @@
 //!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--static-key AKID] [--instance-id ID]`
 //!
 //! Runs the simulated EC2 instance on loopback until stdin closes or it is killed. Its first line on
-//! stdout is the environment that points an agent at it, as shell `export` lines.
+//! stdout is the environment that points an agent at it, as shell `export` lines. Commands on stdin, for
+//! benchmarks: `requests` (the log, one line each, then `end`), `reset` (first state, empty log),
+//! `applied-at` (ms since start when the last change turned applied, or `none`), `now` (ms since start).
 
 #[path = "mod.rs"]
 mod simulator;
@@ -54,6 +56,10 @@ fn main() {
                     println!("{} {} {} {} {}", r.at_ms, r.server, r.method, r.path, r.action);
                 }
                 println!("end");
+            }
+            Ok("reset") => {
+                sim.reset();
+                println!("ok");
             }
             Ok("applied-at") => println!("{}", sim.applied_at_ms().map_or("none".into(), |v| v.to_string())),
             Ok("now") => println!("{}", sim.elapsed_ms()),

@@ -213,6 +213,18 @@ impl Simulator {
         }
     }
 
+    /// Back to the scenario's first state, with an empty request log (for repeated benchmark runs).
+    pub fn reset(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.options = s.scenario.options.clone();
+        s.effective_hop_limit = s.options.hop_limit.unwrap_or(1);
+        s.applied_at = None;
+        s.last_apply = None;
+        s.throttled = 0;
+        s.errored = 0;
+        s.log.clear();
+    }
+
     pub fn requests(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
     }

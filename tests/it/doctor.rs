@@ -1,0 +1,130 @@
+//! `imds-hop-limit doctor` against the simulated instance: one test per verdict.
+
+use crate::simulator::{SECRET_MARK, Scenario, Simulator};
+use assert_cmd::Command;
+use std::time::Duration;
+
+fn doctor(sim: &Simulator, args: &[&str]) -> (i32, String, String) {
+    let out = Command::cargo_bin("imds-hop-limit")
+        .unwrap()
+        .env_clear()
+        .envs(sim.env())
+        .env("HOME", "/nonexistent")
+        .arg("doctor")
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stdout.contains(SECRET_MARK) && !stderr.contains(SECRET_MARK), "no secret printed");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The line of `step`: its name stands right after the six-character mark.
+fn line<'a>(stdout: &'a str, step: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.get(7..).is_some_and(|rest| rest.starts_with(step)))
+        .unwrap_or_else(|| panic!("no line for {step}:\n{stdout}"))
+}
+
+#[test]
+fn all_good_passes_every_step_and_changes_nothing() {
+    let sim = Simulator::start(Scenario {
+        options: crate::simulator::Options { hop_limit: Some(2), http_tokens: Some("required"), ..Default::default() },
+        ..Scenario::default()
+    });
+    let (code, out, err) = doctor(&sim, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for step in [
+        "metadata service",
+        "where",
+        "identity",
+        "instance role",
+        "ec2:DescribeInstances",
+        "ec2:ModifyInstanceMetadataOptions",
+        "metadata options",
+    ] {
+        assert!(line(&out, step).starts_with("[ok]"), "{step}:\n{out}");
+    }
+    assert!(line(&out, "identity").contains("us-west-2a"), "{out}");
+    assert!(line(&out, "instance role").contains("expire in"), "{out}");
+    let modifies: Vec<_> = sim.requests().into_iter().filter(|r| r.action == "ModifyInstanceMetadataOptions").collect();
+    assert!(modifies.iter().all(|m| m.dry_run), "doctor only ever asks with DryRun");
+    assert_eq!(sim.options().1, Some(2));
+}
+
+#[test]
+fn not_compliant_is_a_warning_with_the_exact_change_and_the_tradeoff() {
+    let sim = Simulator::start(Scenario::default());
+    let (code, out, _) = doctor(&sim, &[]);
+    assert_eq!(code, 0, "apply would work:\n{out}");
+    let options = line(&out, "metadata options");
+    assert!(options.starts_with("[warn]") && options.contains("would set hop limit 1 -> 2"), "{out}");
+    assert!(out.contains("HttpTokens=required is its safe companion"), "{out}");
+    assert_eq!(sim.options().1, Some(1), "doctor changes nothing");
+}
+
+#[test]
+fn no_role_fails_the_role_step_and_skips_what_needs_credentials() {
+    let sim = Simulator::start(Scenario { role_attached: false, ..Scenario::default() });
+    let (code, out, _) = doctor(&sim, &[]);
+    assert_eq!(code, 5, "{out}");
+    let role = line(&out, "instance role");
+    assert!(role.starts_with("[FAIL]") && role.contains("no IAM role is attached"), "{out}");
+    assert!(out.contains("attach an instance profile"), "{out}");
+    assert!(line(&out, "ec2:DescribeInstances").starts_with("[skip]"), "{out}");
+    assert!(line(&out, "metadata options").starts_with("[skip]"), "{out}");
+}
+
+#[test]
+fn a_refused_endpoint_fails_first_and_skips_the_rest() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sim = Simulator::start(Scenario::default());
+    let out = Command::cargo_bin("imds-hop-limit")
+        .unwrap()
+        .env_clear()
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ENDPOINT_URL_EC2", &sim.ec2_url)
+        .args(["doctor", "--output", "json"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["exit_code"], 4);
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks[0]["step"], "metadata service");
+    assert_eq!(checks[0]["status"], "fail");
+    assert!(checks[0]["hint"].as_str().unwrap().contains("HttpEndpoint=disabled"));
+    let skipped: Vec<&str> =
+        checks.iter().filter(|c| c["status"] == "skip").map(|c| c["step"].as_str().unwrap()).collect();
+    assert!(
+        skipped.contains(&"identity") && skipped.contains(&"instance role") && skipped.contains(&"metadata options"),
+        "{skipped:?}"
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn token_silence_is_named_as_the_hop_limit() {
+    let sim = Simulator::start(Scenario { token_never_answers: true, ..Scenario::default() });
+    let (code, out, _) = doctor(&sim, &[]);
+    assert_eq!(code, 4, "{out}");
+    let metadata = line(&out, "metadata service");
+    assert!(metadata.starts_with("[FAIL]") && metadata.contains("hop-limit symptom"), "{out}");
+    assert!(out.contains("raise the hop limit"), "{out}");
+}
+
+#[test]
+fn unauthorized_names_the_action_and_the_policy() {
+    let sim = Simulator::start(Scenario { unauthorized: vec!["ModifyInstanceMetadataOptions"], ..Scenario::default() });
+    let (code, out, _) = doctor(&sim, &[]);
+    assert_eq!(code, 5, "{out}");
+    assert!(line(&out, "ec2:DescribeInstances").starts_with("[ok]"), "{out}");
+    let modify = line(&out, "ec2:ModifyInstanceMetadataOptions");
+    assert!(modify.starts_with("[FAIL]") && modify.contains("not authorized"), "{out}");
+    assert!(out.contains("packaging/iam-policy.json"), "{out}");
+}
