@@ -4,6 +4,7 @@
 mod simulator;
 
 mod agent;
+mod channels;
 mod doctor;
 mod hop;
 mod moto;

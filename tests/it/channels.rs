@@ -1,0 +1,290 @@
+//! The three channels and the release artifacts, each checked by a real tool: systemd-analyze, the project's
+//! .ebextensions schema, cloud-init's own schema, shellcheck, lintian, rpm, qemu-user. The artifact checks read
+//! dist/ (built by scripts/dist; .ci/run builds it first) or $IMDS_HOP_LIMIT_DIST.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const UNIT: &str = "systemd/imds-hop-limit.service";
+const HOOK: &str = "ebextensions/bundle/.platform/hooks/prebuild/10-imds-hop-limit.sh";
+
+fn tool(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (.ci/run installs it): {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn unit_values(key: &str) -> Vec<String> {
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    unit.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string).collect()
+}
+
+#[test]
+fn the_unit_is_a_oneshot_ordered_before_containers_and_never_after_cloud_final() {
+    assert_eq!(unit_values("Type"), ["oneshot"]);
+    assert_eq!(unit_values("RemainAfterExit"), ["yes"]);
+    assert_eq!(unit_values("Wants"), ["network-online.target"]);
+    assert_eq!(unit_values("After"), ["network-online.target"], "never After=cloud-final.service: ECS waits for it");
+    let before = unit_values("Before").join(" ");
+    assert!(before.contains("docker.service") && before.contains("ecs.service"), "{before}");
+    assert_eq!(unit_values("ExecStart"), ["/usr/bin/imds-hop-limit apply"]);
+    assert!(!unit_values("Documentation").is_empty());
+    assert_eq!(unit_values("User"), ["imds-hop-limit"], "not root on systemd 219 either");
+    assert_eq!(unit_values("DynamicUser"), ["yes"]);
+    let env_files = unit_values("EnvironmentFile");
+    assert!(env_files.contains(&"-/etc/default/imds-hop-limit".to_string()), "{env_files:?}");
+    assert!(env_files.contains(&"-/etc/sysconfig/imds-hop-limit".to_string()), "{env_files:?}");
+    // The agent's own deadline (--timeout, 180 s by default) must end it before systemd does.
+    let timeout: u64 = unit_values("TimeoutStartSec")[0].parse().unwrap();
+    assert!(timeout > 180, "TimeoutStartSec={timeout}");
+    assert!(
+        unit_values("StandardOutput")[0].contains("journal") && unit_values("StandardOutput")[0].contains("console")
+    );
+}
+
+#[test]
+fn the_unit_scores_at_most_1_5_on_systemd_analyze_security() {
+    let out = tool("systemd-analyze", &["security", "--offline=true", "--no-pager", UNIT]);
+    let report = text(&out);
+    let line = report.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{report}"));
+    let score: f64 = line.split(": ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(score <= 1.5, "exposure {score} > 1.5:\n{report}");
+}
+
+#[test]
+fn ebextensions_configs_pass_the_schema_and_the_seed_script_does_not() {
+    let shipped =
+        ["ebextensions/bundle/.ebextensions/10-imds-hop-limit.config", "ebextensions/optional/iam-policy.config"];
+    let out = tool("python3", &[&["ebextensions/check"][..], &shipped[..]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    for (fixture, why) in [
+        ("hidden-failure.config", "|| true"),
+        ("traced-shell.config", "bash -x"),
+        ("bad-mode.config", "'755' does not match"),
+        ("misspelt-key.config", "'container_command' was unexpected"),
+        ("seed-script.config", "|| true"),
+    ] {
+        let path = format!("tests/fixtures/ebextensions/{fixture}");
+        let out = tool("python3", &["ebextensions/check", &path]);
+        assert_eq!(out.status.code(), Some(1), "{fixture} must fail: {}", text(&out));
+        assert!(text(&out).contains(why), "{fixture}: {}", text(&out));
+    }
+}
+
+#[test]
+fn the_eb_policy_snippet_is_the_packaged_policy() {
+    let snippet = std::fs::read_to_string("ebextensions/optional/iam-policy.config").unwrap();
+    let json = snippet.lines().find_map(|l| l.trim().strip_prefix("PolicyDocument: ")).unwrap();
+    let in_snippet: serde_json::Value = serde_json::from_str(json).unwrap();
+    let packaged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("packaging/iam-policy.json").unwrap()).unwrap();
+    assert_eq!(
+        in_snippet, packaged,
+        "regenerate ebextensions/optional/iam-policy.config from packaging/iam-policy.json"
+    );
+    let actions: Vec<&str> =
+        packaged["Statement"].as_array().unwrap().iter().map(|s| s["Action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions"]);
+}
+
+#[test]
+fn the_hook_is_executable_and_hides_nothing() {
+    let index = tool("git", &["ls-files", "-s", HOOK]);
+    assert!(text(&index).starts_with("100755"), "git must record the hook as executable: {}", text(&index));
+    let hook = std::fs::read_to_string(HOOK).unwrap();
+    for banned in ["|| true", "set -x", "bash -x", "-o xtrace"] {
+        assert!(!hook.lines().any(|l| !l.trim_start().starts_with('#') && l.contains(banned)), "{banned}");
+    }
+}
+
+#[test]
+fn shipped_shell_scripts_pass_shellcheck() {
+    let scripts = [
+        HOOK,
+        "packaging/user-data/user-data.sh",
+        "ebextensions/make-bundle",
+        "scripts/demo",
+        "scripts/test",
+        "scripts/dist",
+        ".ci/run",
+    ];
+    let out = tool("shellcheck", &scripts);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn cloud_init_schema(file: &str) -> Output {
+    let root = std::env::var("CLOUD_INIT_ROOT")
+        .unwrap_or_else(|_| format!("{}/.cache/imds-hop-limit/cloud-init", std::env::var("HOME").unwrap_or_default()));
+    let cli = format!("{root}/usr/bin/cloud-init");
+    assert!(Path::new(&cli).exists(), "cloud-init unpacked at {root} (.ci/run unpacks Debian's package there)");
+    Command::new("python3")
+        .args([&cli, "schema", "--config-file", file])
+        .env("PYTHONPATH", format!("{root}/usr/lib/python3/dist-packages"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cloud_config_passes_cloud_inits_own_schema() {
+    let out = cloud_init_schema("packaging/user-data/cloud-config.yaml");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Valid cloud-config"), "{}", text(&out));
+    let broken = std::env::temp_dir().join(format!("broken-cloud-config-{}.yaml", std::process::id()));
+    std::fs::write(&broken, "#cloud-config\nruncmd: imds-hop-limit\nwrite_files: {path: 1}\n").unwrap();
+    let out = cloud_init_schema(broken.to_str().unwrap());
+    let _ = std::fs::remove_file(&broken);
+    assert!(!out.status.success(), "a broken cloud-config must fail: {}", text(&out));
+}
+
+fn dist() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("IMDS_HOP_LIMIT_DIST").unwrap_or_else(|_| "dist".into()));
+    assert!(
+        dir.join("SHA256SUMS").exists(),
+        "{} holds no artifacts: run `bash scripts/dist` (.ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ihl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
+    let dist = dist();
+    let out = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&dist).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for (arch, runner) in [("x86_64", None), ("aarch64", Some("qemu-aarch64"))] {
+        let name = format!("imds-hop-limit-{}-{arch}-unknown-linux-musl", version());
+        let dir = scratch(arch);
+        let tarball = dist.join(format!("{name}.tar.gz"));
+        let out = tool("tar", &["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let bin = dir.join(&name).join("imds-hop-limit");
+        for file in [
+            "imds-hop-limit.service",
+            "iam-policy.json",
+            "imds-hop-limit.1.gz",
+            "README.md",
+            "completions/imds-hop-limit.bash",
+        ] {
+            assert!(dir.join(&name).join(file).exists(), "{file} in {name}");
+        }
+        let headers = text(&tool("readelf", &["-lh", bin.to_str().unwrap()]));
+        assert!(!headers.contains("INTERP"), "{arch}: statically linked, no interpreter");
+        assert!(headers.contains(if arch == "x86_64" { "X86-64" } else { "AArch64" }), "{arch}");
+        let size = std::fs::metadata(&bin).unwrap().len();
+        assert!(size <= 6 * 1024 * 1024, "{arch}: {size} bytes > 6 MiB");
+        let out = match runner {
+            None => tool(bin.to_str().unwrap(), &["--version"]),
+            Some(qemu) => tool(qemu, &[bin.to_str().unwrap(), "--version"]),
+        };
+        assert!(out.status.success(), "{arch}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("imds-hop-limit {}", version()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn the_deb_passes_lintian_and_installs_what_it_should() {
+    let dist = dist();
+    for arch in ["amd64", "arm64"] {
+        let deb = dist.join(format!("imds-hop-limit_{}-1_{arch}.deb", version()));
+        let deb = deb.to_str().unwrap();
+        let out = tool("lintian", &["--tag-display-limit", "0", "--fail-on", "error,warning", deb]);
+        assert!(out.status.success(), "lintian {arch}: {}", text(&out));
+        let listing = text(&tool("dpkg-deb", &["-c", deb]));
+        for path in [
+            "./usr/bin/imds-hop-limit",
+            "./lib/systemd/system/imds-hop-limit.service",
+            "./usr/share/doc/imds-hop-limit/iam-policy.json",
+            "./usr/share/man/man1/imds-hop-limit.1.gz",
+            "./usr/share/bash-completion/completions/imds-hop-limit",
+        ] {
+            assert!(listing.contains(path), "{path} in {deb}:\n{listing}");
+        }
+        let dir = scratch(&format!("deb-{arch}"));
+        let out = tool("dpkg-deb", &["-e", deb, dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let postinst = std::fs::read_to_string(dir.join("postinst")).unwrap();
+        assert!(postinst.contains("deb-systemd-helper enable 'imds-hop-limit.service'"), "enabled on install");
+        assert!(postinst.contains("adduser --system"), "the unit's system user is made");
+        let postrm = std::fs::read_to_string(dir.join("postrm")).unwrap();
+        assert!(postrm.contains("deb-systemd-helper mask") && postrm.contains("deb-systemd-helper purge"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn the_unit_as_installed_by_the_deb_verifies_clean() {
+    let dist = dist();
+    let deb = dist.join(format!("imds-hop-limit_{}-1_amd64.deb", version()));
+    let root = scratch("root");
+    let out = tool("dpkg-deb", &["-x", deb.to_str().unwrap(), root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let unit = root.join("lib/systemd/system/imds-hop-limit.service");
+    // The targets and units it orders against (sysinit.target, network-online.target, ...) from this machine.
+    let out = tool("sh", &["-c", &format!("cp -an /lib/systemd/system/. {}/lib/systemd/system/", root.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", &format!("--root={}", root.display()), unit.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && text(&out).trim().is_empty(), "systemd-analyze verify: {}", text(&out));
+    let page = text(&tool("sh", &["-c", &format!("zcat {}/usr/share/man/man1/imds-hop-limit.1.gz", root.display())]));
+    assert!(page.contains(".TH imds-hop-limit 1") && page.contains("hop\\-limit"), "the man page: {page}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_rpm_has_a_gzip_payload_the_files_and_the_scriptlets() {
+    let dist = dist();
+    for arch in ["x86_64", "aarch64"] {
+        let rpm = dist.join(format!("imds-hop-limit-{}-1.{arch}.rpm", version()));
+        let rpm = rpm.to_str().unwrap();
+        let info = text(&tool("rpm", &["-qpil", "--scripts", rpm]));
+        for needle in [
+            "/usr/bin/imds-hop-limit",
+            "/usr/lib/systemd/system/imds-hop-limit.service",
+            "/usr/share/doc/imds-hop-limit/iam-policy.json",
+            "/usr/share/man/man1/imds-hop-limit.1.gz",
+            &format!("Architecture: {arch}"),
+            "useradd -r -g imds-hop-limit",
+            "systemctl enable imds-hop-limit.service",
+            "disable --now imds-hop-limit.service",
+        ] {
+            assert!(info.contains(needle), "{needle} in {rpm}:\n{info}");
+        }
+        let compressor = text(&tool("rpm", &["-qp", "--qf", "%{PAYLOADCOMPRESSOR}", rpm]));
+        assert_eq!(compressor.trim(), "gzip", "AL2's rpm cannot read zstd");
+    }
+}
+
+#[test]
+fn the_eb_bundle_keeps_the_hook_and_binaries_executable() {
+    let dist = dist();
+    let zip = dist.join(format!("imds-hop-limit-{}-eb-bundle.zip", version()));
+    let script = "import sys, zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(oct(i.external_attr >> 16 & 0o777), i.filename)";
+    let listing = text(&tool("python3", &["-c", script, zip.to_str().unwrap()]));
+    for entry in [
+        "0o755 .platform/hooks/prebuild/10-imds-hop-limit.sh",
+        "0o644 .ebextensions/10-imds-hop-limit.config",
+        "0o755 bin/imds-hop-limit-x86_64",
+        "0o755 bin/imds-hop-limit-aarch64",
+    ] {
+        assert!(listing.lines().any(|l| l == entry), "{entry} in the bundle:\n{listing}");
+    }
+}
