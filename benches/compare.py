@@ -2,8 +2,8 @@
 """imds-hop-limit against the shell script it replaces, on the same simulated instance.
 
 Runs inside a network namespace that has only loopback (benches/run sets it up). Times whole-process runs
-(wall clock; user+sys CPU and peak RSS from the kernel's rusage of the process tree, as GNU time reads them
-but without its 10 ms rounding), interleaved A B C A B C so that the machine's drift hits every variant,
+under GNU time (wall clock; user+sys CPU of the process tree from the kernel's rusage, without GNU time's
+10 ms rounding; peak RSS from GNU time), interleaved A B C A B C so that the machine's drift hits every variant,
 counts each run's requests from the simulator's log, cross-checks the no-op CPU with hyperfine and
 /usr/bin/time -v, and writes BENCHMARKS.md.
 """
