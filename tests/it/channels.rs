@@ -15,6 +15,13 @@ fn tool(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{program} is needed (.ci/run installs it): {e}"))
 }
 
+/// Runs a tool that must succeed; its stdout and stderr.
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = tool(program, args);
+    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
+    text(&out)
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -60,8 +67,7 @@ fn the_unit_scores_at_most_1_5_on_systemd_analyze_security() {
 fn ebextensions_configs_pass_the_schema_and_the_seed_script_does_not() {
     let shipped =
         ["ebextensions/bundle/.ebextensions/10-imds-hop-limit.config", "ebextensions/optional/iam-policy.config"];
-    let out = tool("python3", &[&["ebextensions/check"][..], &shipped[..]].concat());
-    assert!(out.status.success(), "{}", text(&out));
+    run_ok("python3", &[&["ebextensions/check"][..], &shipped[..]].concat());
     for (fixture, why) in [
         ("hidden-failure.config", "|| true"),
         ("traced-shell.config", "bash -x"),
@@ -113,8 +119,7 @@ fn shipped_shell_scripts_pass_shellcheck() {
         "scripts/dist",
         ".ci/run",
     ];
-    let out = tool("shellcheck", &scripts);
-    assert!(out.status.success(), "{}", text(&out));
+    run_ok("shellcheck", &scripts);
 }
 
 fn cloud_init_schema(file: &str) -> Output {
@@ -171,8 +176,7 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         let name = format!("imds-hop-limit-{}-{arch}-unknown-linux-musl", version());
         let dir = scratch(arch);
         let tarball = dist.join(format!("{name}.tar.gz"));
-        let out = tool("tar", &["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
+        run_ok("tar", &["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]);
         let bin = dir.join(&name).join("imds-hop-limit");
         for file in [
             "imds-hop-limit.service",
@@ -183,7 +187,7 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         ] {
             assert!(dir.join(&name).join(file).exists(), "{file} in {name}");
         }
-        let headers = text(&tool("readelf", &["-lh", bin.to_str().unwrap()]));
+        let headers = run_ok("readelf", &["-lh", bin.to_str().unwrap()]);
         assert!(!headers.contains("INTERP"), "{arch}: statically linked, no interpreter");
         assert!(headers.contains(if arch == "x86_64" { "X86-64" } else { "AArch64" }), "{arch}");
         let size = std::fs::metadata(&bin).unwrap().len();
@@ -206,7 +210,7 @@ fn the_deb_passes_lintian_and_installs_what_it_should() {
         let deb = deb.to_str().unwrap();
         let out = tool("lintian", &["--tag-display-limit", "0", "--fail-on", "error,warning", deb]);
         assert!(out.status.success(), "lintian {arch}: {}", text(&out));
-        let listing = text(&tool("dpkg-deb", &["-c", deb]));
+        let listing = run_ok("dpkg-deb", &["-c", deb]);
         for path in [
             "./usr/bin/imds-hop-limit",
             "./lib/systemd/system/imds-hop-limit.service",
@@ -217,8 +221,7 @@ fn the_deb_passes_lintian_and_installs_what_it_should() {
             assert!(listing.contains(path), "{path} in {deb}:\n{listing}");
         }
         let dir = scratch(&format!("deb-{arch}"));
-        let out = tool("dpkg-deb", &["-e", deb, dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
+        run_ok("dpkg-deb", &["-e", deb, dir.to_str().unwrap()]);
         let postinst = std::fs::read_to_string(dir.join("postinst")).unwrap();
         assert!(postinst.contains("deb-systemd-helper enable 'imds-hop-limit.service'"), "enabled on install");
         assert!(postinst.contains("adduser --system"), "the unit's system user is made");
@@ -233,18 +236,16 @@ fn the_unit_as_installed_by_the_deb_verifies_clean() {
     let dist = dist();
     let deb = dist.join(format!("imds-hop-limit_{}-1_amd64.deb", version()));
     let root = scratch("root");
-    let out = tool("dpkg-deb", &["-x", deb.to_str().unwrap(), root.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    run_ok("dpkg-deb", &["-x", deb.to_str().unwrap(), root.to_str().unwrap()]);
     let unit = root.join("lib/systemd/system/imds-hop-limit.service");
     // The targets and units it orders against (sysinit.target, network-online.target, ...) from this machine.
-    let out = tool("sh", &["-c", &format!("cp -an /lib/systemd/system/. {}/lib/systemd/system/", root.display())]);
-    assert!(out.status.success(), "{}", text(&out));
+    run_ok("sh", &["-c", &format!("cp -an /lib/systemd/system/. {}/lib/systemd/system/", root.display())]);
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no", &format!("--root={}", root.display()), unit.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success() && text(&out).trim().is_empty(), "systemd-analyze verify: {}", text(&out));
-    let page = text(&tool("sh", &["-c", &format!("zcat {}/usr/share/man/man1/imds-hop-limit.1.gz", root.display())]));
+    let page = run_ok("sh", &["-c", &format!("zcat {}/usr/share/man/man1/imds-hop-limit.1.gz", root.display())]);
     assert!(page.contains(".TH imds-hop-limit 1") && page.contains("hop\\-limit"), "the man page: {page}");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -255,7 +256,7 @@ fn the_rpm_has_a_gzip_payload_the_files_and_the_scriptlets() {
     for arch in ["x86_64", "aarch64"] {
         let rpm = dist.join(format!("imds-hop-limit-{}-1.{arch}.rpm", version()));
         let rpm = rpm.to_str().unwrap();
-        let info = text(&tool("rpm", &["-qpil", "--scripts", rpm]));
+        let info = run_ok("rpm", &["-qpil", "--scripts", rpm]);
         for needle in [
             "/usr/bin/imds-hop-limit",
             "/usr/lib/systemd/system/imds-hop-limit.service",
@@ -268,7 +269,7 @@ fn the_rpm_has_a_gzip_payload_the_files_and_the_scriptlets() {
         ] {
             assert!(info.contains(needle), "{needle} in {rpm}:\n{info}");
         }
-        let compressor = text(&tool("rpm", &["-qp", "--qf", "%{PAYLOADCOMPRESSOR}", rpm]));
+        let compressor = run_ok("rpm", &["-qp", "--qf", "%{PAYLOADCOMPRESSOR}", rpm]);
         assert_eq!(compressor.trim(), "gzip", "AL2's rpm cannot read zstd");
     }
 }
@@ -278,7 +279,7 @@ fn the_eb_bundle_keeps_the_hook_and_binaries_executable() {
     let dist = dist();
     let zip = dist.join(format!("imds-hop-limit-{}-eb-bundle.zip", version()));
     let script = "import sys, zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(oct(i.external_attr >> 16 & 0o777), i.filename)";
-    let listing = text(&tool("python3", &["-c", script, zip.to_str().unwrap()]));
+    let listing = run_ok("python3", &["-c", script, zip.to_str().unwrap()]);
     for entry in [
         "0o755 .platform/hooks/prebuild/10-imds-hop-limit.sh",
         "0o644 .ebextensions/10-imds-hop-limit.config",
