@@ -117,9 +117,41 @@ fn shipped_shell_scripts_pass_shellcheck() {
         "scripts/demo",
         "scripts/test",
         "scripts/dist",
+        "scripts/preflight",
         ".ci/run",
     ];
     run_ok("shellcheck", &scripts);
+}
+
+/// `compiler` standing for one that has lost its C library headers, as `aarch64-linux-gnu-gcc` is on a machine
+/// where `libc6-dev-arm64-cross` (only recommended by the compiler's package) was never installed: `real` run
+/// with `-nostdinc`. (musl-gcc's specs add its include directory back, so it is stood in for by the host cc.)
+fn headerless(dir: &Path, compiler: &str, real: &str) {
+    let real = run_ok("sh", &["-c", &format!("command -v {real}")]);
+    let wrapper = dir.join(compiler);
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {} -nostdinc \"$@\"\n", real.trim())).unwrap();
+    run_ok("chmod", &["+x", wrapper.to_str().unwrap()]);
+}
+
+#[test]
+fn the_preflight_passes_here_and_names_the_missing_headers_package_in_seconds() {
+    let out = tool("bash", &["scripts/preflight"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (compiler, real, package) in
+        [("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-gcc", "libc6-dev-arm64-cross"), ("musl-gcc", "cc", "musl-dev")]
+    {
+        let dir = scratch(&format!("preflight-{compiler}"));
+        headerless(&dir, compiler, real);
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        let start = std::time::Instant::now();
+        let out = Command::new("bash").arg("scripts/preflight").env("PATH", path).output().unwrap();
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{compiler} without headers must fail: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("<sys/types.h>") && said.contains(&format!("apt-get install {package}")), "{said}");
+        assert!(took < std::time::Duration::from_secs(20), "a preflight, not a build: {took:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn cloud_init_schema(file: &str) -> Output {
@@ -210,6 +242,9 @@ fn the_deb_passes_lintian_and_installs_what_it_should() {
         let deb = deb.to_str().unwrap();
         let out = tool("lintian", &["--tag-display-limit", "0", "--fail-on", "error,warning", deb]);
         assert!(out.status.success(), "lintian {arch}: {}", text(&out));
+        // The EC2 API is HTTPS, verified against the system's CA bundle: a minimal system must get one.
+        let depends = run_ok("dpkg-deb", &["-f", deb, "Depends"]);
+        assert!(depends.split(',').any(|d| d.trim() == "ca-certificates"), "Depends: {depends}");
         let listing = run_ok("dpkg-deb", &["-c", deb]);
         for path in [
             "./usr/bin/imds-hop-limit",
@@ -269,6 +304,8 @@ fn the_rpm_has_a_gzip_payload_the_files_and_the_scriptlets() {
         ] {
             assert!(info.contains(needle), "{needle} in {rpm}:\n{info}");
         }
+        let requires = run_ok("rpm", &["-qpR", rpm]);
+        assert!(requires.lines().any(|l| l.trim() == "ca-certificates"), "Requires:\n{requires}");
         let compressor = run_ok("rpm", &["-qp", "--qf", "%{PAYLOADCOMPRESSOR}", rpm]);
         assert_eq!(compressor.trim(), "gzip", "AL2's rpm cannot read zstd");
     }
