@@ -107,10 +107,10 @@ def run_scenario(name, sim, variants, runs, warmup):
             m["imds"] = sum(1 for r in log if r[1] == "imds")
             m["tokens"] = sum(1 for r in log if r[1] == "imds" and r[2] == "PUT")
             m["ec2"] = sum(1 for r in log if r[1] == "ec2")
-            m["modify"] = sum(1 for r in log if r[1] == "ec2" and r[4:] == ["ModifyInstanceMetadataOptions"])
+            m["modify"] = sum(1 for r in log if r[1] == "ec2" and r[4] == "ModifyInstanceMetadataOptions")
             applied = sim.ask("applied-at")
             if applied != "none":
-                describes = [int(r[0]) for r in log if r[4:] == ["DescribeInstances"]]
+                describes = [int(r[0]) for r in log if r[4] == "DescribeInstances" and r[5] == "200"]
                 seen = [t for t in describes if t >= int(applied)]
                 m["seen_after_ms"] = (min(seen) - int(applied)) if seen else None
                 m["exit_after_ms"] = (exited_ms - int(applied)) if seen else None

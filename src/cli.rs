@@ -2,7 +2,9 @@
 //! EnvironmentFile may want to set also reads an `IMDS_HOP_LIMIT_*` variable.
 
 use crate::plan::{HttpTokens, Toggle};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +50,7 @@ pub struct Options {
     pub hop_limit: i64,
 
     /// Set the hop limit to exactly N, lowering a higher one.
-    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_EXACT")]
+    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_EXACT", value_parser = BoolishValueParser::new())]
     pub exact: bool,
 
     /// Also set HttpTokens. Left alone when not given: the tool never re-enables IMDSv1 on its own.
@@ -76,12 +78,17 @@ pub struct Options {
     pub dry_run: bool,
 
     /// Return once EC2 accepted the change, without waiting for `applied`.
-    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_NO_WAIT")]
+    #[arg(long, global = true, env = "IMDS_HOP_LIMIT_NO_WAIT", value_parser = BoolishValueParser::new())]
     pub no_wait: bool,
 
     /// How long to wait for EC2 to report the change applied (e.g. 120, 90s, 2m).
     #[arg(long, global = true, value_name = "DURATION", default_value = "120s", env = "IMDS_HOP_LIMIT_WAIT_TIMEOUT")]
     pub wait_timeout: String,
+
+    /// How long to retry a metadata service that refuses connections or is throttling (at boot); bounds
+    /// how long the unit can hold docker.service back when IMDS is missing.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", env = "IMDS_HOP_LIMIT_IMDS_TIMEOUT")]
+    pub imds_timeout: String,
 
     /// Deadline for the whole run, metadata retries at boot included (e.g. 180, 3m).
     #[arg(long, global = true, value_name = "DURATION", default_value = "180s", env = "IMDS_HOP_LIMIT_TIMEOUT")]
@@ -100,10 +107,47 @@ pub struct Options {
     pub quiet: u8,
 }
 
+impl Cli {
+    /// Parses the command line. A bad value that came from an `IMDS_HOP_LIMIT_*` (or `AWS_REGION`) variable,
+    /// as an EnvironmentFile sets them, is reported with the variable's name, not only the flag's.
+    /// On `Err`, the text to print and whether it is `--help` or `--version` (stdout, exit 0) rather than a
+    /// usage error (stderr, exit 2).
+    pub fn parse_or_explain(args: Vec<std::ffi::OsString>) -> Result<Cli, (String, bool)> {
+        Cli::try_parse_from(&args).map_err(|err| (explain(&err, &args), !err.use_stderr()))
+    }
+}
+
+fn explain(err: &clap::Error, args: &[std::ffi::OsString]) -> String {
+    if !matches!(err.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return err.render().to_string();
+    }
+    let from_env = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => env_source(arg, args),
+        _ => None,
+    };
+    match from_env {
+        Some(var) => format!("error: the environment variable {var} is not valid for {}", err.render()),
+        None => err.render().to_string(),
+    }
+}
+
+/// The variable that gave `arg` (`--no-wait`, `--hop-limit <N>`) its value, when the command line did not.
+fn env_source(arg: &str, args: &[std::ffi::OsString]) -> Option<String> {
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let given = args
+        .iter()
+        .any(|a| a.to_str().is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}="))));
+    if given {
+        return None;
+    }
+    let command = Cli::command();
+    let var = command.get_arguments().find(|a| a.get_long() == Some(long))?.get_env()?.to_str()?.to_string();
+    std::env::var_os(&var).map(|_| var)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -117,6 +161,19 @@ mod tests {
         assert_eq!(a.options.hop_limit, 3);
         assert_eq!(b.options.hop_limit, 3);
         assert_eq!(a.command, Some(Command::Check));
+    }
+
+    #[test]
+    fn boolean_variables_take_the_usual_spellings() {
+        for (value, expected) in [("1", true), ("yes", true), ("true", true), ("on", true), ("0", false), ("no", false)]
+        {
+            let parser = BoolishValueParser::new();
+            let cmd = clap::Command::new("t");
+            let arg = clap::Arg::new("x");
+            let got =
+                clap::builder::TypedValueParser::parse_ref(&parser, &cmd, Some(&arg), std::ffi::OsStr::new(value));
+            assert_eq!(got.unwrap(), expected, "{value}");
+        }
     }
 
     #[test]

@@ -15,18 +15,37 @@ pub enum Mode {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Apply, check, dry run or doctor.
     pub mode: Mode,
+    /// The options the instance must end with.
     pub wanted: Wanted,
+    /// `--instance-id`: instead of this instance's own id from IMDS.
     pub instance_id: Option<String>,
+    /// `--region` or `AWS_REGION`: instead of the region IMDS reports.
     pub region: Option<String>,
+    /// Wait for `applied` after a change (not `--no-wait`).
     pub wait: bool,
+    /// How long to wait for `applied` after a change.
     pub wait_timeout: Duration,
+    /// How long the identity stage may retry an unreachable or throttling IMDS (at boot).
+    pub imds_timeout: Duration,
+    /// The deadline of the whole run.
     pub timeout: Duration,
     pub output: Output,
+    /// The metadata endpoint, validated: `http(s)://host[:port]`.
+    pub imds_endpoint: String,
 }
+
+const DEFAULT_IMDS_V4: &str = "http://169.254.169.254";
+const DEFAULT_IMDS_V6: &str = "http://[fd00:ec2::254]";
 
 impl Config {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
+        Self::from_cli_and_env(cli, |name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// `env` gives a variable's value, empty counting as unset (as for the AWS CLI).
+    pub fn from_cli_and_env(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let o = &cli.options;
         let mode = match (cli.command.unwrap_or(Command::Apply), o.dry_run) {
             (Command::Apply, false) => Mode::Apply,
@@ -42,10 +61,30 @@ impl Config {
         let instance_id = o.instance_id.as_deref().map(parse_instance_id).transpose()?;
         let region = o.region.as_deref().map(parse_region).transpose()?;
         let wait_timeout = parse_duration("--wait-timeout", &o.wait_timeout)?;
+        let imds_timeout = parse_duration("--imds-timeout", &o.imds_timeout)?;
         let timeout = parse_duration("--timeout", &o.timeout)?;
         if timeout.is_zero() {
             return Err(Error::Usage("--timeout must be more than 0".into()));
         }
+        // Endpoints are configuration: a malformed one is a usage error now, not a retry loop at boot.
+        for var in ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
+            if let Some(url) = env(var) {
+                endpoint_url(var, &url)?;
+            }
+        }
+        let imds_endpoint = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+            Some(url) => endpoint_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)?,
+            None => match env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
+                None => DEFAULT_IMDS_V4.into(),
+                Some(mode) if mode.eq_ignore_ascii_case("ipv4") => DEFAULT_IMDS_V4.into(),
+                Some(mode) if mode.eq_ignore_ascii_case("ipv6") => DEFAULT_IMDS_V6.into(),
+                Some(mode) => {
+                    return Err(Error::Usage(format!(
+                        "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={mode:?}: expected IPv4 or IPv6"
+                    )));
+                }
+            },
+        };
         Ok(Config {
             mode,
             wanted: Wanted {
@@ -59,14 +98,50 @@ impl Config {
             region,
             wait: !o.no_wait,
             wait_timeout,
+            imds_timeout,
             timeout,
             output: o.output,
+            imds_endpoint,
         })
     }
 }
 
+/// An endpoint URL from `var`: `http` or `https`, a host, an optional port, no path, query or user name.
+/// Returned without a trailing slash.
+fn endpoint_url(var: &str, url: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Err(Error::Usage(format!(
+            "{var}={url:?} is not an endpoint URL ({why}); expected http://HOST[:PORT] or https://HOST[:PORT]"
+        )))
+    };
+    let Ok(uri) = url.parse::<http::Uri>() else { return bad("not a URL") };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return bad("the scheme must be http or https"),
+        None => return bad("no scheme"),
+    }
+    let Some(authority) = uri.authority() else { return bad("no host") };
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return bad("no host, or a user name in it");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return bad("a path or query");
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The EC2 endpoint the SDK will use for `region`: `AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`, else EC2's
+/// regional endpoint (for naming the proxy that carries the calls, and in messages).
+pub fn ec2_endpoint(region: &str) -> String {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    env("AWS_ENDPOINT_URL_EC2").or_else(|| env("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
+        let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+        format!("https://ec2.{region}.{suffix}")
+    })
+}
+
 /// `i-` and 8 or 17 lowercase hex digits, as EC2 issues them.
-fn parse_instance_id(id: &str) -> Result<String> {
+pub fn parse_instance_id(id: &str) -> Result<String> {
     let ok = id.strip_prefix("i-").is_some_and(|hex| {
         matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
@@ -78,7 +153,7 @@ fn parse_instance_id(id: &str) -> Result<String> {
 }
 
 /// A region name such as `us-west-2` or `us-gov-east-1`: lowercase words and digits joined by dashes.
-fn parse_region(region: &str) -> Result<String> {
+pub fn parse_region(region: &str) -> Result<String> {
     let ok = !region.is_empty()
         && region.split('-').count() >= 3
         && region
@@ -133,6 +208,35 @@ mod tests {
         assert!(c.wait);
         assert_eq!(c.wait_timeout, Duration::from_secs(120));
         assert_eq!(c.timeout, Duration::from_secs(180));
+        assert_eq!(c.imds_timeout, Duration::from_secs(30));
+    }
+
+    fn with_env(vars: &[(&str, &str)]) -> Result<Config> {
+        let cli = Cli::try_parse_from(["imds-hop-limit"]).unwrap();
+        Config::from_cli_and_env(&cli, |name| {
+            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).filter(|v| !v.is_empty())
+        })
+    }
+
+    #[test]
+    fn endpoints_are_validated_before_anything_runs() {
+        assert_eq!(with_env(&[]).unwrap().imds_endpoint, "http://169.254.169.254");
+        let mode = with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6")]).unwrap();
+        assert_eq!(mode.imds_endpoint, "http://[fd00:ec2::254]");
+        let given = with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8080/")]).unwrap();
+        assert_eq!(given.imds_endpoint, "http://127.0.0.1:8080");
+        assert!(with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "")]).is_ok(), "empty is unset");
+        for var in ["AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
+            for bad in
+                ["169.254.169.254", "ftp://169.254.169.254", "http://", "http://h/latest", "not a url", "http://u:p@h"]
+            {
+                let err = with_env(&[(var, bad)]).unwrap_err();
+                assert!(matches!(err, Error::Usage(_)), "{var}={bad}");
+                assert!(err.to_string().contains(var), "{err}");
+            }
+        }
+        assert!(with_env(&[("AWS_ENDPOINT_URL_EC2", "https://ec2.us-west-2.amazonaws.com")]).is_ok());
+        assert!(matches!(with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "v5")]), Err(Error::Usage(_))));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 use crate::config::Config;
 use crate::ec2::{Ec2, Ec2Api};
 use crate::error::{Error, ExitCode, POLICY_HINT};
+use crate::hops::{self, Hops};
 use crate::imds::{Imds, Metadata};
 use crate::plan::{self, Change, HttpTokens, Plan};
 use crate::reconcile::describe_change;
 use aws_credential_types::provider::ProvideCredentials;
 use serde::Serialize;
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,10 +78,32 @@ pub fn container_signs(root: &Path, env: impl Fn(&str) -> Option<String>) -> Vec
     signs
 }
 
+/// How long each hop probe waits for its ICMP answer.
+const PROBE_WAIT: Duration = Duration::from_millis(300);
+
+/// Hops from this process to the metadata endpoint's address, or why they could not be counted.
+async fn measure_hops(endpoint: &str) -> Result<Hops, String> {
+    let uri: http::Uri = endpoint.parse().map_err(|_| "the endpoint is not a URL".to_string())?;
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().map_err(|_| format!("{host} is a name, not an address"))?;
+    let target = std::net::SocketAddr::new(ip, 80);
+    tokio::task::spawn_blocking(move || hops::measure(target, PROBE_WAIT))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the probe failed: {e}"))
+}
+
+/// `this process is 2 hops from IMDS; the instance's hop limit must be at least 2`.
+fn hops_sentence(n: u8) -> String {
+    let unit = if n == 1 { "hop" } else { "hops" };
+    format!("this process is {n} {unit} from IMDS; the instance's hop limit must be at least {n}")
+}
+
 pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
     let mut checks = Vec::new();
     let signs = container_signs(Path::new("/"), |v| std::env::var(v).ok());
     let in_container = !signs.is_empty();
+    let hops = measure_hops(imds.endpoint()).await;
 
     // 1. The metadata service: a TCP connection, then an IMDSv2 token (through the first read).
     let started = Instant::now();
@@ -109,14 +132,20 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
                 Some(id)
             }
             Err(err @ Error::TokenSilent { .. }) => {
-                let hint = if in_container {
-                    "this container is one routed hop further from IMDS than the host: run `imds-hop-limit` on the \
-                     host, or raise the hop limit to 2 (one more for each further bridge)"
-                } else {
-                    "the token answer dies on the way: raise the hop limit by one for each routed hop between this \
-                     process and the instance (`imds-hop-limit --hop-limit N` on the host)"
+                let hint = match &hops {
+                    Ok(hops) => format!(
+                        "{}: raise the hop limit to {n} (`imds-hop-limit --hop-limit {n}` on the host)",
+                        hops_sentence(hops.count()),
+                        n = hops.count()
+                    ),
+                    Err(_) if in_container => "this container is one routed hop further from IMDS than the host: run \
+                         `imds-hop-limit` on the host, or raise the hop limit to 2 (one more for each further bridge)"
+                        .into(),
+                    Err(_) => "the token answer dies on the way: raise the hop limit by one for each routed hop \
+                         between this process and the instance (`imds-hop-limit --hop-limit N` on the host)"
+                        .into(),
                 };
-                checks.push(Check::fail("metadata service", &err, Some(hint.into())));
+                checks.push(Check::fail("metadata service", &err, Some(hint)));
                 None
             }
             Err(err) => {
@@ -131,6 +160,10 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
         Check::ok("where", format!("inside a container ({})", signs.join(", ")))
     } else {
         Check::ok("where", "on the host (no container signs)")
+    });
+    checks.push(match &hops {
+        Ok(hops) => Check::ok("hops to IMDS", hops_sentence(hops.count())),
+        Err(why) => Check::skip("hops to IMDS", &format!("not measured: {why}")),
     });
 
     // 3. Identity.
@@ -180,17 +213,31 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
                 let provider = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
                     .imds_client(imds.client())
                     .build();
+                // The expiry as IMDS gives it: the SDK extends credentials served expired, so theirs can't tell.
+                let expiration = imds.role_credentials_expiration().await.ok().flatten();
                 match provider.provide_credentials().await {
-                    Ok(creds) => {
+                    Ok(_) if expiration.is_some_and(|at| at <= SystemTime::now()) => {
+                        let expired = expiration
+                            .map(aws_smithy_types::DateTime::from)
+                            .and_then(|at| at.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                            .unwrap_or_default();
+                        let failure = crate::error::Failure::new(crate::error::FailureKind::Refused);
+                        checks.push(Check::fail(
+                            "instance role",
+                            &Error::CredentialsExpired { expired, failure },
+                            None,
+                        ));
+                    }
+                    Ok(_) => {
                         credentials_ok = true;
-                        let until = creds.expiry().map(expires_in).unwrap_or_else(|| "no expiry given".into());
+                        let until = expiration.map(expires_in).unwrap_or_else(|| "no expiry given".into());
                         checks.push(Check::ok("instance role", format!("credentials obtainable, {until}")));
                     }
-                    Err(e) => checks.push(Check::fail(
-                        "instance role",
-                        &Error::NoCredentials { detail: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string() },
-                        None,
-                    )),
+                    Err(e) => {
+                        let root = crate::error::chain(&e).last().map(ToString::to_string).unwrap_or_default();
+                        let detail = crate::remote::sanitize(&root, 300);
+                        checks.push(Check::fail("instance role", &Error::NoCredentials { detail }, None));
+                    }
                 }
             }
             Err(err) => checks.push(Check::fail("instance role", &err, None)),
@@ -225,13 +272,14 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
             return checks;
         }
     };
+    // As apply decides: IMDS answered for this very instance, so an unreported endpoint is enabled.
+    let current = crate::reconcile::known_options(config, &current);
     let plan = plan::plan(&current, &config.wanted);
     let probe = match plan {
         Plan::Change(change) => change,
-        // Nothing to change: ask about the hop limit it already has, which changes nothing either way.
-        Plan::Unchanged => {
-            Change { hop_limit: current.hop_limit.or(Some(config.wanted.hop_limit)), ..Change::default() }
-        }
+        // Nothing to change now: ask about what apply sends when the hop limit is too low, the wanted
+        // value, which the shipped policy allows (the current one may be above the policy's cap).
+        Plan::Unchanged => Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() },
     };
     match ec2.modify(&id, &probe, true).await {
         Ok(_) => checks.push(Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)")),
@@ -242,6 +290,18 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
     }
     let tradeoff = "a hop limit above 1 lets containers use the instance role; HttpTokens=required is its safe \
                     companion (`--http-tokens required`)";
+    // Measured farther from IMDS than the instance's hop limit reaches: that is the answer, whatever else.
+    let needed = hops.as_ref().ok().map(|h| h.count());
+    if let (Some(needed), Some(have)) = (needed, current.hop_limit) {
+        if have.get() < needed {
+            checks.push(Check::warn(
+                "metadata options",
+                format!("hop limit {have}, but {}", hops_sentence(needed)),
+                format!("run `imds-hop-limit --hop-limit {needed}` on the host; {tradeoff}"),
+            ));
+            return checks;
+        }
+    }
     checks.push(match plan {
         Plan::Unchanged if plan::is_in_effect(&current, &config.wanted) => {
             if current.http_tokens == Some(HttpTokens::Required) {
@@ -323,6 +383,26 @@ mod tests {
         let signs = container_signs(&root, |v| (v == "ECS_CONTAINER_METADATA_URI_V4").then(|| "http://x".into()));
         assert_eq!(signs, ["/.dockerenv", "/proc/1/cgroup mentions docker", "$ECS_CONTAINER_METADATA_URI_V4 is set"]);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn rendering_is_golden() {
+        let silent = Error::TokenSilent { endpoint: "http://169.254.169.254".into() };
+        let checks = vec![
+            Check::fail("metadata service", &silent, Some(format!("{}: raise the hop limit to 3", hops_sentence(3)))),
+            Check::ok("where", "inside a container (/.dockerenv)"),
+            Check::ok("hops to IMDS", hops_sentence(3)),
+            Check::skip("identity", "needs the metadata service, or --instance-id and --region"),
+        ];
+        let expected = "\
+[FAIL] metadata service                   no IMDSv2 token answer from http://169.254.169.254: the connection opened but the answer never came. This is the hop-limit symptom itself: this process is more hops from IMDS than the instance's hop limit allows (typically a container behind a hop limit of 1). Run imds-hop-limit on the host, not in the container
+                                          -> this process is 3 hops from IMDS; the instance's hop limit must be at least 3: raise the hop limit to 3
+[ok]   where                              inside a container (/.dockerenv)
+[ok]   hops to IMDS                       this process is 3 hops from IMDS; the instance's hop limit must be at least 3
+[skip] identity                           skipped: needs the metadata service, or --instance-id and --region
+";
+        assert_eq!(render(&checks), expected);
+        assert_eq!(hops_sentence(1), "this process is 1 hop from IMDS; the instance's hop limit must be at least 1");
     }
 
     #[test]

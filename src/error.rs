@@ -1,5 +1,8 @@
 //! One error type for the whole run. Each variant knows its exit code and what the operator should do.
+//! Remote text reaches a variant only through `remote::sanitize` or as a parsed code or status.
 
+use crate::wait::Backoff;
+use std::fmt;
 use std::time::Duration;
 
 /// The process exit codes, documented in README.md and each locked by a test.
@@ -15,6 +18,8 @@ pub enum ExitCode {
     NotAuthorized = 5,
     WaitTimeout = 6,
     InstanceNotFound = 7,
+    /// EC2 throttled this account's requests (or kept failing) until the deadline, before any change.
+    Throttled = 8,
     /// 128 + SIGINT, as shells report it.
     Interrupted = 130,
     /// 128 + SIGTERM.
@@ -30,6 +35,92 @@ impl From<ExitCode> for std::process::ExitCode {
 pub const POLICY_HINT: &str = "grant ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions to the instance's role: \
      see packaging/iam-policy.json (installed as /usr/share/doc/imds-hop-limit/iam-policy.json); an SCP or a \
      permissions boundary that caps ec2:MetadataHttpPutResponseHopLimit can refuse it too";
+
+/// What went wrong with one EC2 call, as far as it is safe and useful to show: the kind, the HTTP status,
+/// EC2's error code and message (sanitized) and the request id. Never a body or a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// EC2 answered that the account is over its request budget (RequestLimitExceeded, HTTP 429, ...).
+    Throttled,
+    /// A 5xx answer: EC2 (or something on the way) failed; worth another try.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// No connection: refused, reset, no route, name not resolved.
+    Connect,
+    /// The TLS handshake failed (untrusted certificate, wrong name): it cannot heal by retrying.
+    Tls,
+    /// The configured HTTP(S) proxy could not be reached or refused the tunnel.
+    Proxy,
+    /// An answer that is not an EC2 answer (HTML, truncated XML, ...).
+    Malformed,
+    /// Any other refusal (4xx) with EC2's own code.
+    Refused,
+    /// A failure on this side before anything was sent.
+    Local,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind) -> Self {
+        Failure { kind, status: None, code: None, message: None, request_id: None }
+    }
+
+    /// The backoff to retry with, or `None` when retrying cannot help.
+    pub fn retry(&self) -> Option<Backoff> {
+        match self.kind {
+            FailureKind::Throttled => Some(Backoff::THROTTLED),
+            FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect | FailureKind::Proxy => {
+                Some(Backoff::TRANSIENT)
+            }
+            FailureKind::Tls | FailureKind::Malformed | FailureKind::Refused | FailureKind::Local => None,
+        }
+    }
+
+    /// Whether EC2 may have carried out the call although its answer was a failure: a timeout, a broken
+    /// connection or a 5xx after the request was sent. A throttled call was not carried out.
+    pub fn maybe_done(&self) -> bool {
+        matches!(self.kind, FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            FailureKind::Throttled => "throttled",
+            FailureKind::ServerError => "server error",
+            FailureKind::Timeout => "no answer in time",
+            FailureKind::Connect => "no connection",
+            FailureKind::Tls => "TLS handshake failed",
+            FailureKind::Proxy => "proxy failed",
+            FailureKind::Malformed => "an answer that is not an EC2 answer",
+            FailureKind::Refused => "refused",
+            FailureKind::Local => "failed before sending",
+        };
+        f.write_str(what)?;
+        if let Some(status) = self.status {
+            write!(f, ", HTTP {status}")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, ", {code}")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,8 +140,19 @@ pub enum Error {
     #[error("the instance metadata service at {endpoint} refused the token request: {detail}")]
     MetadataForbidden { endpoint: String, detail: String },
 
+    /// IMDS answered 429 (throttled) or 5xx: retried with backoff inside the identity bound.
+    #[error("the instance metadata service at {endpoint} kept answering HTTP {status} (throttled or failing)")]
+    MetadataBusy { endpoint: String, status: u16 },
+
     #[error("could not read {what} from the instance metadata service: {detail}")]
     Metadata { what: &'static str, detail: String },
+
+    /// IMDS answered, but not with a value of the right shape: a captive portal, a proxy, a fake.
+    #[error(
+        "the instance metadata service answered something that is not {what}: {value:?}; a proxy or captive \
+         portal may be answering for 169.254.169.254 (give --instance-id and --region to go on without IMDS)"
+    )]
+    MetadataInvalid { what: &'static str, value: String },
 
     #[error(
         "no IAM role is attached to this instance (IMDS has nothing under iam/security-credentials/): attach an \
@@ -62,21 +164,43 @@ pub enum Error {
     #[error("no AWS credentials: {detail}")]
     NoCredentials { detail: String },
 
-    #[error("not authorized to call ec2:{action} on {instance_id}: {POLICY_HINT}")]
-    NotAuthorized { action: &'static str, instance_id: String },
+    #[error(
+        "the instance role's credentials from IMDS expired at {expired} and IMDS has not renewed them: EC2 \
+         refused them ({failure}). IMDS renews them well before they expire, so this clock or the instance's \
+         credential service is wrong: check the clock (`chronyc tracking`, `timedatectl`), then try again"
+    )]
+    CredentialsExpired { expired: String, failure: Failure },
+
+    #[error(
+        "EC2 refused the request's time ({failure}): this machine's clock is off by more than EC2 allows \
+         (5 minutes); check the clock (`chronyc tracking`, `timedatectl`), not the credentials"
+    )]
+    ClockSkew { failure: Failure },
+
+    #[error("not authorized to call ec2:{action} on {instance_id}: {POLICY_HINT}{}", decode_hint(.encoded))]
+    NotAuthorized { action: &'static str, instance_id: String, encoded: Option<String> },
 
     #[error("instance {instance_id} not found in {region}: {detail}")]
     InstanceNotFound { instance_id: String, region: String, detail: String },
 
     #[error(
-        "gave up after {:.1} s waiting for EC2 to report the change applied on {instance_id} (last state: {last}); \
-         raise --wait-timeout, or run `imds-hop-limit check` later",
+        "gave up after {:.1} s waiting for EC2 to report the change applied on {instance_id} (last answer: \
+         {last}); raise {bound}, or run `imds-hop-limit check` later",
         waited.as_secs_f64()
     )]
-    WaitTimeout { instance_id: String, waited: Duration, last: String },
+    WaitTimeout { instance_id: String, waited: Duration, last: String, bound: &'static str },
 
-    #[error("ec2:{operation} failed: {detail}")]
-    Ec2 { operation: &'static str, detail: String },
+    #[error("ec2:{operation} failed: {failure}")]
+    Ec2 { operation: &'static str, failure: Failure },
+
+    #[error(
+        "EC2 kept {} this account's requests for {:.0} s, until the run's deadline: ec2:{operation}: {last}; \
+         nothing is wrong with this instance: EC2's request budget is shared by the whole account and region: \
+         run it again later, or raise --timeout",
+        if last.kind == FailureKind::Throttled { "throttling" } else { "failing" },
+        waited.as_secs_f64()
+    )]
+    GaveUp { operation: &'static str, waited: Duration, last: Failure },
 
     #[error("{0}")]
     Unexpected(String),
@@ -86,6 +210,17 @@ pub enum Error {
 
     #[error("interrupted by {signal} while {stage}")]
     Signal { signal: &'static str, stage: Stage },
+}
+
+fn decode_hint(encoded: &Option<String>) -> String {
+    match encoded {
+        Some(message) => format!(
+            ". EC2's encoded authorization message says which statement refused it; decode it with \
+             `aws sts decode-authorization-message --encoded-message {message}` (needs \
+             sts:DecodeAuthorizationMessage)"
+        ),
+        None => String::new(),
+    }
 }
 
 /// Where a run was when a deadline or signal ended it, for the message and the exit code.
@@ -113,17 +248,22 @@ impl Error {
             Error::MetadataUnreachable { .. }
             | Error::TokenSilent { .. }
             | Error::MetadataForbidden { .. }
-            | Error::Metadata { .. } => ExitCode::MetadataUnreachable,
-            Error::NoInstanceRole | Error::NoCredentials { .. } | Error::NotAuthorized { .. } => {
-                ExitCode::NotAuthorized
-            }
+            | Error::MetadataBusy { .. }
+            | Error::Metadata { .. }
+            | Error::MetadataInvalid { .. } => ExitCode::MetadataUnreachable,
+            Error::NoInstanceRole
+            | Error::NoCredentials { .. }
+            | Error::CredentialsExpired { .. }
+            | Error::ClockSkew { .. }
+            | Error::NotAuthorized { .. } => ExitCode::NotAuthorized,
             Error::InstanceNotFound { .. } => ExitCode::InstanceNotFound,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
+            Error::GaveUp { .. } => ExitCode::Throttled,
             Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
             Error::Deadline { stage, .. } => match stage {
                 Stage::Identity => ExitCode::MetadataUnreachable,
                 Stage::Waiting => ExitCode::WaitTimeout,
-                Stage::Ec2 => ExitCode::Unexpected,
+                Stage::Ec2 => ExitCode::Throttled,
             },
             Error::Signal { signal, .. } => {
                 if *signal == "SIGTERM" {
@@ -160,6 +300,7 @@ mod tests {
             (ExitCode::NotAuthorized, 5),
             (ExitCode::WaitTimeout, 6),
             (ExitCode::InstanceNotFound, 7),
+            (ExitCode::Throttled, 8),
             (ExitCode::Interrupted, 130),
             (ExitCode::Terminated, 143),
         ];
@@ -176,20 +317,40 @@ mod tests {
             (Error::MetadataUnreachable { endpoint: ep(), detail: "refused".into() }, 4),
             (Error::TokenSilent { endpoint: ep() }, 4),
             (Error::NoInstanceRole, 5),
-            (Error::NotAuthorized { action: "ModifyInstanceMetadataOptions", instance_id: "i-1".into() }, 5),
+            (
+                Error::NotAuthorized {
+                    action: "ModifyInstanceMetadataOptions",
+                    instance_id: "i-1".into(),
+                    encoded: None,
+                },
+                5,
+            ),
+            (Error::MetadataInvalid { what: "a region", value: "<html>".into() }, 4),
+            (Error::ClockSkew { failure: Failure::new(FailureKind::Refused) }, 5),
+            (Error::CredentialsExpired { expired: "x".into(), failure: Failure::new(FailureKind::Refused) }, 5),
+            (
+                Error::GaveUp {
+                    operation: "DescribeInstances",
+                    waited: Duration::from_secs(1),
+                    last: Failure::new(FailureKind::Throttled),
+                },
+                8,
+            ),
             (Error::InstanceNotFound { instance_id: "i-1".into(), region: "r".into(), detail: "d".into() }, 7),
             (
                 Error::WaitTimeout {
                     instance_id: "i-1".into(),
                     waited: Duration::from_secs(1),
                     last: "pending".into(),
+                    bound: "--wait-timeout",
                 },
                 6,
             ),
-            (Error::Ec2 { operation: "DescribeInstances", detail: "x".into() }, 1),
+            (Error::Ec2 { operation: "DescribeInstances", failure: Failure::new(FailureKind::Malformed) }, 1),
             (Error::Unexpected("x".into()), 1),
             (Error::Deadline { stage: Stage::Identity, limit: Duration::from_secs(1) }, 4),
             (Error::Deadline { stage: Stage::Waiting, limit: Duration::from_secs(1) }, 6),
+            (Error::Deadline { stage: Stage::Ec2, limit: Duration::from_secs(1) }, 8),
             (Error::Signal { signal: "SIGTERM", stage: Stage::Ec2 }, 143),
             (Error::Signal { signal: "SIGINT", stage: Stage::Ec2 }, 130),
         ];
@@ -200,9 +361,32 @@ mod tests {
 
     #[test]
     fn not_authorized_names_the_action_and_the_policy() {
-        let msg =
-            Error::NotAuthorized { action: "ModifyInstanceMetadataOptions", instance_id: "i-1".into() }.to_string();
+        let msg = Error::NotAuthorized {
+            action: "ModifyInstanceMetadataOptions",
+            instance_id: "i-1".into(),
+            encoded: Some("AbC-123_x".into()),
+        }
+        .to_string();
         assert!(msg.contains("ec2:ModifyInstanceMetadataOptions"), "{msg}");
         assert!(msg.contains("packaging/iam-policy.json"), "{msg}");
+        assert!(msg.contains("aws sts decode-authorization-message --encoded-message AbC-123_x"), "{msg}");
+    }
+
+    #[test]
+    fn a_failure_shows_status_code_message_and_request_id_only() {
+        let f = Failure {
+            kind: FailureKind::Throttled,
+            status: Some(503),
+            code: Some("RequestLimitExceeded".into()),
+            message: Some("Request limit exceeded.".into()),
+            request_id: Some("8f0e7d3c-1b2a".into()),
+        };
+        assert_eq!(
+            f.to_string(),
+            "throttled, HTTP 503, RequestLimitExceeded: Request limit exceeded. (request id 8f0e7d3c-1b2a)"
+        );
+        assert!(f.retry().is_some() && !f.maybe_done());
+        assert!(Failure::new(FailureKind::Tls).retry().is_none(), "a certificate error cannot heal");
+        assert!(Failure::new(FailureKind::Timeout).maybe_done());
     }
 }

@@ -1,20 +1,26 @@
 //! The metadata side: instance identity over IMDSv2, through one `aws_config::imds::Client` that also
 //! backs the instance-role credentials, so a run asks for one session token.
 
+use crate::config::{parse_instance_id, parse_region};
 use crate::error::{Error, Result, chain};
+use crate::remote;
 use aws_config::imds::client::error::{ImdsError, TokenError};
+use aws_config::provider_config::ProviderConfig;
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{ConnectorError, DisplayErrorContext, SdkError};
+use aws_sdk_ec2::error::{ConnectorError, SdkError};
 use std::error::Error as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 
-const DEFAULT_ENDPOINT_V4: &str = "http://169.254.169.254";
-const DEFAULT_ENDPOINT_V6: &str = "http://[fd00:ec2::254]";
 /// Long enough for any run; short so that a token that leaks anyway is soon worthless.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
-/// IMDS answers in well under a millisecond on the instance; a second of silence means it never will.
-const IO_TIMEOUT: Duration = Duration::from_secs(1);
+/// IMDS accepts connections at once on the instance: a second without one means none is coming yet.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// IMDS answers in milliseconds on the instance. An answer after a second or two is slow, and still an
+/// answer; five seconds of silence on an open connection is the hop-limit symptom.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// An answer slower than this is worth a warning: something is in the way.
+pub const SLOW: Duration = Duration::from_secs(1);
 
 /// What the rest of the program needs from the metadata service.
 pub trait Metadata {
@@ -29,32 +35,28 @@ pub struct Imds {
     endpoint: String,
 }
 
-/// The endpoint, following the SDK's conventions: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else
-/// `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE` (`IPv4` or `IPv6`), else 169.254.169.254.
-pub fn endpoint_from_env() -> Result<String> {
-    if let Some(endpoint) = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok().filter(|e| !e.is_empty()) {
-        return Ok(endpoint);
-    }
-    match std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE").ok().as_deref() {
-        None | Some("") => Ok(DEFAULT_ENDPOINT_V4.into()),
-        Some(mode) if mode.eq_ignore_ascii_case("ipv4") => Ok(DEFAULT_ENDPOINT_V4.into()),
-        Some(mode) if mode.eq_ignore_ascii_case("ipv6") => Ok(DEFAULT_ENDPOINT_V6.into()),
-        Some(mode) => {
-            Err(Error::Usage(format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={mode:?}: expected IPv4 or IPv6")))
-        }
-    }
-}
-
 impl Imds {
-    pub fn new(endpoint: String) -> Result<Self> {
+    /// `endpoint` was validated by `config` (http or https, a host, no path). The metadata service is
+    /// never reached through a proxy: its HTTP client has none, whatever HTTP_PROXY and HTTPS_PROXY say (a
+    /// proxy would answer 403, or with its own instance's metadata).
+    pub fn new(endpoint: &str) -> Result<Self> {
+        use aws_smithy_http_client::{Builder, tls};
+        // IMDS is plain HTTP on every instance: no trust store to load for it. An https endpoint (a test
+        // double) gets TLS, still without a proxy.
+        let http_client = if endpoint.starts_with("https://") {
+            Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc)).build_https()
+        } else {
+            Builder::new().build_http()
+        };
         let client = aws_config::imds::Client::builder()
-            .endpoint(&endpoint)
+            .configure(&ProviderConfig::empty().with_http_client(http_client))
+            .endpoint(endpoint)
             .map_err(|e| Error::Usage(format!("metadata endpoint {endpoint:?} is not a URL: {e}")))?
             .token_ttl(TOKEN_TTL)
-            .connect_timeout(IO_TIMEOUT)
-            .read_timeout(IO_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
             .build();
-        Ok(Imds { client, endpoint })
+        Ok(Imds { client, endpoint: endpoint.to_string() })
     }
 
     pub fn client(&self) -> aws_config::imds::Client {
@@ -66,9 +68,40 @@ impl Imds {
     }
 
     pub async fn availability_zone(&self) -> Result<String> {
-        self.get("the availability zone", "/latest/meta-data/placement/availability-zone")
+        let zone = self
+            .get("the availability zone", "/latest/meta-data/placement/availability-zone")
             .await?
-            .ok_or(Error::Metadata { what: "the availability zone", detail: "IMDS answered 404".into() })
+            .ok_or(Error::Metadata { what: "the availability zone", detail: "IMDS answered 404".into() })?;
+        // A zone is a region and a letter, or a local zone's name: lowercase letters, digits and dashes.
+        let ok = !zone.is_empty()
+            && zone.len() <= 64
+            && zone.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(zone)
+        } else {
+            Err(Error::MetadataInvalid { what: "an availability zone", value: remote::sanitize(&zone, 80) })
+        }
+    }
+
+    /// When the instance role's current credentials expire, as IMDS gives them (`Expiration`), read
+    /// directly: the SDK extends credentials that IMDS serves expired, so its own expiry can't tell.
+    /// `None` when no role is attached or the document has no valid `Expiration`.
+    pub async fn role_credentials_expiration(&self) -> Result<Option<SystemTime>> {
+        const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
+        let Some(roles) = self.get("the instance's IAM role", ROLES).await? else { return Ok(None) };
+        let Some(role) = roles.lines().next().filter(|r| !r.is_empty() && !r.contains('/')) else { return Ok(None) };
+        let Some(document) = self.get("the instance role's credentials", &format!("{ROLES}{role}")).await? else {
+            return Ok(None);
+        };
+        // Only the expiry is read; the document itself is never shown.
+        let expiration = serde_json::from_str::<serde_json::Value>(&document)
+            .ok()
+            .and_then(|v| v.get("Expiration").and_then(|e| e.as_str()).map(str::to_string));
+        Ok(expiration.and_then(|e| {
+            aws_smithy_types::DateTime::from_str(&e, aws_smithy_types::date_time::Format::DateTime)
+                .ok()
+                .and_then(|t| SystemTime::try_from(t).ok())
+        }))
     }
 
     async fn get(&self, what: &'static str, path: &str) -> Result<Option<String>> {
@@ -81,11 +114,13 @@ impl Imds {
 
     async fn classify(&self, what: &'static str, err: ImdsError) -> Error {
         let endpoint = self.endpoint.clone();
-        let detail = DisplayErrorContext(&err).to_string();
         match &err {
             ImdsError::FailedToLoadToken(_) => {
                 let token_err = err.source().and_then(|s| s.downcast_ref::<SdkError<TokenError, HttpResponse>>());
                 if let Some(status) = token_err.and_then(|e| e.raw_response()).map(|r| r.status().as_u16()) {
+                    if status == 429 || status >= 500 {
+                        return Error::MetadataBusy { endpoint, status };
+                    }
                     return Error::MetadataForbidden { endpoint, detail: token_status_meaning(status).into() };
                 }
                 let connector = chain(&err).find_map(|e| e.downcast_ref::<ConnectorError>());
@@ -96,38 +131,45 @@ impl Imds {
                 if timed_out && self.accepts_connections().await {
                     Error::TokenSilent { endpoint }
                 } else if timed_out || connector.is_some() {
-                    Error::MetadataUnreachable { endpoint, detail: connector_detail(connector, &detail) }
+                    Error::MetadataUnreachable { endpoint, detail: connector_detail(connector) }
                 } else {
-                    Error::Metadata { what, detail }
+                    Error::Metadata { what, detail: "the token answer was not an IMDSv2 token".into() }
                 }
             }
-            ImdsError::ErrorResponse(r) => {
-                Error::Metadata { what, detail: format!("HTTP {}", r.response().status().as_u16()) }
-            }
-            _ => Error::Metadata { what, detail },
+            ImdsError::ErrorResponse(r) => match r.response().status().as_u16() {
+                status @ (429 | 500..=599) => Error::MetadataBusy { endpoint, status },
+                status => Error::Metadata { what, detail: format!("HTTP {status}") },
+            },
+            ImdsError::IoError(_) => Error::MetadataUnreachable { endpoint, detail: "the connection failed".into() },
+            ImdsError::Unexpected(_) => Error::Metadata { what, detail: "an unexpected failure".into() },
+            _ => Error::Metadata { what, detail: "an answer that could not be read".into() },
         }
     }
 
     /// Whether a TCP connection to the endpoint opens within a second.
     pub async fn accepts_connections(&self) -> bool {
         let Some(addr) = host_port(&self.endpoint) else { return false };
-        matches!(tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr)).await, Ok(Ok(_)))
+        matches!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await, Ok(Ok(_)))
     }
 }
 
 impl Metadata for Imds {
     async fn instance_id(&self) -> Result<String> {
-        self.get("the instance id", "/latest/meta-data/instance-id").await?.ok_or(Error::Metadata {
+        let id = self.get("the instance id", "/latest/meta-data/instance-id").await?.ok_or(Error::Metadata {
             what: "the instance id",
             detail: "IMDS answered 404 for meta-data/instance-id".into(),
-        })
+        })?;
+        parse_instance_id(&id)
+            .map_err(|_| Error::MetadataInvalid { what: "an instance id", value: remote::sanitize(&id, 80) })
     }
 
     async fn region(&self) -> Result<String> {
-        self.get("the region", "/latest/meta-data/placement/region").await?.ok_or(Error::Metadata {
+        let region = self.get("the region", "/latest/meta-data/placement/region").await?.ok_or(Error::Metadata {
             what: "the region",
             detail: "IMDS answered 404 for meta-data/placement/region: give --region".into(),
-        })
+        })?;
+        parse_region(&region)
+            .map_err(|_| Error::MetadataInvalid { what: "a region", value: remote::sanitize(&region, 80) })
     }
 
     async fn has_role(&self) -> Result<bool> {
@@ -138,14 +180,14 @@ impl Metadata for Imds {
     }
 }
 
-fn connector_detail(connector: Option<&ConnectorError>, fallback: &str) -> String {
+fn connector_detail(connector: Option<&ConnectorError>) -> String {
     match connector {
         Some(c) if c.is_timeout() => "no connection within 1 s (not on EC2, or the network is not up yet)".into(),
         Some(c) => {
             let root = chain(c).last().map(ToString::to_string).unwrap_or_default();
-            format!("connection failed ({root})")
+            format!("connection failed ({})", remote::sanitize(&root, 120))
         }
-        None => fallback.into(),
+        None => "no answer in time".into(),
     }
 }
 

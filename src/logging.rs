@@ -1,4 +1,5 @@
-//! Logs go to stderr, readable, without colour when stderr is not a terminal.
+//! Logs go to stderr, readable, without colour when stderr is not a terminal, without a timestamp when
+//! journald adds its own.
 
 use std::io::IsTerminal;
 use tracing::Level;
@@ -17,16 +18,14 @@ pub fn init(verbose: u8, quiet: u8) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,imds_hop_limit={ours}")));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // Under systemd, journald stamps every line itself: a second timestamp is noise.
+    let layer = if std::env::var_os("JOURNAL_STREAM").is_some() { layer.without_time().boxed() } else { layer.boxed() };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .with_filter(filter)
-                .with_filter(third_party_at_most_info())
-                .with_filter(LevelFilter::TRACE),
-        )
+        .with(layer.with_filter(filter).with_filter(third_party_at_most_info()).with_filter(LevelFilter::TRACE))
         .init();
 }
 

@@ -126,6 +126,18 @@ impl Change {
 }
 
 impl Change {
+    /// Whether `options` already carry every value this change sends (EC2 took it, applied or not).
+    pub fn is_reflected_in(&self, options: &MetadataOptions) -> bool {
+        fn has<T: PartialEq>(sent: Option<T>, now: Option<T>) -> bool {
+            sent.is_none() || sent == now
+        }
+        has(self.hop_limit, options.hop_limit)
+            && has(self.http_tokens, options.http_tokens)
+            && has(self.http_endpoint, options.http_endpoint)
+            && has(self.ipv6_endpoint, options.ipv6_endpoint)
+            && has(self.instance_tags, options.instance_tags)
+    }
+
     /// What EC2 documents the options become: the fields sent, the others kept.
     pub fn applied_to(&self, before: &MetadataOptions) -> MetadataOptions {
         MetadataOptions {
@@ -171,6 +183,12 @@ pub fn plan(current: &MetadataOptions, wanted: &Wanted) -> Plan {
 /// EC2 leaves out counts as in effect, since there is nothing else to wait for.
 pub fn is_in_effect(current: &MetadataOptions, wanted: &Wanted) -> bool {
     plan(current, wanted) == Plan::Unchanged && current.state != Some(State::Pending)
+}
+
+/// Verified after a change: the values are what is wanted and EC2 says `applied`. Stricter than
+/// `is_in_effect`: a change was just sent, so an unreported state is no evidence that it was applied.
+pub fn is_applied(current: &MetadataOptions, wanted: &Wanted) -> bool {
+    plan(current, wanted) == Plan::Unchanged && current.state == Some(State::Applied)
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 
 use crate::config::{Config, Mode};
 use crate::ec2::{Ec2, Modified};
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
-use crate::plan::{self, MetadataOptions, Plan, State, Toggle};
+use crate::plan::{self, Change, MetadataOptions, Plan, State, Toggle};
+use crate::wait::{Backoff, PollSchedule};
 use serde::Serialize;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,10 +56,15 @@ impl Progress {
 }
 
 /// Instance id and region: flags first, then IMDS. A metadata service that does not accept connections
-/// yet (early boot) is retried with backoff until `deadline`; any other failure ends the run at once.
+/// yet (early boot), or answers 429 or 5xx, is retried with jittered backoff until `config.imds_timeout`
+/// (or `deadline`, if sooner); any other failure ends the run at once. The bound keeps a missing IMDS from
+/// holding docker.service back for the whole `--timeout` at every boot.
 pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<(String, String)> {
+    let start = Instant::now();
+    let bound = (start + config.imds_timeout).min(deadline);
     let mut attempt = 0;
     loop {
+        let asked = Instant::now();
         let result = async {
             let id = match &config.instance_id {
                 Some(id) => id.clone(),
@@ -70,18 +77,125 @@ pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) 
             Ok((id, region))
         }
         .await;
-        match result {
-            Err(err @ Error::MetadataUnreachable { .. }) => {
-                let delay = backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
-                if Instant::now() + delay >= deadline {
-                    return Err(err);
+        let err = match result {
+            Ok(identity) => {
+                let took = asked.elapsed();
+                if took > crate::imds::SLOW && (config.instance_id.is_none() || config.region.is_none()) {
+                    tracing::warn!(
+                        "the instance metadata service took {:.1} s to answer (on EC2 it answers in milliseconds): \
+                         something on the way is slow",
+                        took.as_secs_f64()
+                    );
                 }
-                tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
-                tokio::time::sleep(delay).await;
-                attempt += 1;
+                return Ok(identity);
             }
-            other => return other,
+            Err(err @ (Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. })) => err,
+            Err(other) => return Err(other),
+        };
+        let delay = Backoff::METADATA.delay(attempt);
+        if Instant::now() + delay >= bound {
+            return Err(match err {
+                Error::MetadataUnreachable { endpoint, detail } => Error::MetadataUnreachable {
+                    endpoint,
+                    detail: format!(
+                        "{detail}; still none after {:.0} s ({})",
+                        start.elapsed().as_secs_f64(),
+                        if bound < deadline { "--imds-timeout" } else { "--timeout" }
+                    ),
+                },
+                other => other,
+            });
         }
+        tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// An EC2 side that takes throttling and passing failures as normal: each call is retried with full jitter
+/// (`Failure::retry` says with which backoff, or that retrying cannot help) until the deadline it is given,
+/// and only then fails, with what EC2 answered last. A change that EC2 may have carried out (a timeout or a
+/// 5xx after it was sent) is looked up before it is sent again, so one run never sends an accepted change
+/// twice.
+pub struct Patient<'a, E> {
+    inner: &'a E,
+    /// Throttling is said once, at INFO; each retry after that at DEBUG.
+    told: Cell<bool>,
+}
+
+impl<'a, E: Ec2> Patient<'a, E> {
+    pub fn new(inner: &'a E) -> Self {
+        Patient { inner, told: Cell::new(false) }
+    }
+
+    pub async fn describe(&self, instance_id: &str, until: Instant) -> Result<MetadataOptions> {
+        let mut attempt = 0;
+        let start = Instant::now();
+        loop {
+            let err = match self.inner.describe(instance_id).await {
+                Ok(options) => return Ok(options),
+                Err(err) => err,
+            };
+            self.back_off("DescribeInstances", err, &mut attempt, start, until).await?;
+        }
+    }
+
+    pub async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool, until: Instant) -> Result<Modified> {
+        let mut attempt = 0;
+        let start = Instant::now();
+        loop {
+            let err = match self.inner.modify(instance_id, change, dry_run).await {
+                Ok(modified) => return Ok(modified),
+                Err(err) => err,
+            };
+            let maybe_done = matches!(&err, Error::Ec2 { failure, .. } if failure.maybe_done());
+            self.back_off("ModifyInstanceMetadataOptions", err, &mut attempt, start, until).await?;
+            if maybe_done && !dry_run {
+                let now = self.describe(instance_id, until).await?;
+                if change.is_reflected_in(&now) {
+                    tracing::debug!("the change was carried out although its answer was lost; not sending it again");
+                    return Ok(Modified::Accepted(now));
+                }
+            }
+        }
+    }
+
+    /// Waits before the next attempt, or returns the error when retrying cannot help or `until` would pass.
+    async fn back_off(
+        &self,
+        operation: &'static str,
+        err: Error,
+        attempt: &mut u32,
+        start: Instant,
+        until: Instant,
+    ) -> Result<()> {
+        let Error::Ec2 { failure, .. } = &err else { return Err(err) };
+        let Some(backoff) = failure.retry() else { return Err(err) };
+        let delay = backoff.delay(*attempt);
+        if Instant::now() + delay >= until {
+            return Err(Error::GaveUp { operation, waited: start.elapsed(), last: failure.clone() });
+        }
+        if failure.kind == FailureKind::Throttled && !self.told.replace(true) {
+            tracing::info!(
+                "EC2 is throttling this account's requests ({}): backing off with jitter until the deadline",
+                failure.code.as_deref().unwrap_or("throttled")
+            );
+        } else {
+            tracing::debug!("ec2:{operation}: {failure}; retrying in {:.2} s", delay.as_secs_f64());
+        }
+        tokio::time::sleep(delay).await;
+        *attempt += 1;
+        Ok(())
+    }
+}
+
+/// The options as far as they are known: IMDS just answered for this very instance (no `--instance-id`),
+/// so its endpoint is enabled even where EC2 (or an emulator) leaves the field out, and no change is sent
+/// for it.
+pub fn known_options(config: &Config, reported: &MetadataOptions) -> MetadataOptions {
+    match (&config.instance_id, reported.http_endpoint) {
+        (None, None) => MetadataOptions { http_endpoint: Some(Toggle::Enabled), ..reported.clone() },
+        _ => reported.clone(),
     }
 }
 
@@ -94,14 +208,10 @@ pub async fn reconcile(
     deadline: Instant,
 ) -> Result<Report> {
     progress.set(Stage::Ec2);
-    let before = ec2.describe(&instance_id).await?;
+    let ec2 = Patient::new(ec2);
+    let before = ec2.describe(&instance_id, deadline).await?;
     tracing::debug!(?before, "current metadata options");
-    // IMDS just answered for this very instance, so its endpoint is enabled even where EC2 (or an
-    // emulator) leaves the field out: no change is sent for it.
-    let known = match (&config.instance_id, before.http_endpoint) {
-        (None, None) => MetadataOptions { http_endpoint: Some(Toggle::Enabled), ..before.clone() },
-        _ => before.clone(),
-    };
+    let known = known_options(config, &before);
     let report = |after: MetadataOptions, action, verified| Report {
         instance_id: instance_id.clone(),
         region: region.clone(),
@@ -115,13 +225,14 @@ pub async fn reconcile(
         Plan::Change(change) => change,
         Plan::Unchanged => {
             let in_effect = plan::is_in_effect(&known, wanted);
+            let applied = before.state == Some(State::Applied);
             return Ok(match config.mode {
-                _ if in_effect => report(before.clone(), Action::Unchanged, true),
+                _ if in_effect => report(before.clone(), Action::Unchanged, applied),
                 Mode::Check | Mode::DryRun | Mode::Doctor => report(before.clone(), Action::NotCompliant, false),
                 // Right values, still pending: somebody's change is in flight; see it through.
                 Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
                 Mode::Apply => {
-                    let after = wait_applied(ec2, &instance_id, &known, config, progress, deadline).await?;
+                    let after = wait_applied(&ec2, &instance_id, &known, config, progress, deadline).await?;
                     report(after, Action::Unchanged, true)
                 }
             });
@@ -131,11 +242,11 @@ pub async fn reconcile(
     match config.mode {
         Mode::Check | Mode::Doctor => Ok(report(before.clone(), Action::NotCompliant, false)),
         Mode::DryRun => {
-            ec2.modify(&instance_id, &change, true).await?;
+            ec2.modify(&instance_id, &change, true, deadline).await?;
             Ok(report(before.clone(), Action::WouldChange, false))
         }
         Mode::Apply => {
-            let accepted = match ec2.modify(&instance_id, &change, false).await? {
+            let accepted = match ec2.modify(&instance_id, &change, false, deadline).await? {
                 Modified::Accepted(options) => options,
                 Modified::WouldSucceed => MetadataOptions::default(),
             };
@@ -144,18 +255,17 @@ pub async fn reconcile(
                 return Ok(report(accepted, Action::Changed, false));
             }
             let expected = change.applied_to(&known);
-            let after = wait_applied(ec2, &instance_id, &expected, config, progress, deadline).await?;
+            let after = wait_applied(&ec2, &instance_id, &expected, config, progress, deadline).await?;
             Ok(report(after, Action::Changed, true))
         }
     }
 }
 
-/// Polls until the wanted values are in effect. A field EC2 leaves out of its answer is taken from
-/// `expected` (EC2 keeps what a change does not send; moto, for one, then omits those fields).
-/// Short first intervals, so that a change applied after a second is seen within about 0.3 s of it;
-/// longer ones later, to spare EC2's rate limits.
-async fn wait_applied(
-    ec2: &impl Ec2,
+/// Polls on `PollSchedule::APPLIED` until EC2 reports the state `applied` with the wanted values. A value
+/// EC2 leaves out of its answer is taken from `expected` (EC2 keeps what a change does not send; moto, for
+/// one, then omits those fields); the state never is: an unreported state is not `applied`.
+async fn wait_applied<E: Ec2>(
+    ec2: &Patient<'_, E>,
     instance_id: &str,
     expected: &MetadataOptions,
     config: &Config,
@@ -165,43 +275,66 @@ async fn wait_applied(
     progress.set(Stage::Waiting);
     let start = Instant::now();
     let give_up = (start + config.wait_timeout).min(deadline);
-    let mut attempt = 0;
+    let bound = if give_up < start + config.wait_timeout { "--timeout" } else { "--wait-timeout" };
+    let timeout =
+        |last: String| Error::WaitTimeout { instance_id: instance_id.into(), waited: start.elapsed(), last, bound };
+    let seen = |current: &MetadataOptions| MetadataOptions { state: current.state, ..current.or(expected) };
+    let mut poll = 0;
+    let mut last = "none yet".to_string();
     loop {
-        let waited = start.elapsed();
-        let delay = poll_interval(attempt, waited);
-        if Instant::now() + delay > give_up {
-            let last = ec2.describe(instance_id).await?;
-            if plan::is_in_effect(&last.or(expected), &config.wanted) {
-                return Ok(last);
-            }
-            return Err(Error::WaitTimeout {
-                instance_id: instance_id.into(),
-                waited: start.elapsed(),
-                last: last.state.map_or("unknown".into(), |s| s.to_string()),
-            });
+        let delay = PollSchedule::APPLIED.delay(poll);
+        let last_chance = Instant::now() + delay > give_up;
+        // The last poll comes just before giving up, so that what the message says EC2 answered is current.
+        let wake =
+            if last_chance { give_up.checked_sub(LAST_POLL_MARGIN).unwrap_or(give_up) } else { Instant::now() + delay };
+        if last_chance && wake <= Instant::now() && poll > 0 {
+            return Err(timeout(last));
         }
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-        let current = ec2.describe(instance_id).await?;
-        tracing::trace!(attempt, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
-        if plan::is_in_effect(&current.or(expected), &config.wanted) {
-            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, "change applied");
+        tokio::time::sleep_until(wake).await;
+        poll += 1;
+        let current = match ec2.describe(instance_id, give_up).await {
+            Ok(current) => current,
+            Err(Error::GaveUp { last: failure, .. }) => {
+                return Err(timeout(format!("EC2 answered the poll: {failure}")));
+            }
+            Err(other) => return Err(other),
+        };
+        tracing::trace!(poll, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
+        if plan::is_applied(&seen(&current), &config.wanted) {
+            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, polls = poll, "change applied");
             return Ok(current);
         }
-        if current.state != Some(State::Pending) {
-            tracing::debug!(?current, "not pending, yet not what was asked; waiting on");
+        if last_chance {
+            return Err(timeout(describe_last(&current)));
         }
+        last = describe_last(&current);
     }
 }
 
-/// 100 ms growing by half each time, at most 250 ms in the first 10 s, then at most 2 s.
-pub fn poll_interval(attempt: u32, waited: Duration) -> Duration {
-    let cap = if waited < Duration::from_secs(10) { Duration::from_millis(250) } else { Duration::from_secs(2) };
-    backoff(attempt, Duration::from_millis(100), cap)
+/// Room left before the deadline for the last poll's round trip.
+const LAST_POLL_MARGIN: Duration = Duration::from_millis(300);
+
+/// What the last poll said, for the message when the wait ends without `applied`.
+fn describe_last(current: &MetadataOptions) -> String {
+    match current.state {
+        Some(state) => format!("state {state}, {}", describe_options(current)),
+        None => format!(
+            "EC2 reported no state for the metadata options ({}), so the change cannot be verified applied",
+            describe_options(current)
+        ),
+    }
 }
 
-fn backoff(attempt: u32, first: Duration, cap: Duration) -> Duration {
-    first.mul_f64(1.5f64.powi(attempt.min(30) as i32)).min(cap)
+/// `hop limit 2, endpoint enabled`, or what EC2 did not report.
+fn describe_options(o: &MetadataOptions) -> String {
+    match (o.hop_limit, o.http_endpoint) {
+        (None, None) => "no values reported".into(),
+        (hop, endpoint) => format!(
+            "hop limit {}, endpoint {}",
+            hop.map_or("unreported".into(), |h| h.to_string()),
+            endpoint.map_or("unreported".into(), |e| e.to_string())
+        ),
+    }
 }
 
 /// `hop limit 1 -> 2, endpoint enabled`: the fields that differ, or `no change`.
@@ -226,27 +359,6 @@ mod tests {
     use super::*;
     use crate::plan::{Change, HopLimit, HttpTokens, Toggle, Wanted};
     use std::cell::RefCell;
-
-    #[test]
-    fn poll_interval_sees_an_apply_after_one_second_within_300_ms() {
-        // Polls happen at the running sum of the intervals; the one after t = 1 s must be by 1.3 s.
-        let mut t = Duration::ZERO;
-        let mut attempt = 0;
-        while t <= Duration::from_secs(1) {
-            t += poll_interval(attempt, t);
-            attempt += 1;
-        }
-        assert!(t <= Duration::from_millis(1300), "first poll after 1 s at {t:?}");
-    }
-
-    #[test]
-    fn poll_interval_grows_then_caps() {
-        assert_eq!(poll_interval(0, Duration::ZERO), Duration::from_millis(100));
-        assert_eq!(poll_interval(1, Duration::ZERO), Duration::from_millis(150));
-        assert_eq!(poll_interval(10, Duration::from_secs(1)), Duration::from_millis(250));
-        assert_eq!(poll_interval(10, Duration::from_secs(11)), Duration::from_secs(2));
-        assert_eq!(poll_interval(u32::MAX, Duration::from_secs(11)), Duration::from_secs(2));
-    }
 
     fn options(hop: i64, state: State) -> MetadataOptions {
         MetadataOptions {
@@ -296,7 +408,9 @@ mod tests {
             region: None,
             wait: true,
             wait_timeout: Duration::from_secs(5),
+            imds_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            imds_endpoint: "http://127.0.0.1:1".into(),
             output: crate::cli::Output::Text,
         }
     }

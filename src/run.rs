@@ -6,7 +6,7 @@ use crate::config::{Config, Mode};
 use crate::doctor::{self, Check};
 use crate::ec2::Ec2Api;
 use crate::error::{Error, ExitCode, Result};
-use crate::imds::{self, Imds, Metadata};
+use crate::imds::{Imds, Metadata};
 use crate::reconcile::{self, Action, Progress, Report};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -59,7 +59,7 @@ async fn supervised<T>(
 }
 
 async fn doctor(config: &Config) -> Result<Vec<Check>> {
-    let imds = Imds::new(imds::endpoint_from_env()?)?;
+    let imds = Imds::new(&config.imds_endpoint)?;
     Ok(doctor::diagnose(config, &imds).await)
 }
 
@@ -67,26 +67,68 @@ fn report_doctor(config: &Config, checks: &[Check]) -> ExitCode {
     let code = doctor::exit_code(checks);
     if config.output == Output::Json {
         let json = serde_json::json!({ "checks": checks, "exit_code": code as u8 });
-        println!("{json}");
+        emit(&format!("{json}\n"));
     } else {
-        print!("{}", doctor::render(checks));
+        emit(&doctor::render(checks));
     }
     code
 }
 
+/// Writes a report to stdout. A closed stdout (`| head`, `| true`) must not turn the run's outcome into a
+/// crash: the failure is logged and the exit code stays what the run earned.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!("could not write the report to stdout: {err}");
+    }
+}
+
+/// Clap's usage errors, `--help` and `--version`, written without a panic on a closed stream.
+pub fn emit_usage(message: &str, help: bool) -> ExitCode {
+    use std::io::Write;
+    if help {
+        emit(message);
+        ExitCode::Compliant
+    } else {
+        let _ = std::io::stderr().lock().write_all(message.as_bytes());
+        ExitCode::Usage
+    }
+}
+
 async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<Report> {
-    let imds = Imds::new(imds::endpoint_from_env()?)?;
+    let imds = Imds::new(&config.imds_endpoint)?;
     let (instance_id, region) = reconcile::identity(&imds, config, deadline).await?;
     tracing::debug!(%instance_id, %region, "identity");
     let ec2 = Ec2Api::new(&region, imds.client()).await;
-    match reconcile::reconcile(&ec2, instance_id, region, config, progress, deadline).await {
-        // A missing role is the commonest cause of missing credentials on an instance: say so plainly.
-        Err(Error::NoCredentials { detail }) => match imds.has_role().await {
-            Ok(false) => Err(Error::NoInstanceRole),
-            _ => Err(Error::NoCredentials { detail }),
-        },
-        other => other,
+    let result = reconcile::reconcile(&ec2, instance_id, region, config, progress, deadline).await;
+    explain_credentials(&imds, result).await
+}
+
+/// A credentials failure, said in the instance's own terms: no role attached is the commonest cause; a role
+/// whose credentials IMDS served already expired comes next (the SDK uses them anyway, and EC2 answers
+/// RequestExpired or AuthFailure). Looked up only on this failure path.
+async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
+    let failure = match &result {
+        Err(Error::NoCredentials { .. }) => None,
+        Err(Error::ClockSkew { failure }) => Some(failure.clone()),
+        _ => return result,
+    };
+    match imds.has_role().await {
+        Ok(false) if failure.is_none() => return Err(Error::NoInstanceRole),
+        Ok(true) => {}
+        _ => return result,
     }
+    if let Ok(Some(expired)) = imds.role_credentials_expiration().await {
+        if expired <= std::time::SystemTime::now() {
+            let failure = failure.unwrap_or_else(|| crate::error::Failure::new(crate::error::FailureKind::Refused));
+            let expired = aws_smithy_types::DateTime::from(expired)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap_or_else(|_| "an earlier time".into());
+            return Err(Error::CredentialsExpired { expired, failure });
+        }
+    }
+    result
 }
 
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
@@ -115,7 +157,10 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             elapsed_ms: u64,
         }
         let json = Json { report, elapsed_ms: elapsed.as_millis() as u64 };
-        println!("{}", serde_json::to_string(&json).expect("a report serializes"));
+        match serde_json::to_string(&json) {
+            Ok(text) => emit(&format!("{text}\n")),
+            Err(err) => tracing::error!("could not render the report as JSON: {err}"),
+        }
     }
     match report.action {
         Action::Unchanged | Action::Changed => ExitCode::Compliant,

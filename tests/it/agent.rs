@@ -1,53 +1,8 @@
 //! Black-box tests of the `imds-hop-limit` binary against the simulated instance on loopback.
 
-use crate::simulator::{INSTANCE_ID, Options, REGION, SECRET_MARK, Scenario, Simulator};
-use assert_cmd::Command;
+use crate::simulator::{INSTANCE_ID, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::support::{agent, expect, json, modifies, run, scenario};
 use std::time::{Duration, Instant};
-
-/// The agent, with an environment that reaches the simulator and nothing else.
-fn agent(sim: &Simulator) -> Command {
-    let mut cmd = Command::cargo_bin("imds-hop-limit").unwrap();
-    cmd.env_clear().envs(sim.env()).env("HOME", "/nonexistent").timeout(Duration::from_secs(60));
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: start.elapsed(),
-    }
-}
-
-#[track_caller]
-fn expect(r: &Run, code: i32) {
-    assert_eq!(r.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr);
-}
-
-fn json(r: &Run) -> serde_json::Value {
-    serde_json::from_str(r.stdout.trim())
-        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", r.stdout))
-}
-
-fn modifies(sim: &Simulator) -> Vec<crate::simulator::Logged> {
-    sim.requests().into_iter().filter(|r| r.action == "ModifyInstanceMetadataOptions").collect()
-}
-
-fn scenario(f: impl FnOnce(&mut Scenario)) -> Scenario {
-    let mut s = Scenario::default();
-    f(&mut s);
-    s
-}
 
 #[test]
 fn changes_hop_limit_waits_for_applied_and_second_run_changes_nothing() {
@@ -84,18 +39,6 @@ fn changes_hop_limit_waits_for_applied_and_second_run_changes_nothing() {
     assert_eq!(calls, 1, "a no-op run makes exactly one EC2 call");
     assert_eq!(json(&second)["action"], "unchanged");
     assert!(second.stderr.contains("already compliant"), "{}", second.stderr);
-}
-
-#[test]
-fn applied_is_noticed_soon_after_ec2_flips_it() {
-    let sim = Simulator::start(scenario(|s| s.pending_for = Duration::from_millis(1000)));
-    let r = run(&mut agent(&sim));
-    expect(&r, 0);
-    let applied = sim.applied_at_ms().unwrap();
-    let last_describe =
-        sim.requests().iter().filter(|r| r.action == "DescribeInstances").map(|r| r.at_ms).max().unwrap();
-    assert!(last_describe >= applied, "the agent saw applied only after the flip");
-    assert!(last_describe - applied <= 300, "noticed {} ms after the flip", last_describe - applied);
 }
 
 #[test]
@@ -224,18 +167,15 @@ fn a_silent_token_answer_is_named_as_the_hop_limit_symptom_and_fails_fast() {
 
 #[test]
 fn a_disabled_endpoint_is_fixed_from_outside_with_flags_and_static_credentials() {
-    let sim = Simulator::start(scenario(|s| {
-        s.options.http_endpoint = Some("disabled");
-        s.static_keys = vec!["AKIASIMSTATIC0000001".into()];
-    }));
+    let sim = Simulator::start(scenario(|s| s.options.http_endpoint = Some("disabled")));
     let r = run(&mut agent(&sim));
     expect(&r, 4);
     assert!(r.stderr.contains("disabled"), "{}", r.stderr);
 
     let r = run(agent(&sim)
         .args(["--instance-id", INSTANCE_ID, "--region", REGION])
-        .env("AWS_ACCESS_KEY_ID", "AKIASIMSTATIC0000001")
-        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret"));
+        .env("AWS_ACCESS_KEY_ID", STATIC_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
     expect(&r, 0);
     assert_eq!(sim.options(), ("applied".into(), Some(2), Some("enabled"), Some("optional")));
     assert_eq!(sim.token_requests(), 1, "only the first run asked IMDS");

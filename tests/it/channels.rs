@@ -96,6 +96,12 @@ fn the_eb_policy_snippet_is_the_packaged_policy() {
     let actions: Vec<&str> =
         packaged["Statement"].as_array().unwrap().iter().map(|s| s["Action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions"]);
+    // Least privilege in every partition: the modify only on the calling instance, no `arn:aws:` literal.
+    let modify = &packaged["Statement"][1];
+    assert_eq!(modify["Resource"], "*");
+    assert_eq!(modify["Condition"]["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
+    assert_eq!(modify["Condition"]["StringEqualsIfExists"]["ec2:MetadataHttpTokens"], "required");
+    assert!(!packaged.to_string().contains("arn:aws:"), "a partition literal fails in aws-cn and aws-us-gov");
 }
 
 #[test]

@@ -14,6 +14,9 @@ struct Topology {
     imds: String,
     host: String,
     container: String,
+    /// A container inside the container (Docker-in-Docker, or a second bridge as Cilium adds): two routed
+    /// hops further than the host.
+    nested: String,
     made: Vec<String>,
     simulator: Option<Child>,
 }
@@ -62,10 +65,11 @@ impl Topology {
             imds: format!("ihl-imds-{id}"),
             host: format!("ihl-host-{id}"),
             container: format!("ihl-ctr-{id}"),
+            nested: format!("ihl-nest-{id}"),
             made: Vec::new(),
             simulator: None,
         };
-        for ns in [t.imds.clone(), t.host.clone(), t.container.clone()] {
+        for ns in [t.imds.clone(), t.host.clone(), t.container.clone(), t.nested.clone()] {
             let status = Command::new("ip").args(["netns", "add", &ns]).stderr(Stdio::piped()).output();
             match status {
                 Ok(o) if o.status.success() => t.made.push(ns),
@@ -77,14 +81,19 @@ impl Topology {
                 Err(e) => panic!("the hop-limit proof needs iproute2's `ip`: {e}"),
             }
         }
-        let (i, h, c) = (t.imds.clone(), t.host.clone(), t.container.clone());
+        let (i, h, c, n) = (t.imds.clone(), t.host.clone(), t.container.clone(), t.nested.clone());
         // Links are made inside the namespaces themselves, never in this process's own.
         ip(&h, &format!("link add hi type veth peer name vi netns {i}"));
         ip(&h, &format!("link add hc type veth peer name vc netns {c}"));
         ip(&h, "link add br0 type bridge");
         ip(&h, "link set hc master br0");
+        ip(&c, &format!("link add cn type veth peer name vn netns {n}"));
+        ip(&c, "link add br1 type bridge");
+        ip(&c, "link set cn master br1");
         for (ns, dev) in
             [(&i, "lo"), (&i, "vi"), (&h, "lo"), (&h, "hi"), (&h, "hc"), (&h, "br0"), (&c, "lo"), (&c, "vc")]
+                .into_iter()
+                .chain([(&c, "cn"), (&c, "br1"), (&n, "lo"), (&n, "vn")])
         {
             ip(ns, &format!("link set {dev} up"));
         }
@@ -109,6 +118,12 @@ impl Topology {
         ip(&c, "addr add 2001:db8:2::2/64 dev vc nodad");
         ip(&c, "route add default via 198.18.1.1");
         ip(&c, "-6 route add default via 2001:db8:2::1");
+        // The nested container, behind a bridge in the container, which forwards for it (IPv4).
+        ip(&c, "addr add 198.18.3.1/24 dev br1");
+        run(Command::new("ip").args(["netns", "exec", &c, "sysctl", "-qw", "net.ipv4.ip_forward=1"]));
+        ip(&h, "route add 198.18.3.0/24 via 198.18.1.2");
+        ip(&n, "addr add 198.18.3.2/24 dev vn");
+        ip(&n, "route add default via 198.18.3.1");
         t.check_isolated();
         t
     }
@@ -123,8 +138,11 @@ impl Topology {
         };
         assert_eq!(sorted(&self.imds), ["lo", "vi"]);
         assert_eq!(sorted(&self.host), ["br0", "hc", "hi", "lo"]);
-        assert_eq!(sorted(&self.container), ["lo", "vc"]);
+        assert_eq!(sorted(&self.container), ["br1", "cn", "lo", "vc"]);
+        assert_eq!(sorted(&self.nested), ["lo", "vn"]);
         for (ns, dev, peer_ns) in [
+            (&self.container, "cn", &self.nested),
+            (&self.nested, "vn", &self.container),
             (&self.host, "hi", &self.imds),
             (&self.host, "hc", &self.container),
             (&self.imds, "vi", &self.host),
@@ -174,7 +192,7 @@ impl Topology {
 
     /// doctor, in the container with the variable that an ECS task has, as a sign of where it runs.
     fn doctor(&self, ns: &str, mode: &str) -> (Output, Duration) {
-        let sign = if ns == self.container {
+        let sign = if ns == self.container || ns == self.nested {
             vec!["ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/task".to_string()]
         } else {
             vec![]
@@ -225,10 +243,18 @@ fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert_eq!(out.status.code(), Some(4), "doctor in the container: {stdout}");
             assert!(stdout.contains("hop-limit symptom") && stdout.contains("raise the hop limit to 2"), "{stdout}");
+            assert!(stdout.contains("this process is 2 hops from IMDS; the instance's hop limit must be at least 2"));
+            // Behind a second bridge: three hops, and the advice says 3, not 2.
+            let (out, _) = t.doctor(&t.nested, mode);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(4), "doctor behind two bridges: {stdout}");
+            assert!(stdout.contains("this process is 3 hops from IMDS; the instance's hop limit must be at least 3"));
+            assert!(stdout.contains("raise the hop limit to 3"), "{stdout}");
             let (out, _) = t.doctor(&t.host, mode);
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert_eq!(out.status.code(), Some(0), "doctor on the host: {stdout}");
             assert!(stdout.contains("[ok]   metadata service"), "{stdout}");
+            assert!(stdout.contains("this process is 1 hop from IMDS"), "{stdout}");
         }
     }
 }

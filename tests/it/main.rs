@@ -3,8 +3,12 @@
 #[path = "../simulator/mod.rs"]
 mod simulator;
 
+mod support;
+
 mod agent;
 mod channels;
 mod doctor;
+mod hardening;
 mod hop;
 mod moto;
+mod storm;

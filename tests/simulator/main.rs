@@ -1,10 +1,15 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
-//!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--static-key AKID] [--instance-id ID]`
+//!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--instance-id ID] [--more-instances N]
+//!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]`
 //!
-//! Runs the simulated EC2 instance on loopback until stdin closes or it is killed. Its first line on
-//! stdout is the environment that points an agent at it, as shell `export` lines. Commands on stdin, for
-//! benchmarks: `requests` (the log, one line each, then `end`), `reset` (first state, empty log),
-//! `applied-at` (ms since start when the last change turned applied, or `none`), `now` (ms since start).
+//! Runs the simulated EC2 account on loopback until stdin closes or it is killed. Its first line on
+//! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
+//! included, for runs that give --instance-id and --region). Commands on stdin, for benchmarks: `requests`
+//! (the log, one line each: ms server method path action status instance, then `end`), `reset` (first
+//! state, empty log), `applied-at` (ms since start when the agent's instance's last change turned applied,
+//! or `none`), `all-applied-at HOP` (when the last instance of the account turned applied with that hop
+//! limit, or `none`), `applied-count HOP` (how many instances are applied with that hop limit), `ids` (every
+//! instance id, then `end`), `now` (ms since start).
 
 #[path = "mod.rs"]
 mod simulator;
@@ -36,7 +41,21 @@ fn main() {
             }
             "--no-role" => scenario.role_attached = false,
             "--instance-id" => scenario.instance_id = value(),
-            "--static-key" => scenario.static_keys.push(value()),
+            "--more-instances" => {
+                scenario.more_instances = value().parse().unwrap_or_else(|_| usage("--more-instances N"))
+            }
+            "--documented-buckets" => scenario.buckets = Some(simulator::Buckets::DOCUMENTED),
+            "--buckets" => {
+                let n: Vec<f64> = value().split(',').filter_map(|v| v.parse().ok()).collect();
+                let [db, dr, mb, mr] = n[..] else { usage("--buckets DB,DR,MB,MR") };
+                let scale = scenario.buckets.map_or(1.0, |b| b.time_scale);
+                scenario.buckets = Some(simulator::Buckets { describe: (db, dr), modify: (mb, mr), time_scale: scale });
+            }
+            "--time-scale" => {
+                let scale = value().parse().unwrap_or_else(|_| usage("--time-scale F"));
+                let b = scenario.buckets.get_or_insert(simulator::Buckets::DOCUMENTED);
+                b.time_scale = scale;
+            }
             _ => usage(&format!("unknown argument {arg}")),
         }
     }
@@ -45,7 +64,9 @@ fn main() {
         ec2.parse().unwrap_or_else(|_| usage("--ec2 ADDR:PORT")),
         scenario,
     );
-    let exports: Vec<String> = sim.env().iter().map(|(k, v)| format!("export {k}={v}")).collect();
+    let mut exports: Vec<String> = sim.env().iter().map(|(k, v)| format!("export {k}={v}")).collect();
+    exports.push(format!("export SIM_STATIC_KEY={}", simulator::STATIC_KEY));
+    exports.push(format!("export SIM_STATIC_SECRET={}", simulator::STATIC_SECRET));
     println!("{}", exports.join("; "));
     std::io::stdout().flush().unwrap();
     // Serve until stdin closes (the parent went away) or a signal ends the process.
@@ -53,7 +74,23 @@ fn main() {
         match line.as_deref().map(str::trim) {
             Ok("requests") => {
                 for r in sim.requests() {
-                    println!("{} {} {} {} {}", r.at_ms, r.server, r.method, r.path, r.action);
+                    let action = if r.action.is_empty() { "-" } else { &r.action };
+                    let instance = r.instance().unwrap_or("-");
+                    println!("{} {} {} {} {action} {} {instance}", r.at_ms, r.server, r.method, r.path, r.status);
+                }
+                println!("end");
+            }
+            Ok(line) if line.starts_with("all-applied-at ") => {
+                let hop = line["all-applied-at ".len()..].trim().parse().unwrap_or(2);
+                println!("{}", sim.all_applied_at_ms(hop).map_or("none".into(), |v| v.to_string()));
+            }
+            Ok(line) if line.starts_with("applied-count ") => {
+                let hop = line["applied-count ".len()..].trim().parse().unwrap_or(2);
+                println!("{}", sim.applied_count(hop));
+            }
+            Ok("ids") => {
+                for id in sim.instance_ids() {
+                    println!("{id}");
                 }
                 println!("end");
             }

@@ -1,15 +1,22 @@
-//! A simulated EC2 instance on loopback: an IMDSv2 server and an EC2 Query API server that share one
-//! instance's state, with faults chosen per scenario and a log of every request for exact counts.
-//! Test-only: it is never part of the shipped binary.
+//! A simulated EC2 account on loopback: an IMDSv2 server for one instance (the agent's own) and an EC2 Query
+//! API server for every instance of the account, with EC2's shared per-account request budget (token
+//! buckets), SigV4 signatures verified (HMAC, timestamp, session token), faults chosen per scenario, and a
+//! log of every request, throttled ones included, for exact counts. Test-only: never part of the shipped
+//! binary.
+//!
+//! The account's state (`Account`: instances, buckets) is plain data with methods that take the time, so
+//! it is unit-tested apart from the wire formats below it.
 #![allow(dead_code)]
 
+use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,8 +28,11 @@ pub const ROLE: &str = "sim-instance-role";
 pub const ACCOUNT: &str = "123456789012";
 /// Every secret the simulator hands out starts with this, so a test can search output for it.
 pub const SECRET_MARK: &str = "SIMSECRET";
+/// The static credentials tests sign with when they bypass the instance role.
+pub const STATIC_KEY: &str = "AKIASIMSECRETSTATIC01";
+pub const STATIC_SECRET: &str = "SIMSECRETstaticSecretKey0000000000000001";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub http_tokens: Option<&'static str>,
     pub hop_limit: Option<i64>,
@@ -43,25 +53,76 @@ impl Default for Options {
     }
 }
 
-/// What the simulated instance is and which faults it shows.
+/// EC2's per-account token buckets (the EC2 developer guide, "Request throttling"): `burst` tokens, refilled
+/// at `rate` a second. DescribeInstances spends the non-mutating bucket, ModifyInstanceMetadataOptions its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Buckets {
+    pub describe: (f64, f64),
+    pub modify: (f64, f64),
+    /// Refill runs this many times faster than real time, and a change's pending time as many times
+    /// shorter, so that large runs stay short. The agents' own waits do not scale: a scaled run is gentler
+    /// on the agents than the real account would be.
+    pub time_scale: f64,
+}
+
+impl Buckets {
+    pub const DOCUMENTED: Buckets = Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), time_scale: 1.0 };
+}
+
+/// What the simulated account is and which faults it shows.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The agent's own instance: IMDS answers for it.
     pub options: Options,
+    /// How many more instances the account holds, each with `options`: `i-1000000000000000N`.
+    pub more_instances: usize,
     /// How long a change stays `pending` before it is `applied`.
     pub pending_for: Duration,
     pub pending_forever: bool,
     pub role_attached: bool,
-    /// Access keys the EC2 side accepts besides the role's (for static credentials).
-    pub static_keys: Vec<String>,
-    /// EC2 actions answered with UnauthorizedOperation.
+    /// (access key, secret key) pairs the EC2 side accepts besides the role's.
+    pub static_keys: Vec<(String, String)>,
+    /// EC2 actions answered with UnauthorizedOperation (with an encoded authorization message).
     pub unauthorized: Vec<&'static str>,
+    /// A policy cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
+    pub policy_max_hop_limit: Option<i64>,
+    pub buckets: Option<Buckets>,
     pub throttle_first: usize,
+    /// These EC2 requests (0-based, counting those that passed the signature check) answer
+    /// RequestLimitExceeded: throttling at a chosen call site.
+    pub throttle_requests: Vec<usize>,
     pub server_error_first: usize,
+    /// The first modify is carried out, but answered with a 500, as when the answer is lost on the way.
+    pub lose_first_modify_answer: bool,
     pub ec2_delay: Duration,
     pub imds_refuse_for: Duration,
     pub token_never_answers: bool,
+    /// The token answer comes after this long.
+    pub token_delay: Duration,
+    /// The first N IMDS reads answer 429.
+    pub imds_throttle_first: usize,
+    /// The first N IMDS reads answer a 500 page that echoes the request, token header included.
+    pub imds_echo_500_first: usize,
+    /// The instance id and region are answered with this (a captive portal's page).
+    pub garbage_identity: Option<&'static str>,
     pub malformed_describe: bool,
+    /// DescribeInstances cut short: `<DescribeInstancesResponse><reservationSet><item>`.
+    pub truncated_describe: bool,
+    /// DescribeInstances carries no metadataOptions at all.
+    pub no_metadata_options: bool,
     pub malformed_credentials: bool,
+    /// The role's credentials are served already expired; EC2 answers RequestExpired to them.
+    pub expired_credentials: bool,
+    /// EC2 answers every call with this status and an HTML page that echoes the request, headers included.
+    pub echo_error_page: Option<u16>,
+    /// EC2 answers every call with an EC2 error whose Message repeats the request.
+    pub echo_in_message: bool,
+    /// EC2 answers every call with 200 and a body that is not XML and echoes the request.
+    pub echo_ok_not_xml: bool,
+    /// EC2 answers every call with a 500 of this many bytes of garbage.
+    pub huge_answer: Option<usize>,
+    /// The simulator's clock runs this far ahead of the agent's: its signatures look expired.
+    pub clock_ahead: Duration,
     /// The instance EC2 knows; another id is NotFound.
     pub instance_id: String,
     /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
@@ -74,18 +135,35 @@ impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             options: Options::default(),
+            more_instances: 0,
             pending_for: Duration::from_millis(300),
             pending_forever: false,
             role_attached: true,
-            static_keys: Vec::new(),
+            static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
             unauthorized: Vec::new(),
+            policy_max_hop_limit: None,
+            buckets: None,
             throttle_first: 0,
+            throttle_requests: Vec::new(),
             server_error_first: 0,
+            lose_first_modify_answer: false,
             ec2_delay: Duration::ZERO,
             imds_refuse_for: Duration::ZERO,
             token_never_answers: false,
+            token_delay: Duration::ZERO,
+            imds_throttle_first: 0,
+            imds_echo_500_first: 0,
+            garbage_identity: None,
             malformed_describe: false,
+            truncated_describe: false,
+            no_metadata_options: false,
             malformed_credentials: false,
+            expired_credentials: false,
+            echo_error_page: None,
+            echo_in_message: false,
+            echo_ok_not_xml: false,
+            huge_answer: None,
+            clock_ahead: Duration::ZERO,
             instance_id: INSTANCE_ID.into(),
             ttl_is_hop_limit: false,
             extra_imds: Vec::new(),
@@ -102,43 +180,189 @@ pub struct Logged {
     pub action: String,
     pub dry_run: bool,
     pub params: Vec<(String, String)>,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The request came through a proxy (an absolute-form request line).
+    pub via_proxy: bool,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
 }
 
-struct State {
-    scenario: Scenario,
-    options: Options,
-    /// When the last change turns from pending to applied; None when applied.
-    applied_at: Option<Instant>,
-    /// When the last change was (or will be) applied, kept after it was.
-    last_apply: Option<Instant>,
-    /// The hop limit in effect (what IMDS answers with), which changes only once applied.
-    effective_hop_limit: i64,
-    tokens: HashMap<String, Instant>,
-    /// (access key id, secret access key) of every credential handed out.
-    issued_keys: Vec<(String, String)>,
-    sessions: Vec<String>,
-    throttled: usize,
-    errored: usize,
-    log: Vec<Logged>,
-    started: Instant,
-    counter: u64,
+impl Logged {
+    pub fn throttled(&self) -> bool {
+        self.status == 503 && self.server == "ec2"
+    }
+
+    pub fn instance(&self) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == "InstanceId" || k == "InstanceId.1").map(|(_, v)| v.as_str())
+    }
 }
 
-impl State {
-    fn settle(&mut self) {
+/// One instance's metadata options and the state of its last change.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub options: Options,
+    /// When the last change turns from pending to applied; None when applied.
+    pub applied_at: Option<Instant>,
+    /// When the last change was (or will be) applied, kept after it was.
+    pub last_apply: Option<Instant>,
+    /// The hop limit in effect (what IMDS answers with), which changes only once applied.
+    pub effective_hop_limit: i64,
+}
+
+impl Instance {
+    fn new(options: Options) -> Self {
+        Instance { effective_hop_limit: options.hop_limit.unwrap_or(1), options, applied_at: None, last_apply: None }
+    }
+
+    fn settle(&mut self, now: Instant, forever: bool) {
         if let Some(at) = self.applied_at {
-            if !self.scenario.pending_forever && Instant::now() >= at {
+            if !forever && now >= at {
                 self.applied_at = None;
                 self.effective_hop_limit = self.options.hop_limit.unwrap_or(1);
             }
         }
     }
 
+    pub fn state(&self) -> &'static str {
+        if self.applied_at.is_some() { "pending" } else { "applied" }
+    }
+}
+
+/// A token bucket: `tokens` of at most `burst`, refilled at `rate` a second.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    burst: f64,
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub fn new((burst, rate): (f64, f64), now: Instant) -> Self {
+        Bucket { burst, rate, tokens: burst, at: now }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant, scale: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate * scale).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The account: its instances and its request budget.
+pub struct Account {
+    pub instances: BTreeMap<String, Instance>,
+    pub pending_for: Duration,
+    pub pending_forever: bool,
+    pub scale: f64,
+    buckets: Option<(Bucket, Bucket)>,
+}
+
+impl Account {
+    pub fn new(scenario: &Scenario, now: Instant) -> Self {
+        let mut instances = BTreeMap::new();
+        instances.insert(scenario.instance_id.clone(), Instance::new(scenario.options.clone()));
+        for n in 0..scenario.more_instances {
+            instances.insert(more_instance_id(n), Instance::new(scenario.options.clone()));
+        }
+        let scale = scenario.buckets.map_or(1.0, |b| b.time_scale);
+        Account {
+            instances,
+            pending_for: scenario.pending_for.div_f64(scale),
+            pending_forever: scenario.pending_forever,
+            scale,
+            buckets: scenario.buckets.map(|b| (Bucket::new(b.describe, now), Bucket::new(b.modify, now))),
+        }
+    }
+
+    /// Whether the account's budget for `action` has a token now (and spends it).
+    pub fn admit(&mut self, action: &str, now: Instant) -> bool {
+        let scale = self.scale;
+        match &mut self.buckets {
+            None => true,
+            Some((describe, modify)) => {
+                if action == "ModifyInstanceMetadataOptions" {
+                    modify.take(now, scale)
+                } else {
+                    describe.take(now, scale)
+                }
+            }
+        }
+    }
+
+    pub fn settle(&mut self, now: Instant) {
+        let forever = self.pending_forever;
+        for instance in self.instances.values_mut() {
+            instance.settle(now, forever);
+        }
+    }
+
+    /// EC2 takes a change: the fields given, the others kept; pending until `pending_for` has passed.
+    pub fn change(&mut self, id: &str, next: Options, now: Instant) {
+        let pending_for = self.pending_for;
+        if let Some(instance) = self.instances.get_mut(id) {
+            instance.options = next;
+            instance.applied_at = Some(now + pending_for);
+            instance.last_apply = instance.applied_at;
+        }
+    }
+}
+
+pub fn more_instance_id(n: usize) -> String {
+    format!("i-1{n:016x}")
+}
+
+struct Issued {
+    key: String,
+    secret: String,
+    session: String,
+}
+
+struct State {
+    scenario: Scenario,
+    account: Account,
+    tokens: HashMap<String, Instant>,
+    issued: Vec<Issued>,
+    throttled: usize,
+    errored: usize,
+    imds_reads: usize,
+    /// EC2 requests that passed the signature check.
+    signed: usize,
+    log: Vec<Logged>,
+    started: Instant,
+    counter: u64,
+}
+
+impl State {
+    fn new(scenario: Scenario) -> Self {
+        let now = Instant::now();
+        State {
+            account: Account::new(&scenario, now),
+            scenario,
+            tokens: HashMap::new(),
+            issued: Vec::new(),
+            throttled: 0,
+            errored: 0,
+            imds_reads: 0,
+            signed: 0,
+            log: Vec::new(),
+            started: now,
+            counter: 0,
+        }
+    }
+
     /// Logs a request at the time it is answered, under the lock that decides the answer.
-    fn record(&mut self, mut entry: Logged) {
+    fn record(&mut self, mut entry: Logged, status: u16) {
         entry.at_ms = self.started.elapsed().as_millis() as u64;
+        entry.status = status;
         self.log.push(entry);
     }
 
@@ -146,6 +370,11 @@ impl State {
         self.counter += 1;
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         format!("{SECRET_MARK}{kind}{:08x}{:04}", nanos, self.counter)
+    }
+
+    fn own(&mut self) -> &mut Instance {
+        let id = self.scenario.instance_id.clone();
+        self.account.instances.get_mut(&id).expect("the agent's own instance")
     }
 }
 
@@ -164,21 +393,7 @@ impl Simulator {
     }
 
     pub fn start_on(imds_addr: SocketAddr, ec2_addr: SocketAddr, scenario: Scenario) -> Self {
-        let state = Arc::new(Mutex::new(State {
-            effective_hop_limit: scenario.options.hop_limit.unwrap_or(1),
-            options: scenario.options.clone(),
-            scenario,
-            applied_at: None,
-            last_apply: None,
-            tokens: HashMap::new(),
-            issued_keys: Vec::new(),
-            sessions: Vec::new(),
-            throttled: 0,
-            errored: 0,
-            log: Vec::new(),
-            started: Instant::now(),
-            counter: 0,
-        }));
+        let state = Arc::new(Mutex::new(State::new(scenario)));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
         let st = state.clone();
@@ -216,12 +431,12 @@ impl Simulator {
     /// Back to the scenario's first state, with an empty request log (for repeated benchmark runs).
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap();
-        s.options = s.scenario.options.clone();
-        s.effective_hop_limit = s.options.hop_limit.unwrap_or(1);
-        s.applied_at = None;
-        s.last_apply = None;
+        let now = Instant::now();
+        s.account = Account::new(&s.scenario, now);
         s.throttled = 0;
         s.errored = 0;
+        s.imds_reads = 0;
+        s.signed = 0;
         s.log.clear();
     }
 
@@ -237,39 +452,77 @@ impl Simulator {
         self.requests().iter().filter(|r| r.server == "imds" && r.method == "PUT").count()
     }
 
-    /// (state, hop limit, endpoint, tokens) as DescribeInstances would say now.
+    /// (state, hop limit, endpoint, tokens) of the agent's own instance, as DescribeInstances would say now.
     pub fn options(&self) -> (String, Option<i64>, Option<&'static str>, Option<&'static str>) {
+        let id = self.state.lock().unwrap().scenario.instance_id.clone();
+        self.options_of(&id)
+    }
+
+    pub fn options_of(&self, id: &str) -> (String, Option<i64>, Option<&'static str>, Option<&'static str>) {
         let mut s = self.state.lock().unwrap();
-        s.settle();
-        let state = if s.applied_at.is_some() { "pending" } else { "applied" };
-        (state.into(), s.options.hop_limit, s.options.http_endpoint, s.options.http_tokens)
+        s.account.settle(Instant::now());
+        let i = &s.account.instances[id];
+        (i.state().into(), i.options.hop_limit, i.options.http_endpoint, i.options.http_tokens)
+    }
+
+    pub fn instance_ids(&self) -> Vec<String> {
+        self.state.lock().unwrap().account.instances.keys().cloned().collect()
     }
 
     pub fn effective_hop_limit(&self) -> i64 {
         let mut s = self.state.lock().unwrap();
-        s.settle();
-        s.effective_hop_limit
+        s.account.settle(Instant::now());
+        s.own().effective_hop_limit
     }
 
-    /// Milliseconds since start at which the last change turned applied, if it has.
+    /// Milliseconds since start at which the agent's own instance's last change turned applied, if it has.
     pub fn applied_at_ms(&self) -> Option<u64> {
-        let s = self.state.lock().unwrap();
-        s.last_apply.map(|at| at.duration_since(s.started).as_millis() as u64)
+        let mut s = self.state.lock().unwrap();
+        let started = s.started;
+        s.own().last_apply.map(|at| at.duration_since(started).as_millis() as u64)
+    }
+
+    /// Milliseconds since start at which the last of all instances turned applied (None while any is not).
+    pub fn all_applied_at_ms(&self, hop_limit: i64) -> Option<u64> {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        s.account.settle(now);
+        let started = s.started;
+        let mut last = 0;
+        for i in s.account.instances.values() {
+            if i.options.hop_limit != Some(hop_limit) || i.applied_at.is_some() {
+                return None;
+            }
+            last = last.max(i.last_apply.map_or(0, |at| at.duration_since(started).as_millis() as u64));
+        }
+        Some(last)
+    }
+
+    /// How many instances are applied with `hop_limit`.
+    pub fn applied_count(&self, hop_limit: i64) -> usize {
+        let mut s = self.state.lock().unwrap();
+        s.account.settle(Instant::now());
+        s.account
+            .instances
+            .values()
+            .filter(|i| i.options.hop_limit == Some(hop_limit) && i.applied_at.is_none())
+            .count()
     }
 
     pub fn elapsed_ms(&self) -> u64 {
         self.state.lock().unwrap().started.elapsed().as_millis() as u64
     }
 
-    /// Every secret handed out so far: tokens, access keys, secret keys, session tokens.
+    /// Every secret handed out so far: tokens, access keys, secret keys, session tokens, the static ones.
     pub fn secrets(&self) -> Vec<String> {
         let s = self.state.lock().unwrap();
         let mut all: Vec<String> = s.tokens.keys().cloned().collect();
-        for (key, secret) in &s.issued_keys {
-            all.push(key.clone());
-            all.push(secret.clone());
+        for issued in &s.issued {
+            all.extend([issued.key.clone(), issued.secret.clone(), issued.session.clone()]);
         }
-        all.extend(s.sessions.iter().cloned());
+        for (key, secret) in &s.scenario.static_keys {
+            all.extend([key.clone(), secret.clone()]);
+        }
         all
     }
 
@@ -319,8 +572,8 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static
         {
             let mut s = state.lock().unwrap();
             if server == "imds" && s.scenario.ttl_is_hop_limit {
-                s.settle();
-                let hops = s.effective_hop_limit as u32;
+                s.account.settle(Instant::now());
+                let hops = s.own().effective_hop_limit as u32;
                 let sock = socket2::SockRef::from(&stream);
                 let _ = if stream.local_addr().map(|a| a.is_ipv6()).unwrap_or(false) {
                     sock.set_unicast_hops_v6(hops)
@@ -339,12 +592,23 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static
 
 type Reply = Response<Full<Bytes>>;
 
-fn reply(status: u16, content_type: &str, body: impl Into<String>) -> Reply {
+fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap())
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body.into())))
+        .body(Full::new(body.into()))
         .unwrap()
+}
+
+/// The request as an error page that echoes it would show it: request line, every header, the body.
+fn echo(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    let mut text = format!("{} {} HTTP/1.1\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(body));
+    text
 }
 
 async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'static str) -> Result<Reply, hyper::Error> {
@@ -361,59 +625,92 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'stat
         action: param("Action").unwrap_or_default(),
         dry_run: param("DryRun").as_deref() == Some("true"),
         params: params.clone(),
+        status: 0,
+        via_proxy: parts.uri.authority().is_some(),
         at_ms: 0,
     };
     if server == "imds" {
-        state.lock().unwrap().record(entry);
-        return Ok(imds(&parts, &method, &path, &state).await);
+        let (reply, delay) = imds(&parts, &method, &path, &state);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        state.lock().unwrap().record(entry, reply.status().as_u16());
+        return Ok(reply);
     }
     let delay = state.lock().unwrap().scenario.ec2_delay;
     tokio::time::sleep(delay).await;
-    Ok(ec2(&parts, &params, &state, entry))
+    let mut s = state.lock().unwrap();
+    let mut reply = ec2(&parts, &body, &params, &mut s);
+    // EC2 names every answer in a header, as the SDK reads it.
+    s.counter += 1;
+    let request_id = format!("5e2a7c3d-0b1f-4e8a-9c6d-{:012x}", s.counter);
+    reply.headers_mut().insert("x-amzn-requestid", request_id.parse().unwrap());
+    s.record(entry, reply.status().as_u16());
+    Ok(reply)
 }
 
 const TEXT: &str = "text/plain";
 
-async fn imds(parts: &hyper::http::request::Parts, method: &Method, path: &str, state: &Arc<Mutex<State>>) -> Reply {
+/// The IMDS answer, and how long to wait before giving it (`Some(forever)` is a token that never comes).
+fn imds(
+    parts: &hyper::http::request::Parts,
+    method: &Method,
+    path: &str,
+    state: &Arc<Mutex<State>>,
+) -> (Reply, Option<Duration>) {
     let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    if header("x-forwarded-for").is_some() {
-        return reply(403, TEXT, "Forbidden");
+    let mut s = state.lock().unwrap();
+    if header("x-forwarded-for").is_some() || parts.uri.authority().is_some() {
+        return (reply(403, TEXT, "Forbidden"), None);
     }
-    if state.lock().unwrap().options.http_endpoint == Some("disabled") {
-        return reply(403, TEXT, "Forbidden");
+    if s.own().options.http_endpoint == Some("disabled") {
+        return (reply(403, TEXT, "Forbidden"), None);
     }
     if path == "/latest/api/token" {
         if method != Method::PUT {
-            return reply(405, TEXT, "Method Not Allowed");
+            return (reply(405, TEXT, "Method Not Allowed"), None);
         }
         let ttl = header("x-aws-ec2-metadata-token-ttl-seconds").and_then(|t| t.parse::<u64>().ok());
         let Some(ttl) = ttl.filter(|t| (1..=21600).contains(t)) else {
-            return reply(400, TEXT, "Bad Request");
+            return (reply(400, TEXT, "Bad Request"), None);
         };
-        if state.lock().unwrap().scenario.token_never_answers {
-            std::future::pending::<()>().await;
+        if s.scenario.token_never_answers {
+            return (reply(200, TEXT, ""), Some(Duration::from_secs(3600)));
         }
-        let mut s = state.lock().unwrap();
         let token = s.secret("TOKEN");
         s.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
         let mut r = reply(200, TEXT, token);
         r.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_string().parse().unwrap());
-        return r;
+        let delay = s.scenario.token_delay;
+        return (r, (!delay.is_zero()).then_some(delay));
     }
     if method != Method::GET {
-        return reply(405, TEXT, "Method Not Allowed");
+        return (reply(405, TEXT, "Method Not Allowed"), None);
     }
-    let mut s = state.lock().unwrap();
     let valid = header("x-aws-ec2-metadata-token")
         .and_then(|t| s.tokens.get(&t).copied())
         .is_some_and(|expires| Instant::now() < expires);
     if !valid {
-        return reply(401, TEXT, "Unauthorized");
+        return (reply(401, TEXT, "Unauthorized"), None);
+    }
+    s.imds_reads += 1;
+    if s.imds_reads <= s.scenario.imds_throttle_first {
+        return (reply(429, TEXT, "Too Many Requests"), None);
+    }
+    if s.imds_reads <= s.scenario.imds_echo_500_first {
+        let page =
+            format!("<html><body><h1>500 Internal Server Error</h1><pre>{}</pre></body></html>", echo(parts, b""));
+        return (reply(500, "text/html", page), None);
     }
     let id = s.scenario.instance_id.clone();
     let creds_prefix = "/latest/meta-data/iam/security-credentials/";
-    match path {
-        "/latest/meta-data/instance-id" => reply(200, TEXT, id.as_str()),
+    let answer = match path {
+        "/latest/meta-data/instance-id" | "/latest/meta-data/placement/region"
+            if s.scenario.garbage_identity.is_some() =>
+        {
+            reply(200, "text/html", s.scenario.garbage_identity.unwrap())
+        }
+        "/latest/meta-data/instance-id" => reply(200, TEXT, id.clone()),
         "/latest/meta-data/placement/region" => reply(200, TEXT, REGION),
         "/latest/meta-data/placement/availability-zone" => reply(200, TEXT, format!("{REGION}a")),
         "/latest/dynamic/instance-identity/document" => reply(
@@ -426,67 +723,178 @@ async fn imds(parts: &hyper::http::request::Parts, method: &Method, path: &str, 
         p if p == creds_prefix && s.scenario.role_attached => reply(200, TEXT, ROLE),
         p if p.starts_with(creds_prefix) && s.scenario.role_attached && p[creds_prefix.len()..] == *ROLE => {
             if s.scenario.malformed_credentials {
-                return reply(200, TEXT, "{\"Code\": \"Success\", \"AccessKeyId\": ");
+                return (reply(200, TEXT, "{\"Code\": \"Success\", \"AccessKeyId\": "), None);
             }
             let key = format!("ASIA{}", s.secret("KEY"));
             let secret = s.secret("SECRET");
             let session = s.secret("SESSION");
-            s.issued_keys.push((key.clone(), secret.clone()));
-            s.sessions.push(session.clone());
-            let expires = SystemTime::now() + Duration::from_secs(3600);
+            s.issued.push(Issued { key: key.clone(), secret: secret.clone(), session: session.clone() });
+            let now = SystemTime::now();
+            let expires = if s.scenario.expired_credentials {
+                now - Duration::from_secs(600)
+            } else {
+                now + Duration::from_secs(3600)
+            };
             reply(
                 200,
                 TEXT,
                 format!(
                     r#"{{"Code":"Success","LastUpdated":"{}","Type":"AWS-HMAC","AccessKeyId":"{key}","SecretAccessKey":"{secret}","Token":"{session}","Expiration":"{}"}}"#,
-                    rfc3339(SystemTime::now()),
+                    rfc3339(now - Duration::from_secs(3600)),
                     rfc3339(expires)
                 ),
             )
         }
         _ => reply(404, "text/html", "<html><body><h1>404 - Not Found</h1></body></html>"),
-    }
+    };
+    (answer, None)
 }
+
+const ENCODED: &str = "SIMENCODED-4fQ_b2x1dGlvbi1pcy1ub3QtYS1zZWNyZXQ";
 
 fn ec2_error(status: u16, code: &str, message: &str) -> Reply {
     reply(
         status,
         "text/xml;charset=UTF-8",
         format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>sim-request</RequestID></Response>"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>5e2a7c3d-0b1f-4e8a-9c6d-7f8e9a0b1c2d</RequestID></Response>",
+            xml_escape(message)
         ),
     )
 }
 
-/// The access key in a SigV4 Authorization header, if its scope is this region's ec2.
-fn signed_key(auth: &str) -> Option<String> {
-    let credential = auth.strip_prefix("AWS4-HMAC-SHA256 ")?.split(", ").find_map(|p| p.strip_prefix("Credential="))?;
-    let parts: Vec<&str> = credential.split('/').collect();
-    match parts.as_slice() {
-        [key, _date, region, "ec2", "aws4_request"] if *region == REGION => Some(key.to_string()),
-        _ => None,
-    }
+fn unauthorized(action: &str) -> Reply {
+    ec2_error(
+        403,
+        "UnauthorizedOperation",
+        &format!(
+            "You are not authorized to perform this operation. User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/{INSTANCE_ID} is not authorized to perform: ec2:{action} on resource: arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID} because no identity-based policy allows the ec2:{action} action. Encoded authorization failure message: {ENCODED}"
+        ),
+    )
 }
 
-fn ec2(
-    parts: &hyper::http::request::Parts,
-    params: &[(String, String)],
-    state: &Arc<Mutex<State>>,
-    entry: Logged,
-) -> Reply {
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Verifies a SigV4 signature as EC2 does: the scope (this region's ec2), the timestamp (within 5 minutes
+/// of the simulator's clock), the HMAC over the canonical request with the key's secret, and for a role's
+/// key the session token issued with it. The access key on success; EC2's error answer otherwise.
+#[allow(clippy::result_large_err)]
+fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result<String, Reply> {
+    let auth_failure = || ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials");
+    let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth = header("authorization");
+    let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256 ") else { return Err(auth_failure()) };
+    let field = |name: &str| fields.split(", ").find_map(|p| p.strip_prefix(name)).unwrap_or("");
+    let (credential, signed_headers, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [key, date, region, "ec2", "aws4_request"] = scope.as_slice() else { return Err(auth_failure()) };
+    if *region != REGION {
+        return Err(auth_failure());
+    }
+    let (secret, session) = if let Some((_, secret)) = s.scenario.static_keys.iter().find(|(k, _)| k == key) {
+        (secret.clone(), None)
+    } else if let Some(issued) = s.issued.iter().find(|i| i.key == *key) {
+        (issued.secret.clone(), Some(issued.session.clone()))
+    } else {
+        return Err(auth_failure());
+    };
+    if session.as_deref().is_some_and(|t| t != header("x-amz-security-token")) {
+        return Err(auth_failure());
+    }
+    let amz_date = header("x-amz-date");
+    let Some(signed_at) = parse_amz_date(amz_date) else { return Err(auth_failure()) };
+    let now = SystemTime::now() + s.scenario.clock_ahead;
+    let skew = now.duration_since(signed_at).unwrap_or_else(|e| e.duration());
+    if skew > Duration::from_secs(300) || !amz_date.starts_with(date) {
+        return Err(ec2_error(400, "RequestExpired", "Request has expired."));
+    }
+    let mut canonical_headers = String::new();
+    for name in signed_headers.split(';') {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    let payload = match parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
+        Some(hash) => hash.to_string(),
+        None => hex(&Sha256::digest(body)),
+    };
+    let canonical = format!(
+        "{}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload}",
+        parts.method,
+        parts.uri.path(),
+        parts.uri.query().unwrap_or("")
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/ec2/aws4_request\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    for part in [region.as_bytes(), b"ec2", b"aws4_request"] {
+        k = hmac(&k, part);
+    }
+    if hex(&hmac(&k, to_sign.as_bytes())) != signature {
+        return Err(ec2_error(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        ));
+    }
+    if s.scenario.expired_credentials && session.is_some() {
+        return Err(ec2_error(400, "RequestExpired", "Request has expired."));
+    }
+    Ok(key.to_string())
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, String)], s: &mut State) -> Reply {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let mut s = state.lock().unwrap();
-    s.settle();
-    s.record(entry);
-    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let session = parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-    // A static key signs alone; a role key must come with the session token issued beside it.
-    let known = signed_key(auth).is_some_and(|key| {
-        s.scenario.static_keys.contains(&key)
-            || (s.issued_keys.iter().any(|(k, _)| *k == key) && s.sessions.iter().any(|t| t == session))
-    });
-    if !known {
-        return ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials");
+    let now = Instant::now();
+    s.account.settle(now);
+    if parts.uri.path().starts_with("/latest/") {
+        // An IMDS request that went through a proxy: a proxy on EC2 would answer with its own metadata.
+        return reply(403, TEXT, "Forbidden: metadata requests must not go through a proxy");
+    }
+    if let Some(status) = s.scenario.echo_error_page {
+        let page = format!(
+            "<html><head><title>{status}</title></head><body><h1>Request rejected</h1><pre>{}</pre></body></html>",
+            echo(parts, body)
+        );
+        return reply(status, "text/html", page);
+    }
+    if s.scenario.echo_ok_not_xml {
+        return reply(200, "text/plain", format!("OK\n{}", echo(parts, body)));
+    }
+    if let Some(size) = s.scenario.huge_answer {
+        return reply(500, "text/html", "Z9".repeat(size / 2));
+    }
+    if let Err(answer) = verify(parts, body, s) {
+        return answer;
+    }
+    if s.scenario.echo_in_message {
+        return ec2_error(400, "InvalidRequest", &format!("The request is invalid: {}", echo(parts, body)));
+    }
+    let action = param("Action").unwrap_or("");
+    s.signed += 1;
+    if s.scenario.throttle_requests.contains(&(s.signed - 1)) {
+        return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
+    }
+    if !s.account.admit(action, now) {
+        return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
     if s.throttled < s.scenario.throttle_first {
         s.throttled += 1;
@@ -496,8 +904,7 @@ fn ec2(
         s.errored += 1;
         return ec2_error(500, "InternalError", "An internal error has occurred");
     }
-    let action = param("Action").unwrap_or("");
-    let id = param("InstanceId.1").or(param("InstanceId")).unwrap_or("");
+    let id = param("InstanceId.1").or(param("InstanceId")).unwrap_or("").to_string();
     let dry_run = param("DryRun") == Some("true");
     if !matches!(action, "DescribeInstances" | "ModifyInstanceMetadataOptions") {
         return ec2_error(400, "InvalidAction", "The action is not valid for this web service.");
@@ -507,21 +914,21 @@ fn ec2(
     if !well_formed {
         return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{id}\""));
     }
-    if id != s.scenario.instance_id {
+    if !s.account.instances.contains_key(&id) {
         return ec2_error(400, "InvalidInstanceID.NotFound", &format!("The instance ID '{id}' does not exist"));
     }
-    let authorized = !s.scenario.unauthorized.contains(&action);
-    if dry_run {
-        return if authorized {
-            ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
-        } else {
-            ec2_error(403, "UnauthorizedOperation", "You are not authorized to perform this operation.")
-        };
-    }
+    let over_cap = action == "ModifyInstanceMetadataOptions"
+        && s.scenario.policy_max_hop_limit.is_some_and(|cap| {
+            param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
+        });
+    let authorized = !s.scenario.unauthorized.contains(&action) && !over_cap;
     if !authorized {
-        return ec2_error(403, "UnauthorizedOperation", "You are not authorized to perform this operation.");
+        return unauthorized(action);
     }
-    s.settle();
+    if dry_run {
+        return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+    }
+    let instance = s.account.instances[&id].clone();
     if action == "DescribeInstances" {
         if s.scenario.malformed_describe {
             return reply(
@@ -532,17 +939,21 @@ fn ec2(
                 ),
             );
         }
+        if s.scenario.truncated_describe {
+            return reply(200, "text/xml", "<DescribeInstancesResponse><reservationSet><item>");
+        }
+        let options =
+            if s.scenario.no_metadata_options { String::new() } else { options_xml("metadataOptions", &instance) };
         return reply(
             200,
             "text/xml;charset=UTF-8",
             format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><reservationSet><item><reservationId>r-0123456789abcdef0</reservationId><ownerId>{ACCOUNT}</ownerId><groupSet/><instancesSet><item><instanceId>{id}</instanceId><instanceState><code>16</code><name>running</name></instanceState>{}</item></instancesSet></item></reservationSet></DescribeInstancesResponse>",
-                options_xml("metadataOptions", &s)
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><reservationSet><item><reservationId>r-0123456789abcdef0</reservationId><ownerId>{ACCOUNT}</ownerId><groupSet/><instancesSet><item><instanceId>{id}</instanceId><instanceState><code>16</code><name>running</name></instanceState>{options}</item></instancesSet></item></reservationSet></DescribeInstancesResponse>"
             ),
         );
     }
     // ModifyInstanceMetadataOptions, with EC2's validation; fields not given are kept.
-    let mut next = s.options.clone();
+    let mut next = instance.options.clone();
     if let Some(v) = param("HttpPutResponseHopLimit") {
         match v.parse::<i64>() {
             Ok(n) if (1..=64).contains(&n) => next.hop_limit = Some(n),
@@ -574,25 +985,28 @@ fn ec2(
             }
         }
     }
-    s.options = next;
-    s.applied_at = Some(Instant::now() + s.scenario.pending_for);
-    s.last_apply = s.applied_at;
+    s.account.change(&id, next, now);
+    if s.scenario.lose_first_modify_answer {
+        s.scenario.lose_first_modify_answer = false;
+        return ec2_error(500, "InternalError", "An internal error has occurred");
+    }
+    let instance = s.account.instances[&id].clone();
     reply(
         200,
         "text/xml;charset=UTF-8",
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ModifyInstanceMetadataOptionsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><instanceId>{id}</instanceId>{}</ModifyInstanceMetadataOptionsResponse>",
-            options_xml("instanceMetadataOptions", &s)
+            options_xml("instanceMetadataOptions", &instance)
         ),
     )
 }
 
-fn options_xml(tag: &str, s: &State) -> String {
-    let o = &s.options;
-    let state = if s.applied_at.is_some() { "pending" } else { "applied" };
+fn options_xml(tag: &str, i: &Instance) -> String {
+    let o = &i.options;
     let field = |name: &str, v: Option<String>| v.map(|v| format!("<{name}>{v}</{name}>")).unwrap_or_default();
     format!(
-        "<{tag}><state>{state}</state>{}{}{}{}{}</{tag}>",
+        "<{tag}><state>{}</state>{}{}{}{}{}</{tag}>",
+        i.state(),
         field("httpTokens", o.http_tokens.map(str::to_string)),
         field("httpPutResponseHopLimit", o.hop_limit.map(|h| h.to_string())),
         field("httpEndpoint", o.http_endpoint.map(str::to_string)),
@@ -635,11 +1049,31 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Days since 1970-01-01 of a civil date, and back (Howard Hinnant's algorithms).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `20261123T034512Z`, as SigV4's X-Amz-Date.
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    if s.len() != 16 || &s[8..9] != "T" || !s.ends_with('Z') {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|v| v.parse::<i64>().ok());
+    let days = days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
+    let secs = days * 86400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
 /// `2026-11-22T13:00:00Z`, without a date crate.
 fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -650,4 +1084,52 @@ fn rfc3339(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_spends_its_burst_then_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new((3.0, 2.0), t0);
+        assert!((0..3).all(|_| b.take(t0, 1.0)));
+        assert!(!b.take(t0, 1.0), "burst spent");
+        assert!(!b.take(t0 + Duration::from_millis(400), 1.0), "0.8 of a token");
+        assert!(b.take(t0 + Duration::from_millis(500), 1.0), "one token after half a second at 2/s");
+        assert!(b.take(t0 + Duration::from_millis(750), 2.0), "scaled: twice the refill");
+        let mut b = Bucket::new((3.0, 2.0), t0);
+        assert!((0..3).all(|_| b.take(t0 + Duration::from_secs(100), 1.0)), "never more than the burst");
+        assert!(!b.take(t0 + Duration::from_secs(100), 1.0));
+    }
+
+    #[test]
+    fn an_account_throttles_each_action_from_its_own_bucket_and_applies_after_pending() {
+        let scenario = Scenario {
+            more_instances: 2,
+            buckets: Some(Buckets { describe: (2.0, 1.0), modify: (1.0, 1.0), time_scale: 1.0 }),
+            ..Scenario::default()
+        };
+        let t0 = Instant::now();
+        let mut a = Account::new(&scenario, t0);
+        assert_eq!(a.instances.len(), 3);
+        assert!(a.admit("DescribeInstances", t0) && a.admit("DescribeInstances", t0));
+        assert!(!a.admit("DescribeInstances", t0));
+        assert!(a.admit("ModifyInstanceMetadataOptions", t0), "its own bucket");
+        assert!(!a.admit("ModifyInstanceMetadataOptions", t0));
+        let id = more_instance_id(1);
+        a.change(&id, Options { hop_limit: Some(2), ..Options::default() }, t0);
+        assert_eq!(a.instances[&id].state(), "pending");
+        a.settle(t0 + scenario.pending_for);
+        assert_eq!(a.instances[&id].state(), "applied");
+        assert_eq!(a.instances[&id].effective_hop_limit, 2);
+    }
+
+    #[test]
+    fn amz_dates_round_trip_through_the_calendar() {
+        let t = parse_amz_date("20261123T034512Z").unwrap();
+        assert_eq!(rfc3339(t), "2026-11-23T03:45:12Z");
+        assert_eq!(parse_amz_date("2026-11-23"), None);
+    }
 }

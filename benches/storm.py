@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Boot storm: N agents (the release binary, whole processes) started within a second against one simulated
+account with EC2's documented buckets (DescribeInstances 100 burst / 20 per s, ModifyInstanceMetadataOptions
+100 burst / 5 per s) and a change applied 2 s after EC2 takes it. Each agent fixes its own instance, given
+--instance-id and --region (the identity stage is IMDS, which costs the account nothing) and static credentials.
+Also the single instance on a quiet account: EC2 calls and how soon `applied` is seen.
+
+Measures into benches/storm.json; `--report` renders the "Boot storm" section of BENCHMARKS.md from it. Runs only
+against the simulator on loopback (benches/run puts it in a network namespace with only loopback); every storm is
+bounded in count (at most 1000 agents) and time (the agents' own --timeout, and a hard stop)."""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "storm.json")
+
+
+class Simulator:
+    def __init__(self, binary, *args):
+        self.proc = subprocess.Popen([binary, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        exports = self.proc.stdout.readline().strip()
+        self.env = dict(part.split(" ", 1)[1].split("=", 1) for part in exports.split("; "))
+
+    def ask(self, command, lines=False):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        if lines:
+            out = []
+            while (line := self.proc.stdout.readline().strip()) != "end":
+                out.append(line)
+            return out
+        return self.proc.stdout.readline().strip()
+
+    def requests(self):
+        # ms server method path action status instance
+        return [line.split() for line in self.ask("requests", lines=True)]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def agent_env(sim):
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "AWS_ENDPOINT_URL_EC2": sim.env["AWS_ENDPOINT_URL_EC2"],
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": sim.env["AWS_EC2_METADATA_SERVICE_ENDPOINT"],
+        "AWS_ACCESS_KEY_ID": sim.env["SIM_STATIC_KEY"],
+        "AWS_SECRET_ACCESS_KEY": sim.env["SIM_STATIC_SECRET"],
+    }
+
+
+def storm(agent, simulator, n, timeout_s):
+    sim = Simulator(simulator, "--more-instances", str(n - 1), "--documented-buckets", "--pending-ms", "2000")
+    try:
+        ids = sim.ask("ids", lines=True)[:n]
+        env = agent_env(sim)
+        start_ms = int(sim.ask("now"))
+        t0 = time.monotonic()
+        procs = []
+        for i, instance in enumerate(ids):
+            # Started over one second, as instances that booted together.
+            delay = t0 + i / n - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            procs.append((instance, time.monotonic(), subprocess.Popen(
+                [agent, "--instance-id", instance, "--region", "us-west-2", "--timeout", f"{timeout_s}s", "-q"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        started_within = time.monotonic() - t0
+        exits, walls, messages = {}, [], {}
+        hard_stop = t0 + timeout_s + 60
+        for instance, began, p in procs:
+            try:
+                _, err = p.communicate(timeout=max(1, hard_stop - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _, err = p.communicate()
+            walls.append(time.monotonic() - began)
+            exits[p.returncode] = exits.get(p.returncode, 0) + 1
+            if p.returncode != 0:
+                messages.setdefault(p.returncode, err.strip().splitlines()[-1:] if err else [])
+        last_applied = sim.ask("all-applied-at 2")
+        log = [r for r in sim.requests() if r[1] == "ec2"]
+        applied = int(sim.ask("applied-count 2"))
+        by_action = {}
+        for r in log:
+            key = (r[4], "throttled" if r[5] == "503" else "answered")
+            by_action[key] = by_action.get(key, 0) + 1
+        accepted = {}
+        for r in log:
+            if r[4] == "ModifyInstanceMetadataOptions" and r[5] == "200":
+                accepted[r[6]] = accepted.get(r[6], 0) + 1
+        floor_s = max(0, (n - 100) / 5)
+        last_s = None if last_applied == "none" else (int(last_applied) - start_ms) / 1000
+        return {
+            "n": n,
+            "started_within_s": round(started_within, 2),
+            "exit_codes": {str(k): v for k, v in sorted(exits.items())},
+            "failures": {str(k): v for k, v in messages.items()},
+            "instances_applied": applied,
+            "all_applied": last_applied != "none",
+            "last_applied_s": last_s,
+            "floor_s": floor_s,
+            "ec2_calls": len(log),
+            "calls_per_instance": round(len(log) / n, 2),
+            "throttled": sum(1 for r in log if r[5] == "503"),
+            "throttled_share": round(sum(1 for r in log if r[5] == "503") / max(1, len(log)), 3),
+            "by_action": {f"{a} {k}": v for (a, k), v in sorted(by_action.items())},
+            "modify_sent_twice": sum(1 for v in accepted.values() if v > 1),
+            "slowest_agent_s": round(max(walls), 2),
+            "median_agent_s": round(statistics.median(walls), 2),
+        }
+    finally:
+        sim.close()
+
+
+def single(agent, simulator, runs):
+    """The quiet account: a change EC2 applies 2 s after taking it, `runs` times."""
+    sim = Simulator(simulator, "--pending-ms", "2000")
+    out = []
+    try:
+        env = agent_env(sim)
+        for _ in range(runs):
+            sim.ask("reset")
+            p = subprocess.run([agent, "--instance-id", "i-0123456789abcdef0", "--region", "us-west-2", "-q"],
+                               env=env, capture_output=True, text=True, timeout=60)
+            applied = int(sim.ask("applied-at"))
+            log = [r for r in sim.requests() if r[1] == "ec2"]
+            seen = min(int(r[0]) for r in log if r[4] == "DescribeInstances" and r[5] == "200" and int(r[0]) >= applied)
+            out.append({"exit": p.returncode, "ec2_calls": len(log), "seen_after_ms": seen - applied})
+        # And a compliant instance: the second run of the last.
+        sim_calls_before = len([r for r in sim.requests() if r[1] == "ec2"])
+        subprocess.run([agent, "--instance-id", "i-0123456789abcdef0", "--region", "us-west-2", "-q"],
+                       env=env, capture_output=True, timeout=60)
+        compliant = len([r for r in sim.requests() if r[1] == "ec2"]) - sim_calls_before
+    finally:
+        sim.close()
+    return {"runs": out, "compliant_calls": compliant}
+
+
+def report(results):
+    lines = ["## Boot storm", "",
+             f"From `bash benches/run --storm` ({results['date']}; {results['machine']}). N agents (the static x86_64 "
+             "release binary, whole processes) are started over one second against one simulated account with EC2's "
+             "documented buckets (DescribeInstances 100 burst / 20 per s; ModifyInstanceMetadataOptions 100 burst / "
+             "5 per s), each fixing its own instance (hop limit 1 -> 2) that EC2 applies 2 s after taking the change. "
+             "The rate-limit floor is (N - 100) / 5 s: after the burst, EC2 takes five modifies a second, whatever the "
+             "clients do. Calls count every EC2 request the simulator answered, throttled ones included. All agents "
+             "share this machine's 2 cores, where each real instance has its own: process start-up is spread over "
+             "the first seconds here.", "",
+             "| N | exit codes | applied | last applied | floor | / floor | EC2 calls per instance | throttled share | slowest agent | modify sent twice |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in results["storms"]:
+        ratio = (f"{s['last_applied_s'] / s['floor_s']:.2f}x" if s["floor_s"] and s["last_applied_s"] else "n/a")
+        codes = ", ".join(f"{v} x {k}" for k, v in s["exit_codes"].items())
+        lines.append(f"| {s['n']} | {codes} | {s['instances_applied']} of {s['n']} | "
+                     f"{s['last_applied_s'] if s['last_applied_s'] is not None else 'not all'} s | {s['floor_s']:.0f} s | "
+                     f"{ratio} | {s['calls_per_instance']} | {s['throttled_share'] * 100:.0f}% | "
+                     f"{s['slowest_agent_s']} s | {s['modify_sent_twice']} |")
+    lines.append("")
+    for s in results["storms"]:
+        lines.append(f"- N = {s['n']}, calls by action: " + ", ".join(f"{k} {v}" for k, v in s["by_action"].items()))
+    single_runs = results["single"]["runs"]
+    calls = [r["ec2_calls"] for r in single_runs]
+    seen = [r["seen_after_ms"] for r in single_runs]
+    lines += ["", "Single instance, quiet account, change applied 2 s after EC2 takes it "
+              f"({len(single_runs)} runs): EC2 calls {min(calls)} to {max(calls)} (median {statistics.median(calls)}); "
+              f"`applied` seen {min(seen)} to {max(seen)} ms after it was (median {statistics.median(seen)} ms). "
+              f"A compliant instance: {results['single']['compliant_calls']} EC2 call.", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent")
+    ap.add_argument("--simulator")
+    ap.add_argument("--sizes", default="100,300,500")
+    ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--report", action="store_true", help="only render BENCHMARKS.md's section from storm.json")
+    args = ap.parse_args()
+    if not args.report:
+        sizes = [int(n) for n in args.sizes.split(",")]
+        if any(n < 1 or n > 1000 for n in sizes):
+            sys.exit("storm.py: sizes from 1 to 1000")
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} x {cpu}",
+                   "single": single(args.agent, args.simulator, 10), "storms": []}
+        for n in sizes:
+            print(f"storm.py: storm of {n}", file=sys.stderr)
+            results["storms"].append(storm(args.agent, args.simulator, n, args.timeout))
+            print(json.dumps(results["storms"][-1]), file=sys.stderr)
+        with open(RESULTS, "w") as f:
+            json.dump(results, f, indent=1)
+    with open(RESULTS) as f:
+        results = json.load(f)
+    path = os.path.join(HERE, "..", "BENCHMARKS.md")
+    text = open(path).read()
+    section = report(results)
+    start = text.find("## Boot storm")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    open(path, "w").write(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

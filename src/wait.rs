@@ -1,0 +1,151 @@
+//! Every wait of a run: the backoff between retries of a throttled or failed call, and the schedule of the
+//! polls that wait for `applied`. Each is a small type with its parameters, jittered, and every loop that
+//! uses one ends at the run's deadline. Instances that boot together run the same schedule at the same
+//! moment; jitter is what spreads their calls over EC2's shared, per-account request budget.
+
+use std::time::Duration;
+
+/// A uniformly random fraction in `[0, 1)`; the one source of randomness, so tests can bound its effect.
+fn unit() -> f64 {
+    fastrand::f64()
+}
+
+/// Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th
+/// retry waits a uniformly random time in `[0, min(cap, base * 2^n))`. Full jitter spends the fewest calls of
+/// the variants when many clients compete for one budget, which is the boot-storm case.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// Throttling: EC2's budget is per account and region, shared by every instance that booted with this
+    /// one. Sized from the storm benchmark (BENCHMARKS.md): ModifyInstanceMetadataOptions refills 5 tokens a
+    /// second, so 500 instances need 80 s whatever they do; a window that grows to 32 s lets a few hundred
+    /// waiting agents retry at about the refill rate instead of hammering an empty bucket.
+    pub const THROTTLED: Backoff = Backoff { base: Duration::from_secs(2), cap: Duration::from_secs(32) };
+    /// A 5xx answer, a timeout or a refused connection: usually brief, and not a shared budget.
+    pub const TRANSIENT: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8) };
+    /// The metadata service at early boot (connection refused until the network is up) or throttling (429).
+    pub const METADATA: Backoff = Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(4) };
+
+    /// The upper bound of the n-th wait (0-based), before jitter.
+    pub fn window(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1u32 << attempt.min(20)).min(self.cap)
+    }
+
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.window(attempt).mul_f64(unit())
+    }
+}
+
+/// When to ask EC2 again whether a change is `applied`. Chosen from two constraints of the storm issue: a
+/// change that EC2 applies about 2 s after accepting it must cost at most two confirming polls on a quiet
+/// account, and be noticed within 1 s of being applied. So the first poll comes 2.0 to 2.5 s after the
+/// change (one poll when EC2 took up to that long), the second 0.6 to 0.9 s later (noticed within 0.9 s when
+/// it took a little longer), and later ones grow by half up to `cap`, since a change still pending after
+/// 3 s may take much longer and every poll spends the account's DescribeInstances budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollSchedule {
+    /// The first poll, drawn uniformly from `[first, first + first_spread)` after the change.
+    pub first: Duration,
+    pub first_spread: Duration,
+    /// The second interval, before jitter; later ones grow by `growth` up to `cap`.
+    pub then: Duration,
+    pub growth: f64,
+    pub cap: Duration,
+    /// Each interval after the first is scaled by a random factor in `[1 - jitter, 1 + jitter)`.
+    pub jitter: f64,
+}
+
+impl PollSchedule {
+    pub const APPLIED: PollSchedule = PollSchedule {
+        first: Duration::from_millis(2000),
+        first_spread: Duration::from_millis(500),
+        then: Duration::from_millis(750),
+        growth: 1.5,
+        cap: Duration::from_secs(10),
+        jitter: 0.2,
+    };
+
+    /// The wait before the n-th poll (0-based), before jitter: its centre.
+    pub fn nominal(&self, poll: u32) -> Duration {
+        match poll {
+            0 => self.first + self.first_spread / 2,
+            n => self.then.mul_f64(self.growth.powi((n - 1).min(30) as i32)).min(self.cap),
+        }
+    }
+
+    pub fn delay(&self, poll: u32) -> Duration {
+        match poll {
+            0 => self.first + self.first_spread.mul_f64(unit()),
+            n => self.nominal(n).mul_f64(1.0 - self.jitter + 2.0 * self.jitter * unit()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_inside_a_doubling_capped_window() {
+        let b = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(10) };
+        assert_eq!(b.window(0), Duration::from_secs(1));
+        assert_eq!(b.window(1), Duration::from_secs(2));
+        assert_eq!(b.window(3), Duration::from_secs(8));
+        assert_eq!(b.window(4), Duration::from_secs(10));
+        assert_eq!(b.window(u32::MAX), Duration::from_secs(10));
+        let delays: Vec<Duration> = (0..2000).map(|_| b.delay(5)).collect();
+        assert!(delays.iter().all(|d| *d < Duration::from_secs(10)));
+        // Full jitter: the draws cover the window, not a band at its top.
+        assert!(delays.iter().any(|d| *d < Duration::from_secs(1)));
+        assert!(delays.iter().any(|d| *d > Duration::from_secs(9)));
+    }
+
+    /// Polls at the running sums of the delays, for a change applied `applied` after it was accepted:
+    /// (how many polls saw it, how long after `applied` the first one that did came).
+    fn notice(schedule: &PollSchedule, applied: Duration) -> (u32, Duration) {
+        let mut t = Duration::ZERO;
+        let mut polls = 0;
+        loop {
+            t += schedule.delay(polls);
+            polls += 1;
+            if t >= applied {
+                return (polls, t - applied);
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_applied_after_two_seconds_costs_at_most_two_polls_and_is_seen_within_a_second() {
+        for _ in 0..2000 {
+            let (polls, late) = notice(&PollSchedule::APPLIED, Duration::from_secs(2));
+            assert!(polls <= 2, "{polls} polls");
+            assert!(late <= Duration::from_secs(1), "seen {late:?} after it applied");
+        }
+        // A little slower than 2 s is still seen within a second, with two polls at most.
+        for applied_ms in [2100, 2300, 2600] {
+            for _ in 0..500 {
+                let (polls, late) = notice(&PollSchedule::APPLIED, Duration::from_millis(applied_ms));
+                assert!(polls <= 2 && late <= Duration::from_secs(1), "{applied_ms} ms: {polls} polls, {late:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn polls_grow_to_the_cap_and_stay_there() {
+        let s = PollSchedule::APPLIED;
+        assert_eq!(s.nominal(1), Duration::from_millis(750));
+        assert!(s.nominal(2) > s.nominal(1));
+        assert_eq!(s.nominal(20), Duration::from_secs(10));
+        assert_eq!(s.nominal(u32::MAX), Duration::from_secs(10));
+        for _ in 0..1000 {
+            let d = s.delay(20);
+            assert!(d >= Duration::from_secs(8) && d < Duration::from_secs(12), "{d:?}");
+            let d = s.delay(0);
+            assert!(d >= Duration::from_millis(2000) && d < Duration::from_millis(2500), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! What an independent fault test and a real boot found (issue 13), each as a black-box test of the binary
+//! against the simulator. Every run goes through `support::run`, which fails on any secret in the output;
+//! every run is at trace level (`support::agent` sets RUST_LOG=trace).
+
+use crate::simulator::{INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::support::{agent, ec2_calls, expect, json, lines_at, modifies, no_secret, run, scenario};
+use std::time::Duration;
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_empty_endpoint_variable_counts_as_unset_in_every_mode() {
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
+    for mode in [&["apply"][..], &["check"], &["doctor"]] {
+        // AWS_ENDPOINT_URL empty beside a real AWS_ENDPOINT_URL_EC2, and the other way round.
+        let r = run(agent(&sim).args(mode).env("AWS_ENDPOINT_URL", ""));
+        expect(&r, 0);
+        let r = run(agent(&sim).args(mode).env("AWS_ENDPOINT_URL_EC2", "").env("AWS_ENDPOINT_URL", &sim.ec2_url));
+        expect(&r, 0);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_closed_stdout_does_not_turn_success_into_a_crash() {
+    let sim = Simulator::start(Scenario::default());
+    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+    let out = std::process::Command::new("bash")
+        .args(["-c", r#"set -o pipefail; "$0" --output json | true; echo "agent exit ${PIPESTATUS[0]}" >&2"#])
+        .arg(bin)
+        .env_clear()
+        .envs(sim.env())
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    no_secret(&stderr);
+    assert!(stderr.contains("agent exit 0"), "{stderr}");
+    assert!(stderr.contains("could not write the report to stdout"), "{stderr}");
+    assert_eq!(sim.options(), ("applied".into(), Some(2), Some("enabled"), Some("optional")));
+}
+
+#[test]
+fn error_pages_that_echo_the_request_print_no_secret_and_say_status_and_code() {
+    // Each echoes the request line, every header (Authorization with the access key id, the session token)
+    // and the body; runs that EC2 keeps failing end at a short deadline.
+    let cases: Vec<(Scenario, i32, &str)> = vec![
+        (scenario(|s| s.echo_error_page = Some(400)), 1, "HTTP 400"),
+        (scenario(|s| s.echo_error_page = Some(503)), 8, "HTTP 503"),
+        (scenario(|s| s.echo_ok_not_xml = true), 1, "not an EC2 answer"),
+        (scenario(|s| s.echo_in_message = true), 1, "InvalidRequest"),
+    ];
+    for (scenario, code, shown) in cases {
+        let sim = Simulator::start(scenario);
+        let r = run(agent(&sim).args(["--timeout", "4s"]));
+        expect(&r, code);
+        assert!(r.stderr.contains(shown), "{shown}: {}", r.stderr);
+        assert!(!r.stderr.contains("x-amz-security-token:"), "no header dump: {}", r.stderr);
+        assert!(sim.secrets().len() >= 3, "the run was handed credentials to leak");
+    }
+    // IMDS's own 500 page echoing the request, its token header included: retried, then fine.
+    let sim = Simulator::start(scenario(|s| s.imds_echo_500_first = 6));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+}
+
+#[test]
+fn a_ten_megabyte_answer_becomes_a_bounded_message() {
+    let sim = Simulator::start(scenario(|s| s.huge_answer = Some(10 << 20)));
+    let r = run(agent(&sim).args(["--timeout", "3s"]));
+    expect(&r, 8);
+    let longest = r.stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2000, "a line of {longest} characters");
+    assert!(r.stderr.len() < 64 * 1024, "{} bytes of log", r.stderr.len());
+}
+
+#[test]
+fn a_malformed_metadata_endpoint_is_a_usage_error_at_once() {
+    let sim = Simulator::start(Scenario::default());
+    for bad in ["169.254.169.254", "ftp://127.0.0.1:1", "http://", "http://127.0.0.1:1/latest"] {
+        let r = run(agent(&sim).env("AWS_EC2_METADATA_SERVICE_ENDPOINT", bad));
+        expect(&r, 2);
+        assert!(r.stderr.contains("AWS_EC2_METADATA_SERVICE_ENDPOINT"), "{}", r.stderr);
+        assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
+    }
+    let r = run(agent(&sim).env("AWS_ENDPOINT_URL_EC2", "ec2.example"));
+    expect(&r, 2);
+    assert!(sim.requests().is_empty(), "nothing was asked");
+}
+
+#[test]
+fn imds_throttling_is_retried() {
+    let sim = Simulator::start(scenario(|s| s.imds_throttle_first = 3));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert!(r.stderr.contains("HTTP 429"), "{}", r.stderr);
+}
+
+#[test]
+fn a_truncated_describe_is_a_malformed_answer_not_a_missing_instance() {
+    let sim = Simulator::start(scenario(|s| s.truncated_describe = true));
+    let r = run(&mut agent(&sim));
+    expect(&r, 1);
+    assert!(r.stderr.contains("incomplete DescribeInstances answer"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not found"), "{}", r.stderr);
+}
+
+#[test]
+fn what_imds_says_is_validated_as_strictly_as_a_flag() {
+    let sim = Simulator::start(scenario(|s| s.garbage_identity = Some("<html>login</html>")));
+    let r = run(&mut agent(&sim));
+    expect(&r, 4);
+    assert!(r.stderr.contains("answered something that is not an instance id"), "{}", r.stderr);
+    assert_eq!(ec2_calls(&sim), 0, "nothing reached EC2");
+    // The region alone garbled (the id given as a flag).
+    let r = run(agent(&sim).args(["--instance-id", INSTANCE_ID]));
+    expect(&r, 4);
+    assert!(r.stderr.contains("not a region"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unreported_state_is_not_verified_applied() {
+    let sim = Simulator::start(scenario(|s| s.no_metadata_options = true));
+    let r = run(agent(&sim).args(["--wait-timeout", "4s", "--output", "json"]));
+    expect(&r, 6);
+    assert!(r.stderr.contains("reported no state"), "{}", r.stderr);
+    assert_eq!(modifies(&sim).len(), 1);
+    // --no-wait says it did not verify.
+    let sim = Simulator::start(scenario(|s| s.no_metadata_options = true));
+    let r = run(agent(&sim).args(["--no-wait", "--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(json(&r)["verified"], false);
+}
+
+#[test]
+fn imds_never_goes_through_a_proxy_and_ec2_does() {
+    let sim = Simulator::start(Scenario::default());
+    // The simulator's EC2 port stands for the proxy: it serves absolute-form requests, logs them as proxied,
+    // and refuses any metadata request that arrives there.
+    let r = run(agent(&sim)
+        .env("HTTP_PROXY", &sim.ec2_url)
+        .env("HTTPS_PROXY", &sim.ec2_url)
+        .env("AWS_ENDPOINT_URL_EC2", "http://ec2.us-west-2.sim.invalid"));
+    expect(&r, 0);
+    let log = sim.requests();
+    assert!(log.iter().filter(|r| r.server == "ec2").all(|r| r.via_proxy), "EC2 calls went through the proxy");
+    assert!(!log.iter().any(|r| r.server == "ec2" && r.path.starts_with("/latest/")), "IMDS did not");
+    assert!(log.iter().any(|r| r.server == "imds"));
+
+    let proxy = format!("http://127.0.0.1:{}", closed_port());
+    let r = run(agent(&sim).env("HTTP_PROXY", &proxy).args(["--timeout", "3s"]));
+    expect(&r, 8);
+    assert!(r.stderr.contains(&format!("through the proxy {proxy}")), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_imds_holds_boot_back_for_the_imds_bound_only() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", closed_port())));
+    expect(&r, 4);
+    assert!(r.stderr.contains("--imds-timeout"), "{}", r.stderr);
+    assert!(r.took >= Duration::from_secs(25) && r.took < Duration::from_secs(40), "the 30 s bound: {:?}", r.took);
+}
+
+#[test]
+fn clock_skew_says_check_the_clock() {
+    let sim = Simulator::start(scenario(|s| s.clock_ahead = Duration::from_secs(900)));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(r.stderr.contains("check the clock") && r.stderr.contains("RequestExpired"), "{}", r.stderr);
+}
+
+#[test]
+fn unauthorized_keeps_the_encoded_authorization_message() {
+    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(
+        r.stderr.contains(
+            "aws sts decode-authorization-message --encoded-message SIMENCODED-4fQ_b2x1dGlvbi1pcy1ub3QtYS1zZWNyZXQ"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn expired_role_credentials_are_named_as_such() {
+    let sim = Simulator::start(scenario(|s| s.expired_credentials = true));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(r.stderr.contains("credentials from IMDS expired at"), "{}", r.stderr);
+    let r = run(agent(&sim).arg("doctor"));
+    expect(&r, 5);
+    let role = r.stdout.lines().find(|l| l.contains("instance role")).unwrap_or_default();
+    assert!(role.starts_with("[FAIL]") && role.contains("expired"), "{}", r.stdout);
+}
+
+#[test]
+fn metadata_disabled_is_named_when_no_credentials_are_found() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(agent(&sim).env("AWS_EC2_METADATA_DISABLED", "true"));
+    expect(&r, 5);
+    assert!(r.stderr.contains("AWS_EC2_METADATA_DISABLED=true"), "{}", r.stderr);
+}
+
+#[test]
+fn a_tls_failure_is_not_retried() {
+    // The simulator speaks plain HTTP: a TLS client gets a handshake failure, which cannot heal.
+    let sim = Simulator::start(Scenario::default());
+    let https = sim.ec2_url.replace("http://", "https://");
+    let r = run(agent(&sim).env("AWS_ENDPOINT_URL_EC2", &https));
+    expect(&r, 1);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    assert!(r.took < Duration::from_secs(5), "not retried: {:?}", r.took);
+}
+
+#[test]
+fn under_journald_the_agent_adds_no_timestamp_of_its_own() {
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
+    let r = run(agent(&sim).env("RUST_LOG", "info"));
+    let first = r.stderr.lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("20"), "a timestamp on a terminal or file: {first}");
+    let r = run(agent(&sim).env("RUST_LOG", "info").env("JOURNAL_STREAM", "8:12345"));
+    expect(&r, 0);
+    assert!(lines_at(&r.stderr, "INFO").iter().all(|l| l.trim_start().starts_with("INFO")), "{}", r.stderr);
+}
+
+#[test]
+fn boolean_variables_take_the_usual_spellings_and_bad_values_name_the_variable() {
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
+    for value in ["1", "yes", "true", "on", "0", "no", "false", "off"] {
+        for var in ["IMDS_HOP_LIMIT_NO_WAIT", "IMDS_HOP_LIMIT_EXACT"] {
+            let r = run(agent(&sim).arg("check").env(var, value));
+            expect(&r, 0);
+        }
+    }
+    // Every variable the unit's EnvironmentFile may set: a bad value is exit 2 naming the variable.
+    for (var, bad) in [
+        ("IMDS_HOP_LIMIT", "two"),
+        ("IMDS_HOP_LIMIT_EXACT", "maybe"),
+        ("IMDS_HOP_LIMIT_HTTP_TOKENS", "sometimes"),
+        ("IMDS_HOP_LIMIT_IPV6_ENDPOINT", "perhaps"),
+        ("IMDS_HOP_LIMIT_INSTANCE_TAGS", "perhaps"),
+        ("IMDS_HOP_LIMIT_NO_WAIT", "maybe"),
+        ("IMDS_HOP_LIMIT_OUTPUT", "yaml"),
+    ] {
+        let r = run(agent(&sim).env(var, bad));
+        expect(&r, 2);
+        assert!(r.stderr.contains(var), "{var}: {}", r.stderr);
+    }
+    for (var, bad) in [
+        ("IMDS_HOP_LIMIT_WAIT_TIMEOUT", "soon"),
+        ("IMDS_HOP_LIMIT_TIMEOUT", "later"),
+        ("IMDS_HOP_LIMIT_IMDS_TIMEOUT", "x"),
+    ] {
+        let r = run(agent(&sim).env(var, bad));
+        expect(&r, 2);
+        assert!(r.stderr.contains(var) || r.stderr.contains("--"), "{var}: {}", r.stderr);
+    }
+    for (var, good) in [
+        ("IMDS_HOP_LIMIT", "2"),
+        ("IMDS_HOP_LIMIT_HTTP_TOKENS", "optional"),
+        ("IMDS_HOP_LIMIT_WAIT_TIMEOUT", "90s"),
+        ("IMDS_HOP_LIMIT_TIMEOUT", "2m"),
+        ("IMDS_HOP_LIMIT_IMDS_TIMEOUT", "20s"),
+        ("IMDS_HOP_LIMIT_OUTPUT", "json"),
+    ] {
+        expect(&run(agent(&sim).arg("check").env(var, good)), 0);
+    }
+}
+
+#[test]
+fn the_overall_timeout_ending_the_wait_is_named_as_such() {
+    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let r = run(agent(&sim).args(["--timeout", "5s"]));
+    expect(&r, 6);
+    assert!(r.stderr.contains("raise --timeout"), "{}", r.stderr);
+    assert!(!r.stderr.contains("--wait-timeout"), "{}", r.stderr);
+}
+
+#[test]
+fn a_slow_imds_is_slow_not_silent() {
+    let sim = Simulator::start(scenario(|s| s.token_delay = Duration::from_millis(1500)));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert!(r.stderr.contains("took 1.5 s to answer"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hop-limit symptom"), "{}", r.stderr);
+}
+
+#[test]
+fn doctor_probes_with_what_apply_would_send_so_a_capped_policy_passes_above_the_cap() {
+    let sim = Simulator::start(scenario(|s| {
+        s.options.hop_limit = Some(3);
+        s.policy_max_hop_limit = Some(2);
+    }));
+    let r = run(agent(&sim).arg("doctor"));
+    expect(&r, 0);
+    let probe = modifies(&sim);
+    assert_eq!(probe.len(), 1);
+    assert!(probe[0].dry_run && probe[0].params.contains(&("HttpPutResponseHopLimit".into(), "2".into())));
+}
+
+#[test]
+fn static_credentials_from_the_environment_are_never_printed() {
+    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    let r = run(agent(&sim)
+        .args(["--instance-id", INSTANCE_ID, "--region", REGION, "-vv"])
+        .env("AWS_ACCESS_KEY_ID", STATIC_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
+    expect(&r, 5);
+}
