@@ -250,7 +250,8 @@ def main():
     p.add_argument("--binaries", nargs="*", default=[], help="release binaries whose size to report")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--pending-ms", type=int, default=1000)
+    # EC2 applies a change about 2 s after taking it (the storm issue's figure); the poll schedule is built for it.
+    p.add_argument("--pending-ms", type=int, default=2000)
     p.add_argument("--out", default="BENCHMARKS.md")
     a = p.parse_args()
 
@@ -299,13 +300,17 @@ def main():
     seen = max((m["seen_after_ms"] for m in change["imds-hop-limit"] if m.get("seen_after_ms") is not None), default=None)
     tokens = {m["tokens"] for s in report.values() for m in s["imds-hop-limit"]}
     noop_ec2 = {m["ec2"] for m in noop["imds-hop-limit"]}
+    change_ec2 = {m["ec2"] for m in change["imds-hop-limit"]}
     static = [s for b, s in sizes if "musl" in b]
     targets = [
         ("no-op run: at least 100x less CPU than the seed script", f"{cpu_ratio:.0f}x (fair script: {fair_ratio:.0f}x)", cpu_ratio >= 100),
         ("no-op run: peak RSS at most 12 MiB", f"{rss:.1f} MiB (median)", rss <= 12),
         ("one IMDS token per run", f"tokens per run: {sorted(tokens)}", tokens == {1}),
         ("no-op run: exactly one EC2 call", f"EC2 calls per no-op run: {sorted(noop_ec2)}", noop_ec2 == {1}),
-        ("`applied` noticed within 300 ms of the flip", f"worst of {a.runs} runs: {seen} ms", seen is not None and seen <= 300),
+        (f"change applied after {a.pending_ms} ms: `applied` noticed within 1 s of the flip", f"worst of {a.runs} runs: {seen} ms",
+         seen is not None and seen <= 1000),
+        (f"change applied after {a.pending_ms} ms: at most 4 EC2 calls", f"EC2 calls per change: {sorted(change_ec2)}",
+         bool(change_ec2) and max(change_ec2) <= 4),
         ("static binary at most 6 MiB stripped", ", ".join(f"{os.path.basename(os.path.dirname(os.path.dirname(b)))}: {s / 2**20:.2f} MiB" for b, s in sizes) or "not measured",
          bool(static) and max(static) <= 6 * 2**20),
     ]

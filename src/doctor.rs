@@ -2,13 +2,12 @@
 //! credentials, and changes nothing. A step that cannot run because an earlier one failed is skipped.
 
 use crate::config::Config;
-use crate::ec2::{Ec2, Ec2Api};
+use crate::ec2::Ec2;
 use crate::error::{Error, ExitCode, POLICY_HINT};
 use crate::hops::{self, Hops};
-use crate::imds::{Imds, Metadata};
+use crate::imds::Probe;
 use crate::plan::{self, Change, HttpTokens, Plan};
-use crate::reconcile::describe_change;
-use aws_credential_types::provider::ProvideCredentials;
+use crate::reconcile::{self, Patient, describe_change};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -80,6 +79,35 @@ pub fn container_signs(root: &Path, env: impl Fn(&str) -> Option<String>) -> Vec
 
 /// How long each hop probe waits for its ICMP answer.
 const PROBE_WAIT: Duration = Duration::from_millis(300);
+/// doctor answers in seconds: EC2 throttling is retried (as apply does) only this long.
+const EC2_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What doctor reads of this process's surroundings before it asks anything: gathered by `surroundings`,
+/// given by the unit tests.
+#[derive(Debug, Clone)]
+pub struct Surroundings {
+    /// Signs that this process runs in a container.
+    pub container_signs: Vec<String>,
+    /// Hops from this process to the metadata address, or why they were not counted.
+    pub hops: Result<Hops, String>,
+    /// Credentials in the environment (AWS_ACCESS_KEY_ID), which the SDK prefers to the role's.
+    pub env_credentials: bool,
+    /// AWS_EC2_METADATA_DISABLED=true: the SDKs in this environment skip IMDS.
+    pub metadata_disabled: bool,
+    /// The proxy that HTTP_PROXY/HTTPS_PROXY/NO_PROXY give for the metadata address, if any.
+    pub metadata_proxy: Option<String>,
+}
+
+pub async fn surroundings(endpoint: &str) -> Surroundings {
+    let env = |v: &str| std::env::var(v).ok().filter(|v| !v.is_empty());
+    Surroundings {
+        container_signs: container_signs(Path::new("/"), env),
+        hops: measure_hops(endpoint).await,
+        env_credentials: env("AWS_ACCESS_KEY_ID").is_some(),
+        metadata_disabled: env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        metadata_proxy: crate::ec2::proxy_for(endpoint),
+    }
+}
 
 /// Hops from this process to the metadata endpoint's address, or why they could not be counted.
 async fn measure_hops(endpoint: &str) -> Result<Hops, String> {
@@ -99,181 +127,216 @@ fn hops_sentence(n: u8) -> String {
     format!("this process is {n} {unit} from IMDS; the instance's hop limit must be at least {n}")
 }
 
-pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
+/// The steps, in order; each is a small function over the same identity, credentials, EC2 and planning
+/// code that apply runs, so that the two cannot drift. `ec2` makes the EC2 side once the region is known.
+pub async fn diagnose<M: Probe, E: Ec2>(
+    config: &Config,
+    around: &Surroundings,
+    imds: &M,
+    ec2: impl AsyncFnOnce(&str) -> E,
+) -> Vec<Check> {
     let mut checks = Vec::new();
-    let signs = container_signs(Path::new("/"), |v| std::env::var(v).ok());
-    let in_container = !signs.is_empty();
-    let hops = measure_hops(imds.endpoint()).await;
+    let (check, imds_ok) = metadata_service(imds, around).await;
+    checks.push(check);
+    checks.push(where_it_runs(around));
+    checks.push(hops_to_imds(around));
+    checks.push(environment(around));
+    let identity = match identity(config, imds, imds_ok).await {
+        Ok((check, identity)) => {
+            checks.push(check);
+            identity
+        }
+        Err(check) => {
+            checks.push(check);
+            None
+        }
+    };
+    let credentials = if imds_ok {
+        let check = instance_role(imds).await;
+        let ok = check.status == Status::Ok;
+        checks.push(check);
+        ok || around.env_credentials
+    } else {
+        checks.push(Check::skip("instance role", "needs the metadata service"));
+        around.env_credentials
+    };
+    const LATER: [&str; 3] = ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions", "metadata options"];
+    let Some((id, region)) = identity else {
+        checks.extend(LATER.map(|step| Check::skip(step, "needs the instance identity")));
+        return checks;
+    };
+    if !credentials {
+        checks.extend(LATER.map(|step| Check::skip(step, "needs credentials")));
+        return checks;
+    }
+    let ec2 = ec2(&region).await;
+    checks.extend(ec2_steps(config, around, &Patient::new(&ec2), &id).await);
+    checks
+}
 
-    // 1. The metadata service: a TCP connection, then an IMDSv2 token (through the first read).
+/// Step 1. The metadata service: a TCP connection, then an IMDSv2 token (through the first read).
+async fn metadata_service<M: Probe>(imds: &M, around: &Surroundings) -> (Check, bool) {
+    const STEP: &str = "metadata service";
     let started = Instant::now();
-    let imds_id = if !imds.accepts_connections().await {
+    if !imds.accepts_connections().await {
         let err = Error::MetadataUnreachable {
             endpoint: imds.endpoint().into(),
             detail: "no TCP connection within 1 s".into(),
         };
-        checks.push(Check::fail(
-            "metadata service",
-            &err,
-            Some(
-                "not on EC2, the instance's metadata endpoint is disabled (HttpEndpoint=disabled), or a firewall \
-                  blocks it; fix it from outside with `imds-hop-limit --instance-id ID --region R`"
-                    .into(),
-            ),
-        ));
-        None
-    } else {
-        match imds.instance_id().await {
-            Ok(id) => {
-                checks.push(Check::ok(
-                    "metadata service",
-                    format!("IMDSv2 token from {} in {} ms", imds.endpoint(), started.elapsed().as_millis()),
-                ));
-                Some(id)
-            }
-            Err(err @ Error::TokenSilent { .. }) => {
-                let hint = match &hops {
-                    Ok(hops) => format!(
-                        "{}: raise the hop limit to {n} (`imds-hop-limit --hop-limit {n}` on the host)",
-                        hops_sentence(hops.count()),
-                        n = hops.count()
-                    ),
-                    Err(_) if in_container => "this container is one routed hop further from IMDS than the host: run \
-                         `imds-hop-limit` on the host, or raise the hop limit to 2 (one more for each further bridge)"
-                        .into(),
-                    Err(_) => "the token answer dies on the way: raise the hop limit by one for each routed hop \
-                         between this process and the instance (`imds-hop-limit --hop-limit N` on the host)"
-                        .into(),
-                };
-                checks.push(Check::fail("metadata service", &err, Some(hint)));
-                None
-            }
-            Err(err) => {
-                checks.push(Check::fail("metadata service", &err, None));
-                None
-            }
+        let hint = "not on EC2, the instance's metadata endpoint is disabled (HttpEndpoint=disabled), or a firewall \
+                    blocks it; fix it from outside with `imds-hop-limit --instance-id ID --region R`";
+        return (Check::fail(STEP, &err, Some(hint.into())), false);
+    }
+    match imds.instance_id().await {
+        Ok(_) => {
+            let took = started.elapsed().as_millis();
+            (Check::ok(STEP, format!("IMDSv2 token from {} in {took} ms", imds.endpoint())), true)
         }
-    };
+        Err(err @ Error::TokenSilent { .. }) => {
+            let hint = match &around.hops {
+                Ok(hops) => format!(
+                    "{}: raise the hop limit to {n} (`imds-hop-limit --hop-limit {n}` on the host)",
+                    hops_sentence(hops.count()),
+                    n = hops.count()
+                ),
+                Err(_) if !around.container_signs.is_empty() => {
+                    "this container is one routed hop further from IMDS than the host: run `imds-hop-limit` on \
+                     the host, or raise the hop limit to 2 (one more for each further bridge)"
+                        .into()
+                }
+                Err(_) => "the token answer dies on the way: raise the hop limit by one for each routed hop \
+                           between this process and the instance (`imds-hop-limit --hop-limit N` on the host)"
+                    .into(),
+            };
+            (Check::fail(STEP, &err, Some(hint)), false)
+        }
+        Err(err) => (Check::fail(STEP, &err, None), false),
+    }
+}
 
-    // 2. Where this runs, so that the advice fits.
-    checks.push(if in_container {
-        Check::ok("where", format!("inside a container ({})", signs.join(", ")))
-    } else {
+/// Step 2. Where this runs, so that the advice fits.
+fn where_it_runs(around: &Surroundings) -> Check {
+    if around.container_signs.is_empty() {
         Check::ok("where", "on the host (no container signs)")
-    });
-    checks.push(match &hops {
+    } else {
+        Check::ok("where", format!("inside a container ({})", around.container_signs.join(", ")))
+    }
+}
+
+/// Step 3. How many hops this process is from IMDS.
+fn hops_to_imds(around: &Surroundings) -> Check {
+    match &around.hops {
         Ok(hops) => Check::ok("hops to IMDS", hops_sentence(hops.count())),
         Err(why) => Check::skip("hops to IMDS", &format!("not measured: {why}")),
-    });
+    }
+}
 
-    // 3. Identity.
-    let identity = match (&config.instance_id, &config.region, imds_id) {
-        (Some(id), Some(region), _) => Some((id.clone(), region.clone())),
-        (flag_id, flag_region, Some(imds_id)) => {
-            let id = flag_id.clone().unwrap_or(imds_id);
-            let region = match flag_region {
-                Some(r) => Ok(r.clone()),
-                None => imds.region().await,
+/// Step 4. What in the environment keeps SDKs from the instance role, though this agent is not fooled by it.
+fn environment(around: &Surroundings) -> Check {
+    const STEP: &str = "environment";
+    if around.metadata_disabled {
+        return Check::warn(
+            STEP,
+            "AWS_EC2_METADATA_DISABLED=true: the AWS SDKs and CLI in this environment never ask IMDS, so they \
+             never get the instance role's credentials",
+            "unset AWS_EC2_METADATA_DISABLED where the application should use the instance role",
+        );
+    }
+    if let Some(proxy) = &around.metadata_proxy {
+        return Check::warn(
+            STEP,
+            format!(
+                "a proxy ({proxy}) is set for the metadata address and NO_PROXY does not cover it: SDKs and curl \
+                 in this environment send metadata requests through the proxy, which answers 403 or with its own \
+                 metadata (imds-hop-limit itself never does)"
+            ),
+            "add 169.254.169.254 (and fd00:ec2::254) to NO_PROXY",
+        );
+    }
+    Check::ok("environment", "no proxy for the metadata address; AWS_EC2_METADATA_DISABLED not set")
+}
+
+/// Step 5. Identity, through apply's own `identity` (flags first, then IMDS), briefly: the metadata step has
+/// already said whether IMDS answers.
+async fn identity<M: Probe>(
+    config: &Config,
+    imds: &M,
+    imds_ok: bool,
+) -> Result<(Check, Option<(String, String)>), Check> {
+    const STEP: &str = "identity";
+    let flags = config.instance_id.is_some() && config.region.is_some();
+    if !imds_ok && !flags {
+        return Err(Check::skip(STEP, "needs the metadata service, or --instance-id and --region"));
+    }
+    let brief = Config { imds_timeout: Duration::ZERO, ..config.clone() };
+    match reconcile::identity(imds, &brief, tokio::time::Instant::now() + EC2_PATIENCE).await {
+        Ok((id, region)) => {
+            let zone = if imds_ok {
+                imds.availability_zone().await.map(|z| format!(", zone {z}")).unwrap_or_default()
+            } else {
+                String::new()
             };
-            match region {
-                Ok(region) => Some((id, region)),
-                Err(err) => {
-                    checks.push(Check::fail("identity", &err, Some("give --region".into())));
-                    None
-                }
-            }
+            Ok((Check::ok(STEP, format!("{id} in {region}{zone}")), Some((id, region))))
         }
-        _ => {
-            checks.push(Check::skip("identity", "needs the metadata service, or --instance-id and --region"));
-            None
-        }
-    };
-    if let Some((id, region)) = &identity {
-        let zone = imds.availability_zone().await.map(|z| format!(", zone {z}")).unwrap_or_default();
-        checks.push(Check::ok("identity", format!("{id} in {region}{zone}")));
+        Err(err) => Err(Check::fail(STEP, &err, Some("give --instance-id and --region".into()))),
     }
+}
 
-    // 4. The instance role and its credentials.
-    let metadata_ok = checks.first().is_some_and(|c| c.status == Status::Ok);
-    let mut credentials_ok = false;
-    if !metadata_ok {
-        checks.push(Check::skip("instance role", "needs the metadata service"));
-    } else {
-        match imds.has_role().await {
-            Ok(false) => checks.push(Check::fail(
-                "instance role",
-                &Error::NoInstanceRole,
-                Some(
-                    "attach an instance profile: EC2 console, Actions, Security, Modify IAM role; or \
+/// Step 6. The instance role and its credentials, with their expiry as IMDS gives it: the SDK extends
+/// credentials served expired, so its own expiry cannot tell.
+async fn instance_role<M: Probe>(imds: &M) -> Check {
+    const STEP: &str = "instance role";
+    match imds.has_role().await {
+        Ok(false) => Check::fail(
+            STEP,
+            &Error::NoInstanceRole,
+            Some(
+                "attach an instance profile: EC2 console, Actions, Security, Modify IAM role; or \
                  `aws ec2 associate-iam-instance-profile`"
-                        .into(),
-                ),
-            )),
-            Ok(true) => {
-                let provider = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
-                    .imds_client(imds.client())
-                    .build();
-                // The expiry as IMDS gives it: the SDK extends credentials served expired, so theirs can't tell.
-                let expiration = imds.role_credentials_expiration().await.ok().flatten();
-                match provider.provide_credentials().await {
-                    Ok(_) if expiration.is_some_and(|at| at <= SystemTime::now()) => {
-                        let expired = expiration
-                            .map(aws_smithy_types::DateTime::from)
-                            .and_then(|at| at.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-                            .unwrap_or_default();
-                        let failure = crate::error::Failure::new(crate::error::FailureKind::Refused);
-                        checks.push(Check::fail(
-                            "instance role",
-                            &Error::CredentialsExpired { expired, failure },
-                            None,
-                        ));
-                    }
-                    Ok(_) => {
-                        credentials_ok = true;
-                        let until = expiration.map(expires_in).unwrap_or_else(|| "no expiry given".into());
-                        checks.push(Check::ok("instance role", format!("credentials obtainable, {until}")));
-                    }
-                    Err(e) => {
-                        let root = crate::error::chain(&e).last().map(ToString::to_string).unwrap_or_default();
-                        let detail = crate::remote::sanitize(&root, 300);
-                        checks.push(Check::fail("instance role", &Error::NoCredentials { detail }, None));
-                    }
+                    .into(),
+            ),
+        ),
+        Err(err) => Check::fail(STEP, &err, None),
+        Ok(true) => {
+            let expiration = imds.role_credentials_expiration().await.ok().flatten();
+            match imds.role_credentials().await {
+                Err(err) => Check::fail(STEP, &err, None),
+                Ok(()) if expiration.is_some_and(|at| at <= SystemTime::now()) => {
+                    let expired = expiration
+                        .map(aws_smithy_types::DateTime::from)
+                        .and_then(|at| at.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                        .unwrap_or_default();
+                    let failure = crate::error::Failure::new(crate::error::FailureKind::Refused);
+                    Check::fail(STEP, &Error::CredentialsExpired { expired, failure }, None)
+                }
+                Ok(()) => {
+                    let until = expiration.map(expires_in).unwrap_or_else(|| "no expiry given".into());
+                    Check::ok(STEP, format!("credentials obtainable, {until}"))
                 }
             }
-            Err(err) => checks.push(Check::fail("instance role", &err, None)),
         }
     }
-    let env_credentials = std::env::var("AWS_ACCESS_KEY_ID").is_ok_and(|k| !k.is_empty());
+}
 
-    // 5. EC2: reachable and authorized; 6. the options against what is wanted.
-    let Some((id, region)) = identity else {
-        checks.push(Check::skip("ec2:DescribeInstances", "needs the instance identity"));
-        checks.push(Check::skip("ec2:ModifyInstanceMetadataOptions", "needs the instance identity"));
-        checks.push(Check::skip("metadata options", "needs the instance identity"));
-        return checks;
-    };
-    if !credentials_ok && !env_credentials {
-        for step in ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions", "metadata options"] {
-            checks.push(Check::skip(step, "needs credentials"));
-        }
-        return checks;
-    }
-    let ec2 = Ec2Api::new(&region, imds.client()).await;
-    let current = match ec2.describe(&id).await {
+/// Steps 7 to 9. EC2: reachable and authorized (DescribeInstances; ModifyInstanceMetadataOptions with DryRun, sent
+/// with what apply would send), then the options against what is wanted, planned as apply plans.
+async fn ec2_steps<E: Ec2>(config: &Config, around: &Surroundings, ec2: &Patient<'_, E>, id: &str) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let until = tokio::time::Instant::now() + EC2_PATIENCE;
+    let authorization = |err: &Error| matches!(err, Error::NotAuthorized { .. }).then(|| POLICY_HINT.to_string());
+    let reported = match ec2.describe(id, until).await {
         Ok(current) => {
             checks.push(Check::ok("ec2:DescribeInstances", "authorized"));
             current
         }
         Err(err) => {
-            let hint = matches!(err, Error::NotAuthorized { .. }).then(|| POLICY_HINT.to_string());
-            checks.push(Check::fail("ec2:DescribeInstances", &err, hint));
+            checks.push(Check::fail("ec2:DescribeInstances", &err, authorization(&err)));
             checks.push(Check::skip("ec2:ModifyInstanceMetadataOptions", "needs DescribeInstances"));
             checks.push(Check::skip("metadata options", "needs DescribeInstances"));
             return checks;
         }
     };
-    // As apply decides: IMDS answered for this very instance, so an unreported endpoint is enabled.
-    let current = crate::reconcile::known_options(config, &current);
+    let current = reconcile::known_options(config, &reported);
     let plan = plan::plan(&current, &config.wanted);
     let probe = match plan {
         Plan::Change(change) => change,
@@ -281,54 +344,51 @@ pub async fn diagnose(config: &Config, imds: &Imds) -> Vec<Check> {
         // value, which the shipped policy allows (the current one may be above the policy's cap).
         Plan::Unchanged => Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() },
     };
-    match ec2.modify(&id, &probe, true).await {
-        Ok(_) => checks.push(Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)")),
-        Err(err) => {
-            let hint = matches!(err, Error::NotAuthorized { .. }).then(|| POLICY_HINT.to_string());
-            checks.push(Check::fail("ec2:ModifyInstanceMetadataOptions", &err, hint));
-        }
-    }
+    checks.push(match ec2.modify(id, &probe, true, until).await {
+        Ok(_) => Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)"),
+        Err(err) => Check::fail("ec2:ModifyInstanceMetadataOptions", &err, authorization(&err)),
+    });
+    checks.push(options(config, around, &current, plan));
+    checks
+}
+
+fn options(config: &Config, around: &Surroundings, current: &plan::MetadataOptions, plan: Plan) -> Check {
+    const STEP: &str = "metadata options";
     let tradeoff = "a hop limit above 1 lets containers use the instance role; HttpTokens=required is its safe \
                     companion (`--http-tokens required`)";
     // Measured farther from IMDS than the instance's hop limit reaches: that is the answer, whatever else.
-    let needed = hops.as_ref().ok().map(|h| h.count());
+    let needed = around.hops.as_ref().ok().map(|h| h.count());
     if let (Some(needed), Some(have)) = (needed, current.hop_limit) {
         if have.get() < needed {
-            checks.push(Check::warn(
-                "metadata options",
+            return Check::warn(
+                STEP,
                 format!("hop limit {have}, but {}", hops_sentence(needed)),
                 format!("run `imds-hop-limit --hop-limit {needed}` on the host; {tradeoff}"),
-            ));
-            return checks;
+            );
         }
     }
-    checks.push(match plan {
-        Plan::Unchanged if plan::is_in_effect(&current, &config.wanted) => {
+    match plan {
+        Plan::Unchanged if plan::is_in_effect(current, &config.wanted) => {
             if current.http_tokens == Some(HttpTokens::Required) {
-                Check { hint: Some(tradeoff.into()), ..Check::ok("metadata options", summary(&current)) }
+                Check { hint: Some(tradeoff.into()), ..Check::ok(STEP, summary(current)) }
             } else {
-                Check::warn(
-                    "metadata options",
-                    format!("compliant: {}; IMDSv1 still allowed", summary(&current)),
-                    tradeoff,
-                )
+                Check::warn(STEP, format!("compliant: {}; IMDSv1 still allowed", summary(current)), tradeoff)
             }
         }
         Plan::Unchanged => Check::warn(
-            "metadata options",
-            format!("{}: a change is still pending", summary(&current)),
+            STEP,
+            format!("{}: a change is still pending", summary(current)),
             "wait, or run `imds-hop-limit`",
         ),
         Plan::Change(change) => Check::warn(
-            "metadata options",
+            STEP,
             format!(
                 "not compliant: `imds-hop-limit` would set {}",
-                describe_change(&current, &change.applied_to(&current))
+                describe_change(current, &change.applied_to(current))
             ),
             format!("run `imds-hop-limit` on the host; {tradeoff}"),
         ),
-    });
-    checks
+    }
 }
 
 fn summary(o: &plan::MetadataOptions) -> String {
@@ -383,6 +443,150 @@ mod tests {
         let signs = container_signs(&root, |v| (v == "ECS_CONTAINER_METADATA_URI_V4").then(|| "http://x".into()));
         assert_eq!(signs, ["/.dockerenv", "/proc/1/cgroup mentions docker", "$ECS_CONTAINER_METADATA_URI_V4 is set"]);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    use crate::config::Mode;
+    use crate::fakes::{FakeImds, Scripted, config, options};
+    use crate::plan::{HopLimit, MetadataOptions, State};
+
+    fn around(hops: Result<Hops, String>) -> Surroundings {
+        Surroundings {
+            container_signs: vec!["/.dockerenv".into()],
+            hops,
+            env_credentials: false,
+            metadata_disabled: false,
+            metadata_proxy: None,
+        }
+    }
+
+    async fn diagnose_with(imds: &FakeImds, ec2: Scripted, around: &Surroundings) -> (Vec<Check>, Scripted) {
+        let ec2 = std::rc::Rc::new(ec2);
+        let shared = ec2.clone();
+        let checks = diagnose(&config(Mode::Doctor), around, imds, async |_: &str| Shared(shared)).await;
+        (checks, std::rc::Rc::try_unwrap(ec2).ok().expect("doctor let go of its EC2 side"))
+    }
+
+    /// The scripted EC2 behind an Rc, so a test can look at what doctor sent it.
+    struct Shared(std::rc::Rc<Scripted>);
+    impl Ec2 for Shared {
+        async fn describe(&self, id: &str) -> crate::error::Result<MetadataOptions> {
+            self.0.describe(id).await
+        }
+        async fn modify(&self, id: &str, c: &Change, dry: bool) -> crate::error::Result<crate::ec2::Modified> {
+            self.0.modify(id, c, dry).await
+        }
+    }
+
+    fn step<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+        checks.iter().find(|c| c.step == name).unwrap_or_else(|| panic!("no {name} in {checks:?}"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_instance_passes_every_step_and_only_dry_runs() {
+        let (checks, ec2) = diagnose_with(
+            &FakeImds::default(),
+            Scripted::new(vec![options(2, State::Applied)]),
+            &around(Ok(Hops::Reached(1))),
+        )
+        .await;
+        assert!(checks.iter().all(|c| c.status == Status::Ok), "{}", render(&checks));
+        assert_eq!(exit_code(&checks), ExitCode::Compliant);
+        assert!(ec2.modifies.borrow().iter().all(|(_, dry)| *dry));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_token_names_the_measured_hops_in_the_advice() {
+        let imds = FakeImds {
+            instance_id: || Err(Error::TokenSilent { endpoint: "http://169.254.169.254".into() }),
+            ..FakeImds::default()
+        };
+        let (checks, _) =
+            diagnose_with(&imds, Scripted::new(vec![options(1, State::Applied)]), &around(Ok(Hops::PastRouters(2))))
+                .await;
+        let metadata = step(&checks, "metadata service");
+        assert_eq!(metadata.status, Status::Fail);
+        assert!(metadata.hint.as_deref().unwrap().contains("raise the hop limit to 3"), "{}", render(&checks));
+        assert_eq!(step(&checks, "hops to IMDS").detail, hops_sentence(3));
+        assert_eq!(step(&checks, "identity").status, Status::Skip);
+        assert_eq!(exit_code(&checks), ExitCode::MetadataUnreachable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_role_fails_and_skips_what_needs_credentials() {
+        let imds = FakeImds { has_role: false, ..FakeImds::default() };
+        let (checks, ec2) =
+            diagnose_with(&imds, Scripted::new(vec![options(1, State::Applied)]), &around(Ok(Hops::Reached(1)))).await;
+        assert_eq!(step(&checks, "instance role").status, Status::Fail);
+        assert_eq!(step(&checks, "ec2:DescribeInstances").status, Status::Skip);
+        assert_eq!(exit_code(&checks), ExitCode::NotAuthorized);
+        assert!(ec2.modifies.borrow().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_role_credentials_fail_the_role_step() {
+        let imds = FakeImds { expiration: Some(SystemTime::now() - Duration::from_secs(600)), ..FakeImds::default() };
+        let (checks, _) =
+            diagnose_with(&imds, Scripted::new(vec![options(2, State::Applied)]), &around(Ok(Hops::Reached(1)))).await;
+        let role = step(&checks, "instance role");
+        assert!(role.status == Status::Fail && role.detail.contains("expired at"), "{}", render(&checks));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unauthorized_modify_fails_with_the_policy_hint() {
+        let mut ec2 = Scripted::new(vec![options(1, State::Applied)]);
+        ec2.refuse_modify = Some(|| Error::NotAuthorized {
+            action: "ModifyInstanceMetadataOptions",
+            instance_id: "i-12345678".into(),
+            encoded: None,
+        });
+        let (checks, _) = diagnose_with(&FakeImds::default(), ec2, &around(Ok(Hops::Reached(1)))).await;
+        let modify = step(&checks, "ec2:ModifyInstanceMetadataOptions");
+        assert_eq!(modify.status, Status::Fail);
+        assert!(modify.hint.as_deref().unwrap().contains("iam-policy.json"));
+        assert_eq!(exit_code(&checks), ExitCode::NotAuthorized);
+    }
+
+    /// The drift the review found: EC2 leaves HttpEndpoint out; apply rightly sends nothing for it (IMDS just
+    /// answered), and doctor, planning as apply plans, does not claim it would set it.
+    #[tokio::test(start_paused = true)]
+    async fn an_unreported_endpoint_is_planned_as_apply_plans_it() {
+        let sparse = MetadataOptions { http_endpoint: None, ..options(2, State::Applied) };
+        let (checks, ec2) =
+            diagnose_with(&FakeImds::default(), Scripted::new(vec![sparse]), &around(Ok(Hops::Reached(1)))).await;
+        let options = step(&checks, "metadata options");
+        assert_eq!(options.status, Status::Ok, "{}", render(&checks));
+        assert!(!options.detail.contains("would set"), "{}", render(&checks));
+        let probes = ec2.modifies.borrow();
+        assert_eq!(probes[0].0, Change { hop_limit: HopLimit::new(2), ..Change::default() }, "what apply would send");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hop_limit_below_the_measured_hops_names_the_hop_limit_to_set() {
+        let (checks, _) = diagnose_with(
+            &FakeImds::default(),
+            Scripted::new(vec![options(2, State::Applied)]),
+            &around(Ok(Hops::Reached(3))),
+        )
+        .await;
+        let options = step(&checks, "metadata options");
+        assert_eq!(options.status, Status::Warn);
+        assert!(options.hint.as_deref().unwrap().contains("imds-hop-limit --hop-limit 3"), "{}", render(&checks));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proxy_or_disabled_metadata_in_the_environment_is_a_warning() {
+        let mut a = around(Ok(Hops::Reached(1)));
+        a.metadata_proxy = Some("http://proxy:3128".into());
+        let (checks, _) =
+            diagnose_with(&FakeImds::default(), Scripted::new(vec![options(2, State::Applied)]), &a).await;
+        let env = step(&checks, "environment");
+        assert!(env.status == Status::Warn && env.hint.as_deref().unwrap().contains("NO_PROXY"));
+        a.metadata_proxy = None;
+        a.metadata_disabled = true;
+        let (checks, _) =
+            diagnose_with(&FakeImds::default(), Scripted::new(vec![options(2, State::Applied)]), &a).await;
+        assert!(step(&checks, "environment").detail.contains("AWS_EC2_METADATA_DISABLED=true"));
+        assert_eq!(exit_code(&checks), ExitCode::Compliant, "a warning does not fail");
     }
 
     #[test]

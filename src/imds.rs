@@ -30,6 +30,20 @@ pub trait Metadata {
     async fn has_role(&self) -> Result<bool>;
 }
 
+/// What doctor needs of the metadata side beyond what apply needs; a fake answers it in the unit tests.
+pub trait Probe: Metadata {
+    fn endpoint(&self) -> &str;
+    /// Whether a TCP connection to the endpoint opens within a second.
+    async fn accepts_connections(&self) -> bool;
+    async fn availability_zone(&self) -> Result<String>;
+    /// When the instance role's current credentials expire, as IMDS gives them (`Expiration`), read
+    /// directly: the SDK extends credentials that IMDS serves expired, so its own expiry can't tell.
+    /// `None` when no role is attached or the document has no valid `Expiration`.
+    async fn role_credentials_expiration(&self) -> Result<Option<SystemTime>>;
+    /// Whether the SDK's instance-role provider hands out credentials (they are never shown).
+    async fn role_credentials(&self) -> Result<()>;
+}
+
 pub struct Imds {
     client: aws_config::imds::Client,
     endpoint: String,
@@ -61,47 +75,6 @@ impl Imds {
 
     pub fn client(&self) -> aws_config::imds::Client {
         self.client.clone()
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    pub async fn availability_zone(&self) -> Result<String> {
-        let zone = self
-            .get("the availability zone", "/latest/meta-data/placement/availability-zone")
-            .await?
-            .ok_or(Error::Metadata { what: "the availability zone", detail: "IMDS answered 404".into() })?;
-        // A zone is a region and a letter, or a local zone's name: lowercase letters, digits and dashes.
-        let ok = !zone.is_empty()
-            && zone.len() <= 64
-            && zone.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(zone)
-        } else {
-            Err(Error::MetadataInvalid { what: "an availability zone", value: remote::sanitize(&zone, 80) })
-        }
-    }
-
-    /// When the instance role's current credentials expire, as IMDS gives them (`Expiration`), read
-    /// directly: the SDK extends credentials that IMDS serves expired, so its own expiry can't tell.
-    /// `None` when no role is attached or the document has no valid `Expiration`.
-    pub async fn role_credentials_expiration(&self) -> Result<Option<SystemTime>> {
-        const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
-        let Some(roles) = self.get("the instance's IAM role", ROLES).await? else { return Ok(None) };
-        let Some(role) = roles.lines().next().filter(|r| !r.is_empty() && !r.contains('/')) else { return Ok(None) };
-        let Some(document) = self.get("the instance role's credentials", &format!("{ROLES}{role}")).await? else {
-            return Ok(None);
-        };
-        // Only the expiry is read; the document itself is never shown.
-        let expiration = serde_json::from_str::<serde_json::Value>(&document)
-            .ok()
-            .and_then(|v| v.get("Expiration").and_then(|e| e.as_str()).map(str::to_string));
-        Ok(expiration.and_then(|e| {
-            aws_smithy_types::DateTime::from_str(&e, aws_smithy_types::date_time::Format::DateTime)
-                .ok()
-                .and_then(|t| SystemTime::try_from(t).ok())
-        }))
     }
 
     async fn get(&self, what: &'static str, path: &str) -> Result<Option<String>> {
@@ -145,12 +118,6 @@ impl Imds {
             _ => Error::Metadata { what, detail: "an answer that could not be read".into() },
         }
     }
-
-    /// Whether a TCP connection to the endpoint opens within a second.
-    pub async fn accepts_connections(&self) -> bool {
-        let Some(addr) = host_port(&self.endpoint) else { return false };
-        matches!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await, Ok(Ok(_)))
-    }
 }
 
 impl Metadata for Imds {
@@ -177,6 +144,61 @@ impl Metadata for Imds {
             .get("the instance's IAM role", "/latest/meta-data/iam/security-credentials/")
             .await?
             .is_some_and(|roles| !roles.is_empty()))
+    }
+}
+
+impl Probe for Imds {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn accepts_connections(&self) -> bool {
+        let Some(addr) = host_port(&self.endpoint) else { return false };
+        matches!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await, Ok(Ok(_)))
+    }
+
+    async fn availability_zone(&self) -> Result<String> {
+        let zone = self
+            .get("the availability zone", "/latest/meta-data/placement/availability-zone")
+            .await?
+            .ok_or(Error::Metadata { what: "the availability zone", detail: "IMDS answered 404".into() })?;
+        // A zone is a region and a letter, or a local zone's name: lowercase letters, digits and dashes.
+        let ok = !zone.is_empty()
+            && zone.len() <= 64
+            && zone.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(zone)
+        } else {
+            Err(Error::MetadataInvalid { what: "an availability zone", value: remote::sanitize(&zone, 80) })
+        }
+    }
+
+    async fn role_credentials_expiration(&self) -> Result<Option<SystemTime>> {
+        const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
+        let Some(roles) = self.get("the instance's IAM role", ROLES).await? else { return Ok(None) };
+        let Some(role) = roles.lines().next().filter(|r| !r.is_empty() && !r.contains('/')) else { return Ok(None) };
+        let Some(document) = self.get("the instance role's credentials", &format!("{ROLES}{role}")).await? else {
+            return Ok(None);
+        };
+        // Only the expiry is read; the document itself is never shown.
+        let expiration = serde_json::from_str::<serde_json::Value>(&document)
+            .ok()
+            .and_then(|v| v.get("Expiration").and_then(|e| e.as_str()).map(str::to_string));
+        Ok(expiration.and_then(|e| {
+            aws_smithy_types::DateTime::from_str(&e, aws_smithy_types::date_time::Format::DateTime)
+                .ok()
+                .and_then(|t| SystemTime::try_from(t).ok())
+        }))
+    }
+
+    async fn role_credentials(&self) -> Result<()> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider =
+            aws_config::imds::credentials::ImdsCredentialsProvider::builder().imds_client(self.client()).build();
+        provider.provide_credentials().await.map(drop).map_err(|e| {
+            let root = chain(&e).last().map(ToString::to_string).unwrap_or_default();
+            Error::NoCredentials { detail: remote::sanitize(&root, 300) }
+        })
     }
 }
 

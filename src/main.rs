@@ -3,6 +3,8 @@ mod config;
 mod doctor;
 mod ec2;
 mod error;
+#[cfg(test)]
+mod fakes;
 mod hops;
 mod imds;
 mod logging;

@@ -357,63 +357,8 @@ pub fn describe_change(before: &MetadataOptions, after: &MetadataOptions) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Change, HopLimit, HttpTokens, Toggle, Wanted};
-    use std::cell::RefCell;
-
-    fn options(hop: i64, state: State) -> MetadataOptions {
-        MetadataOptions {
-            state: Some(state),
-            http_tokens: Some(HttpTokens::Required),
-            hop_limit: HopLimit::new(hop),
-            http_endpoint: Some(Toggle::Enabled),
-            ipv6_endpoint: Some(Toggle::Disabled),
-            instance_tags: Some(Toggle::Disabled),
-        }
-    }
-
-    /// An EC2 whose describe answers come from a script, recording the modifies it is sent.
-    struct Scripted {
-        describes: RefCell<Vec<MetadataOptions>>,
-        modifies: RefCell<Vec<(Change, bool)>>,
-    }
-
-    impl Scripted {
-        fn new(answers: Vec<MetadataOptions>) -> Self {
-            Scripted { describes: RefCell::new(answers), modifies: RefCell::default() }
-        }
-    }
-
-    impl Ec2 for Scripted {
-        async fn describe(&self, _: &str) -> Result<MetadataOptions> {
-            let mut d = self.describes.borrow_mut();
-            Ok(if d.len() > 1 { d.remove(0) } else { d[0].clone() })
-        }
-        async fn modify(&self, _: &str, change: &Change, dry_run: bool) -> Result<Modified> {
-            self.modifies.borrow_mut().push((*change, dry_run));
-            Ok(if dry_run { Modified::WouldSucceed } else { Modified::Accepted(options(2, State::Pending)) })
-        }
-    }
-
-    fn config(mode: Mode) -> Config {
-        Config {
-            mode,
-            wanted: Wanted {
-                hop_limit: HopLimit::new(2).unwrap(),
-                exact: false,
-                http_tokens: None,
-                ipv6_endpoint: None,
-                instance_tags: None,
-            },
-            instance_id: None,
-            region: None,
-            wait: true,
-            wait_timeout: Duration::from_secs(5),
-            imds_timeout: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
-            imds_endpoint: "http://127.0.0.1:1".into(),
-            output: crate::cli::Output::Text,
-        }
-    }
+    use crate::fakes::{Scripted, config, options};
+    use crate::plan::{Change, HopLimit};
 
     async fn run(ec2: &Scripted, config: &Config) -> Result<Report> {
         let deadline = Instant::now() + config.timeout;

@@ -6,7 +6,7 @@ use crate::config::{Config, Mode};
 use crate::doctor::{self, Check};
 use crate::ec2::Ec2Api;
 use crate::error::{Error, ExitCode, Result};
-use crate::imds::{Imds, Metadata};
+use crate::imds::{Imds, Metadata, Probe};
 use crate::reconcile::{self, Action, Progress, Report};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -60,7 +60,9 @@ async fn supervised<T>(
 
 async fn doctor(config: &Config) -> Result<Vec<Check>> {
     let imds = Imds::new(&config.imds_endpoint)?;
-    Ok(doctor::diagnose(config, &imds).await)
+    let around = doctor::surroundings(&config.imds_endpoint).await;
+    let ec2 = async |region: &str| Ec2Api::new(region, imds.client()).await;
+    Ok(doctor::diagnose(config, &around, &imds, ec2).await)
 }
 
 fn report_doctor(config: &Config, checks: &[Check]) -> ExitCode {

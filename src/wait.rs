@@ -21,10 +21,12 @@ pub struct Backoff {
 
 impl Backoff {
     /// Throttling: EC2's budget is per account and region, shared by every instance that booted with this
-    /// one. Sized from the storm benchmark (BENCHMARKS.md): ModifyInstanceMetadataOptions refills 5 tokens a
-    /// second, so 500 instances need 80 s whatever they do; a window that grows to 32 s lets a few hundred
-    /// waiting agents retry at about the refill rate instead of hammering an empty bucket.
-    pub const THROTTLED: Backoff = Backoff { base: Duration::from_secs(2), cap: Duration::from_secs(32) };
+    /// one. ModifyInstanceMetadataOptions refills 5 tokens a second, so 500 instances need 80 s whatever they
+    /// do; what the backoff decides is how many throttled calls they spend meanwhile. Chosen with the storm
+    /// benchmark and an event model of it (BENCHMARKS.md, "Boot storm"): a base of 2 s cost 9.7 calls per
+    /// instance at N = 500 (1.24x the floor), 8 s brings it to about 7 at the same wall time; a larger base
+    /// spends fewer calls but stretches smaller storms, a larger cap stretches the tail.
+    pub const THROTTLED: Backoff = Backoff { base: Duration::from_secs(8), cap: Duration::from_secs(32) };
     /// A 5xx answer, a timeout or a refused connection: usually brief, and not a shared budget.
     pub const TRANSIENT: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8) };
     /// The metadata service at early boot (connection refused until the network is up) or throttling (429).

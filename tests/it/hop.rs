@@ -247,6 +247,7 @@ fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
             // Behind a second bridge: three hops, and the advice says 3, not 2.
             let (out, _) = t.doctor(&t.nested, mode);
             let stdout = String::from_utf8_lossy(&out.stdout);
+            eprintln!("doctor behind two bridges:\n{stdout}");
             assert_eq!(out.status.code(), Some(4), "doctor behind two bridges: {stdout}");
             assert!(stdout.contains("this process is 3 hops from IMDS; the instance's hop limit must be at least 3"));
             assert!(stdout.contains("raise the hop limit to 3"), "{stdout}");
