@@ -206,15 +206,60 @@ fn metadata_disabled_is_named_when_no_credentials_are_found() {
     assert!(r.stderr.contains("AWS_EC2_METADATA_DISABLED=true"), "{}", r.stderr);
 }
 
+/// A throwaway CA and a certificate for 127.0.0.1 that it signed, made with openssl: (ca, cert, key).
+fn test_ca(dir: &std::path::Path) -> (String, String, String) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem"]]
+            .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]].concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    (path("ca.pem"), path("server.pem"), path("server.key"))
+}
+
 #[test]
-fn a_tls_failure_is_not_retried() {
-    // The simulator speaks plain HTTP: a TLS client gets a handshake failure, which cannot heal.
-    let sim = Simulator::start(Scenario::default());
-    let https = sim.ec2_url.replace("http://", "https://");
-    let r = run(agent(&sim).env("AWS_ENDPOINT_URL_EC2", &https));
+fn https_to_ec2_works_with_a_trusted_ca_and_a_certificate_failure_is_not_retried() {
+    let dir = std::env::temp_dir().join(format!("ihl-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = test_ca(&dir);
+    let sim = Simulator::start(scenario(|s| s.ec2_tls = Some((cert, key))));
+    assert!(sim.ec2_url.starts_with("https://"));
+    expect(&run(agent(&sim).env("SSL_CERT_FILE", &ca)), 0);
+    // The system's trust store does not know the test CA: UnknownIssuer, which no retry heals.
+    let r = run(&mut agent(&sim));
+    expect(&r, 1);
+    assert!(r.stderr.contains("TLS handshake failed") && r.stderr.contains("UnknownIssuer"), "{}", r.stderr);
+    assert!(r.took < Duration::from_secs(5), "not retried: {:?}", r.took);
+    // A plain-HTTP server where HTTPS was asked for: the handshake fails too, and is not retried.
+    let plain = Simulator::start(Scenario::default());
+    let r = run(agent(&plain).env("AWS_ENDPOINT_URL_EC2", plain.ec2_url.replace("http://", "https://")));
     expect(&r, 1);
     assert!(r.stderr.contains("TLS"), "{}", r.stderr);
     assert!(r.took < Duration::from_secs(5), "not retried: {:?}", r.took);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
 //!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--instance-id ID] [--more-instances N]
-//!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]`
+//!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]
+//!     [--tls CERT.pem KEY.pem]`
 //!
 //! Runs the simulated EC2 account on loopback until stdin closes or it is killed. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
@@ -43,6 +44,10 @@ fn main() {
             "--instance-id" => scenario.instance_id = value(),
             "--more-instances" => {
                 scenario.more_instances = value().parse().unwrap_or_else(|_| usage("--more-instances N"))
+            }
+            "--tls" => {
+                let cert = value();
+                scenario.ec2_tls = Some((cert, value()));
             }
             "--documented-buckets" => scenario.buckets = Some(simulator::Buckets::DOCUMENTED),
             "--buckets" => {

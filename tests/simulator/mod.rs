@@ -129,6 +129,8 @@ pub struct Scenario {
     pub ttl_is_hop_limit: bool,
     /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
     pub extra_imds: Vec<SocketAddr>,
+    /// Serve EC2 over HTTPS with this certificate chain and key (PEM files), as EC2 is served.
+    pub ec2_tls: Option<(String, String)>,
 }
 
 impl Default for Scenario {
@@ -167,6 +169,7 @@ impl Default for Scenario {
             instance_id: INSTANCE_ID.into(),
             ttl_is_hop_limit: false,
             extra_imds: Vec::new(),
+            ec2_tls: None,
         }
     }
 }
@@ -404,24 +407,28 @@ impl Simulator {
                 let ec2 = TcpListener::bind(ec2_addr).await.expect("bind EC2");
                 let imds_local = imds.local_addr().unwrap();
                 addr_tx.send((imds_local, ec2.local_addr().unwrap())).unwrap();
-                let (refuse_for, extra) = {
+                let (refuse_for, extra, tls) = {
                     let s = st.lock().unwrap();
-                    (s.scenario.imds_refuse_for, s.scenario.extra_imds.clone())
+                    (s.scenario.imds_refuse_for, s.scenario.extra_imds.clone(), s.scenario.ec2_tls.clone())
                 };
                 tokio::spawn(serve_imds(imds, imds_local, refuse_for, st.clone()));
                 for addr in extra {
                     let listener = TcpListener::bind(addr).await.expect("bind extra IMDS address");
                     tokio::spawn(serve(listener, st.clone(), "imds"));
                 }
-                tokio::spawn(serve(ec2, st.clone(), "ec2"));
+                match tls {
+                    Some((cert, key)) => tokio::spawn(serve_tls(ec2, tls_acceptor(&cert, &key), st.clone())),
+                    None => tokio::spawn(serve(ec2, st.clone(), "ec2")),
+                };
                 let _ = shutdown_rx.await;
             });
             rt.shutdown_timeout(Duration::from_millis(100));
         });
         let (imds_local, ec2_local) = addr_rx.recv().expect("simulator started");
+        let ec2_scheme = if state.lock().unwrap().scenario.ec2_tls.is_some() { "https" } else { "http" };
         Simulator {
             imds_url: format!("http://{}", url_host(imds_local)),
-            ec2_url: format!("http://{}", url_host(ec2_local)),
+            ec2_url: format!("{ec2_scheme}://{}", url_host(ec2_local)),
             state,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -586,6 +593,34 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, state.clone(), server));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(cert).expect("certificate file").collect::<Result<_, _>>().expect("PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key file");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate and key");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<Mutex<State>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (state, acceptor) = (state.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let svc = service_fn(move |req| handle(req, state.clone(), "ec2"));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
         });
     }
 }
