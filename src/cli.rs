@@ -16,7 +16,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
                   waits until EC2 reports the change applied. A second run changes nothing.",
     after_help = "Exit codes: 0 compliant, 1 unexpected error, 2 usage, 3 not compliant (check, --dry-run), \
                   4 metadata service unreachable, 5 not authorized or no credentials, 6 gave up waiting for \
-                  `applied`, 7 instance not found, 130/143 interrupted by SIGINT/SIGTERM."
+                  `applied`, 7 instance not found, 8 EC2 kept throttling (or failing) until the deadline, \
+                  130/143 interrupted by SIGINT/SIGTERM."
 )]
 pub struct Cli {
     #[command(subcommand)]

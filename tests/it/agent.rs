@@ -309,6 +309,7 @@ fn version_and_help() {
     {
         assert!(r.stdout.contains(flag), "{flag} in --help");
     }
+    assert!(r.stdout.contains("8 EC2 kept throttling"), "every exit code in --help: {}", r.stdout);
 }
 
 #[test]

@@ -1,24 +1,13 @@
 //! `imds-hop-limit doctor` against the simulated instance: one test per verdict.
 
-use crate::simulator::{SECRET_MARK, Scenario, Simulator};
+use crate::simulator::{Scenario, Simulator};
+use crate::support::{agent, run};
 use assert_cmd::Command;
 use std::time::Duration;
 
 fn doctor(sim: &Simulator, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("imds-hop-limit")
-        .unwrap()
-        .env_clear()
-        .envs(sim.env())
-        .env("HOME", "/nonexistent")
-        .arg("doctor")
-        .args(args)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stdout.contains(SECRET_MARK) && !stderr.contains(SECRET_MARK), "no secret printed");
-    (out.status.code().unwrap_or(-1), stdout, stderr)
+    let r = run(agent(sim).arg("doctor").args(args));
+    (r.code, r.stdout, r.stderr)
 }
 
 /// The line of `step`: its name stands right after the six-character mark.
@@ -127,4 +116,40 @@ fn unauthorized_names_the_action_and_the_policy() {
     let modify = line(&out, "ec2:ModifyInstanceMetadataOptions");
     assert!(modify.starts_with("[FAIL]") && modify.contains("not authorized"), "{out}");
     assert!(out.contains("packaging/iam-policy.json"), "{out}");
+}
+
+/// The whole rendering, golden: only what differs from run to run (the port, the milliseconds) and from
+/// machine to machine (the container signs) is normalized.
+#[test]
+fn the_no_role_verdict_renders_exactly() {
+    let sim = Simulator::start(Scenario { role_attached: false, ..Scenario::default() });
+    let (code, out, _) = doctor(&sim, &[]);
+    assert_eq!(code, 5);
+    let port = sim.imds_url.rsplit(':').next().unwrap().to_string();
+    let normalized: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let l = l.replace(&port, "PORT");
+            if l.contains("IMDSv2 token from") {
+                let cut = l.rfind(" in ").unwrap();
+                format!("{} in N ms", &l[..cut])
+            } else if l.starts_with("[ok]   where") {
+                "[ok]   where                              (this machine's)".to_string()
+            } else {
+                l
+            }
+        })
+        .collect();
+    let expected = "\
+[ok]   metadata service                   IMDSv2 token from http://127.0.0.1:PORT in N ms
+[ok]   where                              (this machine's)
+[ok]   hops to IMDS                       this process is 1 hop from IMDS; the instance's hop limit must be at least 1
+[ok]   environment                        no proxy for the metadata address; AWS_EC2_METADATA_DISABLED not set
+[ok]   identity                           i-0123456789abcdef0 in us-west-2, zone us-west-2a
+[FAIL] instance role                      no IAM role is attached to this instance (IMDS has nothing under iam/security-credentials/): attach an instance profile whose role allows ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions (packaging/iam-policy.json), or give credentials through the environment
+                                          -> attach an instance profile: EC2 console, Actions, Security, Modify IAM role; or `aws ec2 associate-iam-instance-profile`
+[skip] ec2:DescribeInstances              skipped: needs credentials
+[skip] ec2:ModifyInstanceMetadataOptions  skipped: needs credentials
+[skip] metadata options                   skipped: needs credentials";
+    assert_eq!(normalized.join("\n"), expected);
 }
