@@ -301,18 +301,15 @@ async fn instance_role<M: Probe>(imds: &M) -> Check {
             let expiration = imds.role_credentials_expiration().await.ok().flatten();
             match imds.role_credentials().await {
                 Err(err) => Check::fail(STEP, &err, None),
-                Ok(()) if expiration.is_some_and(|at| at <= SystemTime::now()) => {
-                    let expired = expiration
-                        .map(aws_smithy_types::DateTime::from)
-                        .and_then(|at| at.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-                        .unwrap_or_default();
-                    let failure = crate::error::Failure::new(crate::error::FailureKind::Refused);
-                    Check::fail(STEP, &Error::CredentialsExpired { expired, failure }, None)
-                }
-                Ok(()) => {
-                    let until = expiration.map(expires_in).unwrap_or_else(|| "no expiry given".into());
-                    Check::ok(STEP, format!("credentials obtainable, {until}"))
-                }
+                Ok(()) => match expiration {
+                    Some(at) if at <= SystemTime::now() => {
+                        Check::fail(STEP, &Error::credentials_expired(at, None), None)
+                    }
+                    _ => {
+                        let until = expiration.map(expires_in).unwrap_or_else(|| "no expiry given".into());
+                        Check::ok(STEP, format!("credentials obtainable, {until}"))
+                    }
+                },
             }
         }
     }

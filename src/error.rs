@@ -242,6 +242,15 @@ impl std::fmt::Display for Stage {
 }
 
 impl Error {
+    /// The role's credentials expired at `at` (as IMDS gave it); `failure` is what EC2 answered to them, if
+    /// it was asked.
+    pub fn credentials_expired(at: std::time::SystemTime, failure: Option<Failure>) -> Error {
+        let expired = aws_smithy_types::DateTime::from(at)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_else(|_| "an earlier time".into());
+        Error::CredentialsExpired { expired, failure: failure.unwrap_or_else(|| Failure::new(FailureKind::Refused)) }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) => ExitCode::Usage,

@@ -123,11 +123,7 @@ async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
     }
     if let Ok(Some(expired)) = imds.role_credentials_expiration().await {
         if expired <= std::time::SystemTime::now() {
-            let failure = failure.unwrap_or_else(|| crate::error::Failure::new(crate::error::FailureKind::Refused));
-            let expired = aws_smithy_types::DateTime::from(expired)
-                .fmt(aws_smithy_types::date_time::Format::DateTime)
-                .unwrap_or_else(|_| "an earlier time".into());
-            return Err(Error::CredentialsExpired { expired, failure });
+            return Err(Error::credentials_expired(expired, failure));
         }
     }
     result
