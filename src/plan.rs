@@ -250,6 +250,126 @@ mod tests {
         }
     }
 
+    /// Expectations written out from README's rules ("at least N, a higher one kept unless --exact; endpoint
+    /// always enabled; HttpTokens, the IPv6 endpoint and instance tags only when asked; a field EC2 leaves out is
+    /// unknown and sent when wanted"), not recomputed with the planner's logic, and combining the fields.
+    #[test]
+    fn readme_rules_over_combined_fields() {
+        use HttpTokens::{Optional as Opt, Required as Req};
+        use Toggle::{Disabled as Off, Enabled as On};
+        struct Have(Option<i64>, Option<Toggle>, Option<HttpTokens>, Option<Toggle>, Option<Toggle>);
+        struct Want(i64, bool, Option<HttpTokens>, Option<Toggle>, Option<Toggle>);
+        #[derive(Clone, Copy)]
+        struct Sent(Option<i64>, Option<Toggle>, Option<HttpTokens>, Option<Toggle>, Option<Toggle>);
+        let none = Sent(None, None, None, None, None);
+        let cases = [
+            (
+                "raise 1 to 2",
+                Have(Some(1), Some(On), Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, None, None, None),
+                Sent(Some(2), None, None, None, None),
+            ),
+            (
+                "keep a higher 3",
+                Have(Some(3), Some(On), Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, None, None, None),
+                none,
+            ),
+            (
+                "exact lowers 3 to 2",
+                Have(Some(3), Some(On), Some(Opt), Some(Off), Some(Off)),
+                Want(2, true, None, None, None),
+                Sent(Some(2), None, None, None, None),
+            ),
+            (
+                "exact lowers 64 to 1",
+                Have(Some(64), Some(On), None, None, None),
+                Want(1, true, None, None, None),
+                Sent(Some(1), None, None, None, None),
+            ),
+            (
+                "enable a disabled endpoint only",
+                Have(Some(2), Some(Off), Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, None, None, None),
+                Sent(None, Some(On), None, None, None),
+            ),
+            (
+                "hop, endpoint and tokens together",
+                Have(Some(1), Some(Off), Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, Some(Req), None, None),
+                Sent(Some(2), Some(On), Some(Req), None, None),
+            ),
+            (
+                "tokens back to optional only when asked",
+                Have(Some(2), Some(On), Some(Req), Some(Off), Some(Off)),
+                Want(2, false, Some(Opt), None, None),
+                Sent(None, None, Some(Opt), None, None),
+            ),
+            (
+                "tokens never touched unasked",
+                Have(Some(1), Some(On), Some(Req), Some(Off), Some(Off)),
+                Want(2, false, None, None, None),
+                Sent(Some(2), None, None, None, None),
+            ),
+            (
+                "unknown hop limit and endpoint are sent",
+                Have(None, None, Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, None, None, None),
+                Sent(Some(2), Some(On), None, None, None),
+            ),
+            (
+                "unknown tokens sent when asked",
+                Have(Some(2), Some(On), None, Some(Off), Some(Off)),
+                Want(2, false, Some(Req), None, None),
+                Sent(None, None, Some(Req), None, None),
+            ),
+            (
+                "toggles with the hop limit",
+                Have(Some(1), Some(On), Some(Opt), Some(Off), Some(Off)),
+                Want(2, false, None, Some(On), Some(On)),
+                Sent(Some(2), None, None, Some(On), Some(On)),
+            ),
+            (
+                "toggles and tokens at an exact limit already met",
+                Have(Some(4), Some(On), Some(Opt), Some(On), Some(Off)),
+                Want(4, true, Some(Req), Some(Off), Some(Off)),
+                Sent(None, None, Some(Req), Some(Off), None),
+            ),
+            (
+                "all as wanted",
+                Have(Some(2), Some(On), Some(Req), Some(On), Some(On)),
+                Want(2, false, Some(Req), Some(On), Some(On)),
+                none,
+            ),
+        ];
+        for (name, have, want, sent) in cases {
+            let current = MetadataOptions {
+                state: Some(State::Applied),
+                hop_limit: have.0.map(hl),
+                http_endpoint: have.1,
+                http_tokens: have.2,
+                ipv6_endpoint: have.3,
+                instance_tags: have.4,
+            };
+            let wanted = Wanted {
+                hop_limit: hl(want.0),
+                exact: want.1,
+                http_tokens: want.2,
+                ipv6_endpoint: want.3,
+                instance_tags: want.4,
+            };
+            let expected = Change {
+                hop_limit: sent.0.map(hl),
+                http_endpoint: sent.1,
+                http_tokens: sent.2,
+                ipv6_endpoint: sent.3,
+                instance_tags: sent.4,
+            };
+            let expected = if expected.is_empty() { Plan::Unchanged } else { Plan::Change(expected) };
+            assert_eq!(plan(&current, &wanted), expected, "{name}");
+        }
+    }
+
     #[test]
     fn a_higher_hop_limit_is_kept_unless_exact() {
         assert_eq!(plan(&current(Some(5), Some(Toggle::Enabled)), &wanted(2)), Plan::Unchanged);
