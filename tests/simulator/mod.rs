@@ -69,6 +69,17 @@ impl Buckets {
     pub const DOCUMENTED: Buckets = Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), time_scale: 1.0 };
 }
 
+/// One more instance of the account, for fleet-scale scenarios.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub region: &'static str,
+    pub tags: Vec<(String, String)>,
+    /// `running` or `stopped`.
+    pub state: &'static str,
+    pub options: Options,
+}
+
 /// What the simulated account is and which faults it shows.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -76,6 +87,8 @@ pub struct Scenario {
     pub options: Options,
     /// How many more instances the account holds, each with `options`: `i-1000000000000000N`.
     pub more_instances: usize,
+    /// More instances, each as given (regions, tags, states).
+    pub instances: Vec<InstanceSpec>,
     /// How long a change stays `pending` before it is `applied`.
     pub pending_for: Duration,
     pub pending_forever: bool,
@@ -138,6 +151,7 @@ impl Default for Scenario {
         Scenario {
             options: Options::default(),
             more_instances: 0,
+            instances: Vec::new(),
             pending_for: Duration::from_millis(300),
             pending_forever: false,
             role_attached: true,
@@ -204,6 +218,10 @@ impl Logged {
 /// One instance's metadata options and the state of its last change.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    pub region: &'static str,
+    pub tags: Vec<(String, String)>,
+    /// `running` or `stopped`.
+    pub run_state: &'static str,
     pub options: Options,
     /// When the last change turns from pending to applied; None when applied.
     pub applied_at: Option<Instant>,
@@ -215,7 +233,15 @@ pub struct Instance {
 
 impl Instance {
     fn new(options: Options) -> Self {
-        Instance { effective_hop_limit: options.hop_limit.unwrap_or(1), options, applied_at: None, last_apply: None }
+        Instance {
+            region: REGION,
+            tags: Vec::new(),
+            run_state: "running",
+            effective_hop_limit: options.hop_limit.unwrap_or(1),
+            options,
+            applied_at: None,
+            last_apply: None,
+        }
     }
 
     fn settle(&mut self, now: Instant, forever: bool) {
@@ -266,15 +292,26 @@ pub struct Account {
     pub pending_for: Duration,
     pub pending_forever: bool,
     pub scale: f64,
-    buckets: Option<(Bucket, Bucket)>,
+    /// EC2's buckets are per account and region: one pair per region, made when first used.
+    config: Option<Buckets>,
+    buckets: HashMap<String, (Bucket, Bucket)>,
 }
 
 impl Account {
-    pub fn new(scenario: &Scenario, now: Instant) -> Self {
+    pub fn new(scenario: &Scenario) -> Self {
         let mut instances = BTreeMap::new();
         instances.insert(scenario.instance_id.clone(), Instance::new(scenario.options.clone()));
         for n in 0..scenario.more_instances {
             instances.insert(more_instance_id(n), Instance::new(scenario.options.clone()));
+        }
+        for spec in &scenario.instances {
+            let instance = Instance {
+                region: spec.region,
+                tags: spec.tags.clone(),
+                run_state: spec.state,
+                ..Instance::new(spec.options.clone())
+            };
+            instances.insert(spec.id.clone(), instance);
         }
         let scale = scenario.buckets.map_or(1.0, |b| b.time_scale);
         Account {
@@ -282,23 +319,19 @@ impl Account {
             pending_for: scenario.pending_for.div_f64(scale),
             pending_forever: scenario.pending_forever,
             scale,
-            buckets: scenario.buckets.map(|b| (Bucket::new(b.describe, now), Bucket::new(b.modify, now))),
+            config: scenario.buckets,
+            buckets: HashMap::new(),
         }
     }
 
-    /// Whether the account's budget for `action` has a token now (and spends it).
-    pub fn admit(&mut self, action: &str, now: Instant) -> bool {
-        let scale = self.scale;
-        match &mut self.buckets {
-            None => true,
-            Some((describe, modify)) => {
-                if action == "ModifyInstanceMetadataOptions" {
-                    modify.take(now, scale)
-                } else {
-                    describe.take(now, scale)
-                }
-            }
-        }
+    /// Whether the account's budget for `action` in `region` has a token now (and spends it).
+    pub fn admit(&mut self, action: &str, region: &str, now: Instant) -> bool {
+        let (scale, Some(config)) = (self.scale, self.config) else { return true };
+        let (describe, modify) = self
+            .buckets
+            .entry(region.to_string())
+            .or_insert_with(|| (Bucket::new(config.describe, now), Bucket::new(config.modify, now)));
+        if action == "ModifyInstanceMetadataOptions" { modify.take(now, scale) } else { describe.take(now, scale) }
     }
 
     pub fn settle(&mut self, now: Instant) {
@@ -317,6 +350,104 @@ impl Account {
             instance.last_apply = instance.applied_at;
         }
     }
+}
+
+/// What DescribeInstances may ask: instance ids, filters (name, values), a page size and where to start.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub ids: Vec<String>,
+    pub filters: Vec<(String, Vec<String>)>,
+    pub max_results: Option<usize>,
+    pub next_token: Option<String>,
+}
+
+impl Query {
+    fn from_params(params: &[(String, String)]) -> Self {
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let ids = (1..).map_while(|n| param(&format!("InstanceId.{n}"))).collect();
+        let filters = (1..)
+            .map_while(|n| {
+                let name = param(&format!("Filter.{n}.Name"))?;
+                Some((name, (1..).map_while(|m| param(&format!("Filter.{n}.Value.{m}"))).collect()))
+            })
+            .collect();
+        Query {
+            ids,
+            filters,
+            max_results: param("MaxResults").and_then(|v| v.parse().ok()),
+            next_token: param("NextToken"),
+        }
+    }
+}
+
+/// A filter as EC2 matches it: any of its values; `tag:KEY` on the tag's value, `tag-key` on keys.
+fn matches(id: &str, i: &Instance, name: &str, values: &[String]) -> Result<bool, String> {
+    let any = |have: Option<String>| have.is_some_and(|h| values.contains(&h));
+    Ok(match name {
+        "instance-id" => any(Some(id.to_string())),
+        "instance-state-name" => any(Some(i.run_state.to_string())),
+        "tag-key" => i.tags.iter().any(|(k, _)| values.contains(k)),
+        "metadata-options.http-put-response-hop-limit" => any(i.options.hop_limit.map(|h| h.to_string())),
+        "metadata-options.http-endpoint" => any(i.options.http_endpoint.map(str::to_string)),
+        "metadata-options.http-tokens" => any(i.options.http_tokens.map(str::to_string)),
+        tag if tag.starts_with("tag:") => i.tags.iter().any(|(k, v)| k == &tag[4..] && values.contains(v)),
+        other => return Err(format!("The filter '{other}' is invalid")),
+    })
+}
+
+/// The ids DescribeInstances answers with in `region`, and the token of the next page: by id, all of them
+/// (each must exist, or the answer is NotFound), or those that pass every filter, a page at a time (EC2:
+/// MaxResults 5 to 1000, not together with instance ids).
+pub fn select(account: &Account, region: &str, q: &Query) -> Result<(Vec<String>, Option<String>), (String, String)> {
+    let invalid = |code: &str, message: String| Err((code.to_string(), message));
+    if !q.ids.is_empty() {
+        if q.max_results.is_some() {
+            return invalid(
+                "InvalidParameterCombination",
+                "The parameter instancesSet cannot be used with the parameter maxResults".into(),
+            );
+        }
+        let missing: Vec<&str> = q
+            .ids
+            .iter()
+            .filter(|id| account.instances.get(*id).is_none_or(|i| i.region != region))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return invalid(
+                "InvalidInstanceID.NotFound",
+                format!("The instance IDs '{}' do not exist", missing.join(", ")),
+            );
+        }
+    }
+    if let Some(max) = q.max_results {
+        if !(5..=1000).contains(&max) {
+            return invalid("InvalidParameterValue", format!("Value ( {max} ) for parameter maxResults is invalid"));
+        }
+    }
+    let mut selected = Vec::new();
+    for (id, i) in account.instances.iter().filter(|(_, i)| i.region == region) {
+        if !q.ids.is_empty() && !q.ids.contains(id) {
+            continue;
+        }
+        let mut all = true;
+        for (name, values) in &q.filters {
+            all &= matches(id, i, name, values).map_err(|m| ("InvalidParameterValue".to_string(), m))?;
+        }
+        if all {
+            selected.push(id.clone());
+        }
+    }
+    let start: usize = match &q.next_token {
+        Some(token) => {
+            token.parse().map_err(|_| ("InvalidParameterValue".to_string(), "Invalid NextToken".to_string()))?
+        }
+        None => 0,
+    };
+    let page = q.max_results.unwrap_or(1000);
+    let end = (start + page).min(selected.len());
+    let next = (end < selected.len()).then(|| end.to_string());
+    Ok((selected.get(start..end).unwrap_or_default().to_vec(), next))
 }
 
 pub fn more_instance_id(n: usize) -> String {
@@ -348,7 +479,7 @@ impl State {
     fn new(scenario: Scenario) -> Self {
         let now = Instant::now();
         State {
-            account: Account::new(&scenario, now),
+            account: Account::new(&scenario),
             scenario,
             tokens: HashMap::new(),
             issued: Vec::new(),
@@ -438,8 +569,7 @@ impl Simulator {
     /// Back to the scenario's first state, with an empty request log (for repeated benchmark runs).
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap();
-        let now = Instant::now();
-        s.account = Account::new(&s.scenario, now);
+        s.account = Account::new(&s.scenario);
         s.throttled = 0;
         s.errored = 0;
         s.imds_reads = 0;
@@ -816,7 +946,7 @@ fn xml_escape(s: &str) -> String {
 /// of the simulator's clock), the HMAC over the canonical request with the key's secret, and for a role's
 /// key the session token issued with it. The access key on success; EC2's error answer otherwise.
 #[allow(clippy::result_large_err)]
-fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result<String, Reply> {
+fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result<(String, String), Reply> {
     let auth_failure = || ec2_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials");
     let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
     let auth = header("authorization");
@@ -825,7 +955,8 @@ fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result
     let (credential, signed_headers, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
     let scope: Vec<&str> = credential.split('/').collect();
     let [key, date, region, "ec2", "aws4_request"] = scope.as_slice() else { return Err(auth_failure()) };
-    if *region != REGION {
+    // The account's regions: where it has instances.
+    if !s.account.instances.values().any(|i| i.region == *region) {
         return Err(auth_failure());
     }
     let (secret, session) = if let Some((_, secret)) = s.scenario.static_keys.iter().find(|(k, _)| k == key) {
@@ -883,7 +1014,7 @@ fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result
     if s.scenario.expired_credentials && session.is_some() {
         return Err(ec2_error(400, "RequestExpired", "Request has expired."));
     }
-    Ok(key.to_string())
+    Ok((key.to_string(), region.to_string()))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -917,9 +1048,10 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
     if let Some(size) = s.scenario.huge_answer {
         return reply(500, "text/html", "Z9".repeat(size / 2));
     }
-    if let Err(answer) = verify(parts, body, s) {
-        return answer;
-    }
+    let region = match verify(parts, body, s) {
+        Ok((_, region)) => region,
+        Err(answer) => return answer,
+    };
     if s.scenario.echo_in_message {
         return ec2_error(400, "InvalidRequest", &format!("The request is invalid: {}", echo(parts, body)));
     }
@@ -928,7 +1060,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
     if s.scenario.throttle_requests.contains(&(s.signed - 1)) {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
-    if !s.account.admit(action, now) {
+    if !s.account.admit(action, &region, now) {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
     if s.throttled < s.scenario.throttle_first {
@@ -939,54 +1071,71 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         s.errored += 1;
         return ec2_error(500, "InternalError", "An internal error has occurred");
     }
-    let id = param("InstanceId.1").or(param("InstanceId")).unwrap_or("").to_string();
     let dry_run = param("DryRun") == Some("true");
     if !matches!(action, "DescribeInstances" | "ModifyInstanceMetadataOptions") {
         return ec2_error(400, "InvalidAction", "The action is not valid for this web service.");
     }
-    let well_formed =
-        id.strip_prefix("i-").is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !well_formed {
-        return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{id}\""));
-    }
-    if !s.account.instances.contains_key(&id) {
-        return ec2_error(400, "InvalidInstanceID.NotFound", &format!("The instance ID '{id}' does not exist"));
-    }
-    let over_cap = action == "ModifyInstanceMetadataOptions"
-        && s.scenario.policy_max_hop_limit.is_some_and(|cap| {
-            param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
-        });
-    let authorized = !s.scenario.unauthorized.contains(&action) && !over_cap;
-    if !authorized {
-        return unauthorized(action);
-    }
-    if dry_run {
-        return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
-    }
-    let instance = s.account.instances[&id].clone();
     if action == "DescribeInstances" {
+        if s.scenario.unauthorized.contains(&action) {
+            return unauthorized(action);
+        }
+        if dry_run {
+            return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+        }
+        let query = Query::from_params(params);
+        let first = query.ids.first().cloned().unwrap_or_default();
         if s.scenario.malformed_describe {
             return reply(
                 200,
                 "text/xml",
                 format!(
-                    "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceId>{id}</instanceId><metadataOptions><httpPutResponseHopLimit>two</httpPutResponseHopLimit>"
+                    "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceId>{first}</instanceId><metadataOptions><httpPutResponseHopLimit>two</httpPutResponseHopLimit>"
                 ),
             );
         }
         if s.scenario.truncated_describe {
             return reply(200, "text/xml", "<DescribeInstancesResponse><reservationSet><item>");
         }
-        let options =
-            if s.scenario.no_metadata_options { String::new() } else { options_xml("metadataOptions", &instance) };
+        if let Some(bad) = query.ids.iter().find(|id| {
+            !id.strip_prefix("i-")
+                .is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        }) {
+            return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{bad}\""));
+        }
+        let (ids, next) = match select(&s.account, &region, &query) {
+            Ok(page) => page,
+            Err((code, message)) => return ec2_error(400, &code, &message),
+        };
+        let reservations: String =
+            ids.iter().map(|id| describe_xml(id, &s.account.instances[id], !s.scenario.no_metadata_options)).collect();
+        let next = next.map(|t| format!("<nextToken>{t}</nextToken>")).unwrap_or_default();
         return reply(
             200,
             "text/xml;charset=UTF-8",
             format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><reservationSet><item><reservationId>r-0123456789abcdef0</reservationId><ownerId>{ACCOUNT}</ownerId><groupSet/><instancesSet><item><instanceId>{id}</instanceId><instanceState><code>16</code><name>running</name></instanceState>{options}</item></instancesSet></item></reservationSet></DescribeInstancesResponse>"
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><reservationSet>{reservations}</reservationSet>{next}</DescribeInstancesResponse>"
             ),
         );
     }
+    let id = param("InstanceId").unwrap_or("").to_string();
+    let well_formed =
+        id.strip_prefix("i-").is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{id}\""));
+    }
+    if s.account.instances.get(&id).is_none_or(|i| i.region != region) {
+        return ec2_error(400, "InvalidInstanceID.NotFound", &format!("The instance ID '{id}' does not exist"));
+    }
+    let over_cap = s.scenario.policy_max_hop_limit.is_some_and(|cap| {
+        param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
+    });
+    if s.scenario.unauthorized.contains(&action) || over_cap {
+        return unauthorized(action);
+    }
+    if dry_run {
+        return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+    }
+    let instance = s.account.instances[&id].clone();
     // ModifyInstanceMetadataOptions, with EC2's validation; fields not given are kept.
     let mut next = instance.options.clone();
     if let Some(v) = param("HttpPutResponseHopLimit") {
@@ -1033,6 +1182,23 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ModifyInstanceMetadataOptionsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>sim</requestId><instanceId>{id}</instanceId>{}</ModifyInstanceMetadataOptionsResponse>",
             options_xml("instanceMetadataOptions", &instance)
         ),
+    )
+}
+
+/// One reservation holding one instance, as DescribeInstances gives it: id, state, tags, metadata options.
+fn describe_xml(id: &str, i: &Instance, with_options: bool) -> String {
+    let code = if i.run_state == "running" { 16 } else { 80 };
+    let tags: String = i
+        .tags
+        .iter()
+        .map(|(k, v)| format!("<item><key>{}</key><value>{}</value></item>", xml_escape(k), xml_escape(v)))
+        .collect();
+    let tags = if tags.is_empty() { String::new() } else { format!("<tagSet>{tags}</tagSet>") };
+    let options = if with_options { options_xml("metadataOptions", i) } else { String::new() };
+    format!(
+        "<item><reservationId>r-{}</reservationId><ownerId>{ACCOUNT}</ownerId><groupSet/><instancesSet><item><instanceId>{id}</instanceId><instanceState><code>{code}</code><name>{}</name></instanceState>{tags}{options}</item></instancesSet></item>",
+        &id[2..],
+        i.run_state
     )
 }
 
@@ -1147,18 +1313,90 @@ mod tests {
             ..Scenario::default()
         };
         let t0 = Instant::now();
-        let mut a = Account::new(&scenario, t0);
+        let mut a = Account::new(&scenario);
         assert_eq!(a.instances.len(), 3);
-        assert!(a.admit("DescribeInstances", t0) && a.admit("DescribeInstances", t0));
-        assert!(!a.admit("DescribeInstances", t0));
-        assert!(a.admit("ModifyInstanceMetadataOptions", t0), "its own bucket");
-        assert!(!a.admit("ModifyInstanceMetadataOptions", t0));
+        assert!(a.admit("DescribeInstances", REGION, t0) && a.admit("DescribeInstances", REGION, t0));
+        assert!(!a.admit("DescribeInstances", REGION, t0));
+        assert!(a.admit("ModifyInstanceMetadataOptions", REGION, t0), "its own bucket");
+        assert!(!a.admit("ModifyInstanceMetadataOptions", REGION, t0));
+        assert!(a.admit("DescribeInstances", "eu-west-1", t0), "each region has its own budget");
         let id = more_instance_id(1);
         a.change(&id, Options { hop_limit: Some(2), ..Options::default() }, t0);
         assert_eq!(a.instances[&id].state(), "pending");
         a.settle(t0 + scenario.pending_for);
         assert_eq!(a.instances[&id].state(), "applied");
         assert_eq!(a.instances[&id].effective_hop_limit, 2);
+    }
+
+    fn fleet() -> Account {
+        let spec = |n: usize, region: &'static str, team: &str, state: &'static str| InstanceSpec {
+            id: format!("i-2{n:016x}"),
+            region,
+            tags: vec![("team".into(), team.into())],
+            state,
+            options: Options { hop_limit: Some(if n % 2 == 0 { 1 } else { 2 }), ..Options::default() },
+        };
+        let mut instances: Vec<InstanceSpec> = (0..12).map(|n| spec(n, REGION, "web", "running")).collect();
+        instances.push(spec(12, REGION, "web", "stopped"));
+        instances.push(spec(13, REGION, "batch", "running"));
+        instances.push(spec(14, "eu-west-1", "web", "running"));
+        Account::new(&Scenario { instances, ..Scenario::default() })
+    }
+
+    fn query(filters: &[(&str, &[&str])], max: Option<usize>, token: Option<&str>) -> Query {
+        Query {
+            ids: Vec::new(),
+            filters: filters.iter().map(|(n, v)| (n.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
+            max_results: max,
+            next_token: token.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn describe_filters_by_tag_state_and_options_in_the_signed_region_only() {
+        let a = fleet();
+        let web = select(&a, REGION, &query(&[("tag:team", &["web"])], None, None)).unwrap().0;
+        assert_eq!(web.len(), 13, "12 running and 1 stopped web instances in this region, not eu-west-1's");
+        let running_web =
+            select(&a, REGION, &query(&[("tag:team", &["web"]), ("instance-state-name", &["running"])], None, None));
+        assert_eq!(running_web.unwrap().0.len(), 12, "filters are ANDed");
+        let at_1 = select(&a, REGION, &query(&[("metadata-options.http-put-response-hop-limit", &["1"])], None, None));
+        assert_eq!(at_1.unwrap().0.len(), 8, "even-numbered instances (7 of 0..14 in this region, and the own one)");
+        assert_eq!(select(&a, "eu-west-1", &query(&[], None, None)).unwrap().0.len(), 1);
+        assert!(select(&a, REGION, &query(&[("colour", &["blue"])], None, None)).is_err(), "unknown filter");
+    }
+
+    #[test]
+    fn describe_pages_with_max_results_and_next_token() {
+        let a = fleet();
+        let mut token = None;
+        let mut seen = Vec::new();
+        loop {
+            let (page, next) = select(&a, REGION, &query(&[], Some(5), token.as_deref())).unwrap();
+            assert!(page.len() <= 5);
+            seen.extend(page);
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 15, "14 instances of this region and the own one, each once");
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 15);
+        assert!(select(&a, REGION, &query(&[], Some(4), None)).is_err(), "MaxResults is 5 to 1000");
+    }
+
+    #[test]
+    fn describe_by_ids_needs_every_id_and_no_max_results() {
+        let a = fleet();
+        let ids = vec![INSTANCE_ID.to_string(), "i-20000000000000003".to_string()];
+        let q = Query { ids: ids.clone(), ..Query::default() };
+        assert_eq!(select(&a, REGION, &q).unwrap().0.len(), 2);
+        let q = Query { ids: vec!["i-2000000000000000e".into()], ..Query::default() };
+        assert_eq!(select(&a, REGION, &q).unwrap_err().0, "InvalidInstanceID.NotFound", "eu-west-1's, not here");
+        let q = Query { ids, max_results: Some(5), ..Query::default() };
+        assert_eq!(select(&a, REGION, &q).unwrap_err().0, "InvalidParameterCombination");
     }
 
     #[test]
