@@ -133,15 +133,15 @@ where
         SdkError::TimeoutError(_) => FailureKind::Timeout,
         SdkError::DispatchFailure(dispatch) => {
             // The innermost cause says what happened: refused, reset, unknown issuer, ...
-            let root = chain(err).last().map(ToString::to_string).unwrap_or_default();
-            failure.message = Some(remote::sanitize(&root, 200));
+            let root = remote::root_cause(err, 200);
             let lower = root.to_ascii_lowercase();
+            failure.message = Some(root.clone());
             if TLS_WORDS.iter().any(|w| lower.contains(w)) {
                 FailureKind::Tls
             } else if dispatch.is_timeout() {
                 FailureKind::Timeout
             } else if let Some(proxy) = proxy {
-                failure.message = Some(format!("through the proxy {proxy}: {}", remote::sanitize(&root, 200)));
+                failure.message = Some(format!("through the proxy {proxy}: {root}"));
                 FailureKind::Proxy
             } else if dispatch.is_io() {
                 FailureKind::Connect
@@ -179,8 +179,7 @@ fn encoded_authorization_message(message: &str) -> Option<String> {
 }
 
 fn credentials_detail(cause: &CredentialsError) -> String {
-    let root = chain(cause).last().map(ToString::to_string).unwrap_or_default();
-    let mut detail = remote::sanitize(&root, 300);
+    let mut detail = remote::root_cause(cause, 300);
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         detail.push_str(
             "; AWS_EC2_METADATA_DISABLED=true is set, which keeps the SDK from reading the instance role's \

@@ -195,10 +195,11 @@ impl Probe for Imds {
         use aws_credential_types::provider::ProvideCredentials;
         let provider =
             aws_config::imds::credentials::ImdsCredentialsProvider::builder().imds_client(self.client()).build();
-        provider.provide_credentials().await.map(drop).map_err(|e| {
-            let root = chain(&e).last().map(ToString::to_string).unwrap_or_default();
-            Error::NoCredentials { detail: remote::sanitize(&root, 300) }
-        })
+        provider
+            .provide_credentials()
+            .await
+            .map(drop)
+            .map_err(|e| Error::NoCredentials { detail: remote::root_cause(&e, 300) })
     }
 }
 
@@ -206,8 +207,7 @@ fn connector_detail(connector: Option<&ConnectorError>) -> String {
     match connector {
         Some(c) if c.is_timeout() => "no connection within 1 s (not on EC2, or the network is not up yet)".into(),
         Some(c) => {
-            let root = chain(c).last().map(ToString::to_string).unwrap_or_default();
-            format!("connection failed ({})", remote::sanitize(&root, 120))
+            format!("connection failed ({})", remote::root_cause(c, 120))
         }
         None => "no answer in time".into(),
     }

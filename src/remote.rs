@@ -111,6 +111,13 @@ fn redact_runs(text: &str) -> String {
     out
 }
 
+/// The innermost cause of an error chain (what actually happened: refused, reset, unknown issuer, the
+/// credentials provider's reason), as one sanitized line: such causes can carry remote text.
+pub fn root_cause(err: &(dyn std::error::Error + 'static), max: usize) -> String {
+    let root = crate::error::chain(err).last().map(ToString::to_string).unwrap_or_default();
+    sanitize(&root, max)
+}
+
 /// An AWS request id as EC2 sends it (a UUID, or a shorter id of letters, digits and dashes), or nothing:
 /// it is remote text too.
 pub fn request_id(id: &str) -> Option<String> {

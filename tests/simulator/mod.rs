@@ -1096,10 +1096,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         if s.scenario.truncated_describe {
             return reply(200, "text/xml", "<DescribeInstancesResponse><reservationSet><item>");
         }
-        if let Some(bad) = query.ids.iter().find(|id| {
-            !id.strip_prefix("i-")
-                .is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        }) {
+        if let Some(bad) = query.ids.iter().find(|id| !well_formed(id)) {
             return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{bad}\""));
         }
         let (ids, next) = match select(&s.account, &region, &query) {
@@ -1118,9 +1115,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         );
     }
     let id = param("InstanceId").unwrap_or("").to_string();
-    let well_formed =
-        id.strip_prefix("i-").is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !well_formed {
+    if !well_formed(&id) {
         return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{id}\""));
     }
     if s.account.instances.get(&id).is_none_or(|i| i.region != region) {
@@ -1183,6 +1178,11 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
             options_xml("instanceMetadataOptions", &instance)
         ),
     )
+}
+
+/// `i-` and 8 or 17 hex digits, as EC2 checks an instance id before it looks it up.
+fn well_formed(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// One reservation holding one instance, as DescribeInstances gives it: id, state, tags, metadata options.
