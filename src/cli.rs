@@ -27,7 +27,7 @@ pub struct Cli {
     pub options: Options,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum Command {
     /// Change the options when needed and wait until EC2 applies them (the default).
     Apply,
@@ -35,6 +35,63 @@ pub enum Command {
     Check,
     /// Explain, step by step, why this instance or container gets no credentials. Changes nothing.
     Doctor,
+    /// Every matching instance of one or more regions, from a laptop or CI: no IMDS needed.
+    #[command(
+        long_about = "Selects instances with DescribeInstances (tags ANDed, instance ids, state running or stopped), \
+                      decides per instance with the same rules as the agent, sends one ModifyInstanceMetadataOptions \
+                      per non-compliant instance, paced to EC2's budget for it, and verifies `applied` in batches. \
+                      Credentials and the default region come from the default AWS chain (AWS_PROFILE, the \
+                      environment, SSO, ...). A stopped instance is changed too; EC2 applies it when it starts.",
+        after_help = "Exit codes: 0 every selected instance compliant at the end, 3 `check` or --dry-run found \
+                      instances to change, otherwise the most severe failure: 5 not authorized or no credentials, \
+                      8 EC2 kept throttling, 6 gave up waiting for `applied`, 7 an --instance-id not found, \
+                      1 unexpected; 2 usage."
+    )]
+    Fleet(FleetArgs),
+    /// The account's metadata defaults for instances launched from now on (per region).
+    #[command(after_help = "Exit codes: 0 the defaults are as wanted (or were set), 3 `check` found them different, \
+                      9 an AWS Organizations declarative policy manages them (nothing changed), 5 not authorized, \
+                      8 EC2 kept throttling, 1 unexpected, 2 usage.")]
+    Defaults(DefaultsArgs),
+}
+
+/// `check` reads and decides; `apply` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Act {
+    Check,
+    Apply,
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct FleetArgs {
+    pub act: Act,
+
+    /// Every region enabled for the account (DescribeRegions), instead of --region or AWS_REGION.
+    #[arg(long)]
+    pub all_regions: bool,
+
+    /// Only instances with this tag (KEY=VALUE, or KEY for any value); several are ANDed, as EC2 filters are.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// ModifyInstanceMetadataOptions calls a second, per region: EC2's documented refill is 5 (raise it
+    /// only for an account whose limit AWS raised).
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0)]
+    pub modify_rate: f64,
+
+    /// How many calls may go at once before the rate applies: EC2's documented bucket holds 100, shared
+    /// with everything else the account runs.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub modify_burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DefaultsArgs {
+    pub act: Act,
+
+    /// Every region enabled for the account (DescribeRegions), instead of --region or AWS_REGION.
+    #[arg(long)]
+    pub all_regions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,13 +123,13 @@ pub struct Options {
     #[arg(long, global = true, value_name = "STATE", env = "IMDS_HOP_LIMIT_INSTANCE_TAGS")]
     pub instance_tags: Option<Toggle>,
 
-    /// The instance to change, instead of this instance's own id from IMDS.
-    #[arg(long, global = true, value_name = "ID")]
-    pub instance_id: Option<String>,
+    /// The instance to change, instead of this instance's own id from IMDS (fleet: several, or comma-separated).
+    #[arg(long, global = true, value_name = "ID", value_delimiter = ',')]
+    pub instance_id: Vec<String>,
 
-    /// The instance's region, instead of the one IMDS reports.
-    #[arg(long, global = true, value_name = "REGION", env = "AWS_REGION")]
-    pub region: Option<String>,
+    /// The instance's region, instead of the one IMDS reports (fleet and defaults: several).
+    #[arg(long, global = true, value_name = "REGION", env = "AWS_REGION", value_delimiter = ',')]
+    pub region: Vec<String>,
 
     /// Ask EC2 (DryRun=true) whether the change would be authorized; change nothing.
     #[arg(long, global = true)]
@@ -91,9 +148,10 @@ pub struct Options {
     #[arg(long, global = true, value_name = "DURATION", default_value = "30s", env = "IMDS_HOP_LIMIT_IMDS_TIMEOUT")]
     pub imds_timeout: String,
 
-    /// Deadline for the whole run, metadata retries at boot included (e.g. 180, 3m).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "180s", env = "IMDS_HOP_LIMIT_TIMEOUT")]
-    pub timeout: String,
+    /// Deadline for the whole run, metadata retries at boot included (e.g. 180, 3m) [default: 180s; fleet and
+    /// defaults: none].
+    #[arg(long, global = true, value_name = "DURATION", env = "IMDS_HOP_LIMIT_TIMEOUT")]
+    pub timeout: Option<String>,
 
     /// Print the result as one JSON object on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "IMDS_HOP_LIMIT_OUTPUT")]

@@ -1,6 +1,6 @@
 //! Validated settings: everything the run needs, checked before anything touches the network.
 
-use crate::cli::{Cli, Command, Output};
+use crate::cli::{Cli, Command, Options, Output};
 use crate::error::{Error, Result};
 use crate::plan::{HopLimit, Wanted};
 use std::time::Duration;
@@ -41,13 +41,13 @@ const DEFAULT_IMDS_V6: &str = "http://[fd00:ec2::254]";
 
 impl Config {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
-        Self::from_cli_and_env(cli, |name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        Self::from_cli_and_env(cli, env_var)
     }
 
     /// `env` gives a variable's value, empty counting as unset (as for the AWS CLI).
     pub fn from_cli_and_env(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let o = &cli.options;
-        let mode = match (cli.command.unwrap_or(Command::Apply), o.dry_run) {
+        let mode = match (cli.command.clone().unwrap_or(Command::Apply), o.dry_run) {
             (Command::Apply, false) => Mode::Apply,
             (Command::Apply, true) => Mode::DryRun,
             (Command::Check, false) => Mode::Check,
@@ -55,23 +55,22 @@ impl Config {
             (Command::Check | Command::Doctor, true) => {
                 return Err(Error::Usage("check and doctor change nothing already: drop --dry-run".into()));
             }
+            (Command::Fleet(_) | Command::Defaults(_), _) => {
+                return Err(Error::Usage("fleet and defaults have their own settings".into()));
+            }
         };
-        let hop_limit = HopLimit::new(o.hop_limit)
-            .ok_or_else(|| Error::Usage(format!("--hop-limit {} is outside 1..=64", o.hop_limit)))?;
-        let instance_id = o.instance_id.as_deref().map(parse_instance_id).transpose()?;
-        let region = o.region.as_deref().map(parse_region).transpose()?;
+        let instance_id = one("--instance-id", &o.instance_id)?.map(parse_instance_id).transpose()?;
+        let region = one("--region", &o.region)?.map(parse_region).transpose()?;
         let wait_timeout = parse_duration("--wait-timeout", &o.wait_timeout)?;
         let imds_timeout = parse_duration("--imds-timeout", &o.imds_timeout)?;
-        let timeout = parse_duration("--timeout", &o.timeout)?;
+        let timeout = match &o.timeout {
+            Some(text) => parse_duration("--timeout", text)?,
+            None => DEFAULT_TIMEOUT,
+        };
         if timeout.is_zero() {
             return Err(Error::Usage("--timeout must be more than 0".into()));
         }
-        // Endpoints are configuration: a malformed one is a usage error now, not a retry loop at boot.
-        for var in ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
-            if let Some(url) = env(var) {
-                endpoint_url(var, &url)?;
-            }
-        }
+        check_ec2_endpoints(&env)?;
         let imds_endpoint = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
             Some(url) => endpoint_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)?,
             None => match env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
@@ -87,13 +86,7 @@ impl Config {
         };
         Ok(Config {
             mode,
-            wanted: Wanted {
-                hop_limit,
-                exact: o.exact,
-                http_tokens: o.http_tokens,
-                ipv6_endpoint: o.ipv6_endpoint,
-                instance_tags: o.instance_tags,
-            },
+            wanted: wanted(o)?,
             instance_id,
             region,
             wait: !o.no_wait,
@@ -104,6 +97,49 @@ impl Config {
             imds_endpoint,
         })
     }
+}
+
+/// The one instance or region the single-instance commands take.
+fn one<'a>(flag: &str, given: &'a [String]) -> Result<Option<&'a str>> {
+    match given {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(Error::Usage(format!(
+            "{flag} was given {} times: this command works on one instance; `imds-hop-limit fleet` takes several",
+            given.len()
+        ))),
+    }
+}
+
+/// The run's deadline when `--timeout` is not given (the single-instance commands).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What the operator wants, from the flags every command shares.
+pub fn wanted(o: &Options) -> Result<Wanted> {
+    let hop_limit = HopLimit::new(o.hop_limit)
+        .ok_or_else(|| Error::Usage(format!("--hop-limit {} is outside 1..=64", o.hop_limit)))?;
+    Ok(Wanted {
+        hop_limit,
+        exact: o.exact,
+        http_tokens: o.http_tokens,
+        ipv6_endpoint: o.ipv6_endpoint,
+        instance_tags: o.instance_tags,
+    })
+}
+
+/// Endpoints are configuration: a malformed one is a usage error now, not a retry loop at boot.
+pub fn check_ec2_endpoints(env: &impl Fn(&str) -> Option<String>) -> Result<()> {
+    for var in ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
+        if let Some(url) = env(var) {
+            endpoint_url(var, &url)?;
+        }
+    }
+    Ok(())
+}
+
+/// A variable's value, empty counting as unset (as for the AWS CLI).
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// An endpoint URL from `var`: `http` or `https`, a host, an optional port, no path, query or user name.

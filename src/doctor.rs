@@ -535,6 +535,7 @@ mod tests {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-12345678".into(),
             encoded: None,
+            hint: crate::error::POLICY_HINT,
         });
         let (checks, _) = diagnose_with(&FakeImds::default(), ec2, &around(Ok(Hops::Reached(1)))).await;
         let modify = step(&checks, "ec2:ModifyInstanceMetadataOptions");

@@ -20,10 +20,46 @@ pub enum ExitCode {
     InstanceNotFound = 7,
     /// EC2 throttled this account's requests (or kept failing) until the deadline, before any change.
     Throttled = 8,
+    /// `defaults`: an AWS Organizations declarative policy manages the account's metadata defaults, so
+    /// nothing was changed.
+    ManagedElsewhere = 9,
     /// 128 + SIGINT, as shells report it.
     Interrupted = 130,
     /// 128 + SIGTERM.
     Terminated = 143,
+}
+
+impl ExitCode {
+    /// Failures from most to least severe, for merging many outcomes into one code: a refusal (credentials,
+    /// authorization) blocks everything and needs the operator first; an unexpected failure next; then EC2's
+    /// throttling (run again later), a change not yet applied, an instance not found, the rest.
+    const SEVERITY: [ExitCode; 8] = [
+        ExitCode::NotAuthorized,
+        ExitCode::Unexpected,
+        ExitCode::Throttled,
+        ExitCode::WaitTimeout,
+        ExitCode::InstanceNotFound,
+        ExitCode::ManagedElsewhere,
+        ExitCode::MetadataUnreachable,
+        ExitCode::Usage,
+    ];
+
+    /// Many outcomes as one exit code: the most severe failure if any; else 3 if anything is (or would be)
+    /// left to change; else 0. Signals end a run before there is anything to merge.
+    pub fn merge(codes: impl IntoIterator<Item = ExitCode>) -> ExitCode {
+        let mut worst = ExitCode::Compliant;
+        let rank = |c: ExitCode| match c {
+            ExitCode::Compliant => 0,
+            ExitCode::NotCompliant => 1,
+            other => 2 + Self::SEVERITY.iter().rev().position(|s| *s == other).unwrap_or(Self::SEVERITY.len()),
+        };
+        for code in codes {
+            if rank(code) > rank(worst) {
+                worst = code;
+            }
+        }
+        worst
+    }
 }
 
 impl From<ExitCode> for std::process::ExitCode {
@@ -31,6 +67,12 @@ impl From<ExitCode> for std::process::ExitCode {
         std::process::ExitCode::from(code as u8)
     }
 }
+
+/// The fleet and defaults commands' policy.
+pub const FLEET_POLICY_HINT: &str = "grant what packaging/iam-fleet-policy.json grants (ec2:DescribeInstances, \
+     ec2:DescribeRegions, ec2:ModifyInstanceMetadataOptions, ec2:GetInstanceMetadataDefaults, \
+     ec2:ModifyInstanceMetadataDefaults) to the credentials this command runs with; an SCP or a permissions \
+     boundary can refuse it too";
 
 pub const POLICY_HINT: &str = "grant ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions to the instance's role: \
      see packaging/iam-policy.json (installed as /usr/share/doc/imds-hop-limit/iam-policy.json); an SCP or a \
@@ -177,8 +219,15 @@ pub enum Error {
     )]
     ClockSkew { failure: Failure },
 
-    #[error("not authorized to call ec2:{action} on {instance_id}: {POLICY_HINT}{}", decode_hint(.encoded))]
-    NotAuthorized { action: &'static str, instance_id: String, encoded: Option<String> },
+    #[error("not authorized to call ec2:{action} on {instance_id}: {hint}{}", decode_hint(.encoded))]
+    NotAuthorized { action: &'static str, instance_id: String, encoded: Option<String>, hint: &'static str },
+
+    #[error(
+        "the instance metadata defaults of {region} are managed by {managed_by}{}: changed nothing. Change them \
+         where they are managed (AWS Organizations, declarative policies for EC2)",
+        .message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+    )]
+    ManagedElsewhere { region: String, managed_by: String, message: Option<String> },
 
     #[error("instance {instance_id} not found in {region}: {detail}")]
     InstanceNotFound { instance_id: String, region: String, detail: String },
@@ -266,6 +315,7 @@ impl Error {
             | Error::ClockSkew { .. }
             | Error::NotAuthorized { .. } => ExitCode::NotAuthorized,
             Error::InstanceNotFound { .. } => ExitCode::InstanceNotFound,
+            Error::ManagedElsewhere { .. } => ExitCode::ManagedElsewhere,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
             Error::GaveUp { .. } => ExitCode::Throttled,
             Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
@@ -310,11 +360,31 @@ mod tests {
             (ExitCode::WaitTimeout, 6),
             (ExitCode::InstanceNotFound, 7),
             (ExitCode::Throttled, 8),
+            (ExitCode::ManagedElsewhere, 9),
             (ExitCode::Interrupted, 130),
             (ExitCode::Terminated, 143),
         ];
         for (code, n) in table {
             assert_eq!(code as u8, n, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn merging_takes_the_most_severe_failure_then_not_compliant_then_compliant() {
+        use ExitCode::*;
+        assert_eq!(ExitCode::merge([]), Compliant);
+        assert_eq!(ExitCode::merge([Compliant, Compliant]), Compliant);
+        assert_eq!(ExitCode::merge([Compliant, NotCompliant, Compliant]), NotCompliant);
+        assert_eq!(ExitCode::merge([NotCompliant, InstanceNotFound]), InstanceNotFound, "a failure beats 3");
+        assert_eq!(ExitCode::merge([WaitTimeout, Throttled, InstanceNotFound]), Throttled);
+        assert_eq!(ExitCode::merge([Throttled, Unexpected]), Unexpected);
+        assert_eq!(ExitCode::merge([Unexpected, NotAuthorized, Compliant]), NotAuthorized);
+        // Order does not matter.
+        let all = [Compliant, NotCompliant, WaitTimeout, InstanceNotFound, Throttled, NotAuthorized, Unexpected];
+        for rotation in 0..all.len() {
+            let mut codes = all.to_vec();
+            codes.rotate_left(rotation);
+            assert_eq!(ExitCode::merge(codes), NotAuthorized);
         }
     }
 
@@ -331,6 +401,7 @@ mod tests {
                     action: "ModifyInstanceMetadataOptions",
                     instance_id: "i-1".into(),
                     encoded: None,
+                    hint: POLICY_HINT,
                 },
                 5,
             ),
@@ -374,6 +445,7 @@ mod tests {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-1".into(),
             encoded: Some("AbC-123_x".into()),
+            hint: POLICY_HINT,
         }
         .to_string();
         assert!(msg.contains("ec2:ModifyInstanceMetadataOptions"), "{msg}");

@@ -1,16 +1,19 @@
 mod cli;
 mod config;
+mod defaults;
 mod doctor;
 mod ec2;
 mod error;
 #[cfg(test)]
 mod fakes;
+mod fleet;
 mod hops;
 mod imds;
 mod logging;
 mod plan;
 mod reconcile;
 mod remote;
+mod report;
 mod run;
 mod wait;
 
@@ -24,12 +27,16 @@ fn main() -> ExitCode {
         Err((message, help)) => return run::emit_usage(&message, help).into(),
     };
     logging::init(cli.options.verbose, cli.options.quiet);
-    let code = match config::Config::from_cli(&cli) {
-        Ok(config) => run::main(config),
-        Err(err) => {
-            tracing::error!("{err}");
-            err.exit_code()
-        }
+    let code = match &cli.command {
+        Some(cli::Command::Fleet(args)) => fleet::main(&cli, args),
+        Some(cli::Command::Defaults(args)) => defaults::main(&cli, args),
+        _ => match config::Config::from_cli(&cli) {
+            Ok(config) => run::main(config),
+            Err(err) => {
+                tracing::error!("{err}");
+                err.exit_code()
+            }
+        },
     };
     code.into()
 }

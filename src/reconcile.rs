@@ -123,11 +123,30 @@ pub struct Patient<'a, E> {
     told: Cell<bool>,
 }
 
-impl<'a, E: Ec2> Patient<'a, E> {
+impl<'a, E> Patient<'a, E> {
     pub fn new(inner: &'a E) -> Self {
         Patient { inner, told: Cell::new(false) }
     }
 
+    /// `call`, retried as every call here is, until `until`.
+    pub async fn retry<T, F: Future<Output = Result<T>>>(
+        &self,
+        operation: &'static str,
+        until: Instant,
+        mut call: impl FnMut(&'a E) -> F,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        let start = Instant::now();
+        loop {
+            match call(self.inner).await {
+                Ok(value) => return Ok(value),
+                Err(err) => self.back_off(operation, err, &mut attempt, start, until).await?,
+            }
+        }
+    }
+}
+
+impl<E: Ec2> Patient<'_, E> {
     pub async fn describe(&self, instance_id: &str, until: Instant) -> Result<MetadataOptions> {
         let mut attempt = 0;
         let start = Instant::now();
@@ -159,7 +178,9 @@ impl<'a, E: Ec2> Patient<'a, E> {
             }
         }
     }
+}
 
+impl<E> Patient<'_, E> {
     /// Waits before the next attempt, or returns the error when retrying cannot help or `until` would pass.
     async fn back_off(
         &self,
@@ -315,7 +336,7 @@ async fn wait_applied<E: Ec2>(
 const LAST_POLL_MARGIN: Duration = Duration::from_millis(300);
 
 /// What the last poll said, for the message when the wait ends without `applied`.
-fn describe_last(current: &MetadataOptions) -> String {
+pub fn describe_last(current: &MetadataOptions) -> String {
     match current.state {
         Some(state) => format!("state {state}, {}", describe_options(current)),
         None => format!(

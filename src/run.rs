@@ -37,9 +37,34 @@ pub fn main(config: Config) -> ExitCode {
     })
 }
 
+/// `work` on a runtime of its own, ended by SIGTERM/SIGINT, or after `limit` if given (the fleet and
+/// defaults commands, which bound their own waits and only need the signals and a far end).
+pub fn block_on<T>(limit: Option<Duration>, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Unexpected(format!("cannot start the async runtime: {err}")))?;
+    let config_limit = limit.unwrap_or(Duration::from_secs(30 * 86_400));
+    runtime.block_on(async {
+        let progress = Progress::default();
+        progress.set(crate::error::Stage::Ec2);
+        let deadline = Instant::now() + config_limit;
+        watched(config_limit, &progress, deadline, work).await
+    })
+}
+
 /// `work`, ended early by the deadline or by SIGTERM/SIGINT, saying where it was.
 async fn supervised<T>(
     config: &Config,
+    progress: &Progress,
+    deadline: Instant,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    watched(config.timeout, progress, deadline, work).await
+}
+
+async fn watched<T>(
+    limit: Duration,
     progress: &Progress,
     deadline: Instant,
     work: impl Future<Output = Result<T>>,
@@ -51,7 +76,7 @@ async fn supervised<T>(
         signal(SignalKind::interrupt()).map_err(|e| Error::Unexpected(format!("cannot watch SIGINT: {e}")))?;
     tokio::select! {
         result = tokio::time::timeout_at(deadline, work) => {
-            result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))
+            result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
         }
         _ = term.recv() => Err(Error::Signal { signal: "SIGTERM", stage: progress.get() }),
         _ = int.recv() => Err(Error::Signal { signal: "SIGINT", stage: progress.get() }),

@@ -87,6 +87,43 @@ impl PollSchedule {
     }
 }
 
+/// A client-side token bucket that paces one kind of call to the budget EC2 documents for it (per account
+/// and region: `burst` calls at once, refilled at `rate` a second). The account's bucket is shared with
+/// everything else the account runs, so pacing does not rule throttling out; it keeps this run from being
+/// the cause of it. One per region and action; the runtime is single-threaded, so a `Cell` suffices.
+#[derive(Debug)]
+pub struct Pace {
+    burst: f64,
+    rate: f64,
+    /// (tokens, when they were counted)
+    state: std::cell::Cell<(f64, tokio::time::Instant)>,
+}
+
+impl Pace {
+    /// Paced one token under `burst`: a request can reach EC2 a little sooner after the one before it than
+    /// it left here (latency varies), and once both buckets are empty that would be a throttle. One token of
+    /// headroom absorbs a whole interval of such jitter.
+    pub fn new(burst: u32, rate: f64) -> Self {
+        let burst = f64::from(burst.saturating_sub(1).max(1));
+        Pace { burst, rate, state: std::cell::Cell::new((burst, tokio::time::Instant::now())) }
+    }
+
+    /// Waits until a call may go, and spends its token.
+    pub async fn acquire(&self) {
+        loop {
+            let now = tokio::time::Instant::now();
+            let (tokens, at) = self.state.get();
+            let tokens = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate).min(self.burst);
+            if tokens >= 1.0 {
+                self.state.set((tokens - 1.0, now));
+                return;
+            }
+            self.state.set((tokens, now));
+            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +171,21 @@ mod tests {
                 assert!(polls <= 2 && late <= Duration::from_secs(1), "{applied_ms} ms: {polls} polls, {late:?}");
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_spends_the_burst_then_goes_at_the_rate() {
+        let pace = Pace::new(101, 5.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..100 {
+            pace.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1), "the burst, less one token of headroom, goes at once");
+        for _ in 0..50 {
+            pace.acquire().await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((9.9..=10.1).contains(&took), "50 more at 5 a second: {took} s");
     }
 
     #[test]

@@ -184,9 +184,12 @@ fn a_disabled_endpoint_is_fixed_from_outside_with_flags_and_static_credentials()
 #[test]
 fn aws_region_overrides_imds_and_reaches_the_signature() {
     let sim = Simulator::start(Scenario::default());
-    // The simulator accepts only signatures scoped to its region: a wrong AWS_REGION is refused.
-    let r = run(agent(&sim).env("AWS_REGION", "eu-west-1"));
+    // The simulator accepts only signatures scoped to a region enabled for the account, as EC2 does.
+    let r = run(agent(&sim).env("AWS_REGION", "me-south-1"));
     expect(&r, 5);
+    // In another enabled region, the instance does not exist.
+    let r = run(agent(&sim).env("AWS_REGION", "eu-west-1"));
+    expect(&r, 7);
     let r = run(agent(&sim).env("AWS_REGION", REGION));
     expect(&r, 0);
 }

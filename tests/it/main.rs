@@ -8,6 +8,7 @@ mod support;
 mod agent;
 mod channels;
 mod doctor;
+mod fleet;
 mod hardening;
 mod hop;
 mod moto;

@@ -80,7 +80,7 @@ fn a_storm_of_sixty_agents_on_small_buckets_all_succeed() {
     let sim = Simulator::start(Scenario {
         more_instances: N - 1,
         pending_for: Duration::from_secs(2),
-        buckets: Some(Buckets { describe: (10.0, 20.0), modify: (10.0, 5.0), time_scale: 1.0 }),
+        buckets: Some(Buckets { describe: (10.0, 20.0), modify: (10.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 }),
         ..Scenario::default()
     });
     let ids: Vec<String> = std::iter::once(INSTANCE_ID.to_string()).chain((0..N - 1).map(more_instance_id)).collect();

@@ -1,9 +1,11 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
 //!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--instance-id ID] [--more-instances N]
 //!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]
-//!     [--tls CERT.pem KEY.pem]`
+//!     [--tls CERT.pem KEY.pem] [--fleet N]`
 //!
 //! Runs the simulated EC2 account on loopback until stdin closes or it is killed. Its first line on
+//! `--fleet N` adds N instances in us-west-2 (`simulator::fleet_instance`): the even-numbered ones tagged
+//! team=web with hop limit 1, the odd ones untagged with hop limit 2. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
 //! included, for runs that give --instance-id and --region). Commands on stdin, for benchmarks: `requests`
 //! (the log, one line each: ms server method path action status instance, then `end`), `reset` (first
@@ -45,6 +47,10 @@ fn main() {
             "--more-instances" => {
                 scenario.more_instances = value().parse().unwrap_or_else(|_| usage("--more-instances N"))
             }
+            "--fleet" => {
+                let n: usize = value().parse().unwrap_or_else(|_| usage("--fleet N"));
+                scenario.instances.extend((0..n).map(simulator::fleet_instance));
+            }
             "--tls" => {
                 let cert = value();
                 scenario.ec2_tls = Some((cert, value()));
@@ -54,7 +60,12 @@ fn main() {
                 let n: Vec<f64> = value().split(',').filter_map(|v| v.parse().ok()).collect();
                 let [db, dr, mb, mr] = n[..] else { usage("--buckets DB,DR,MB,MR") };
                 let scale = scenario.buckets.map_or(1.0, |b| b.time_scale);
-                scenario.buckets = Some(simulator::Buckets { describe: (db, dr), modify: (mb, mr), time_scale: scale });
+                scenario.buckets = Some(simulator::Buckets {
+                    describe: (db, dr),
+                    modify: (mb, mr),
+                    defaults: (2.0, 2.0),
+                    time_scale: scale,
+                });
             }
             "--time-scale" => {
                 let scale = value().parse().unwrap_or_else(|_| usage("--time-scale F"));

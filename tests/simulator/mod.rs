@@ -59,6 +59,8 @@ impl Default for Options {
 pub struct Buckets {
     pub describe: (f64, f64),
     pub modify: (f64, f64),
+    /// ModifyInstanceMetadataDefaults' own small bucket (Get spends the non-mutating one).
+    pub defaults: (f64, f64),
     /// Refill runs this many times faster than real time, and a change's pending time as many times
     /// shorter, so that large runs stay short. The agents' own waits do not scale: a scaled run is gentler
     /// on the agents than the real account would be.
@@ -66,7 +68,8 @@ pub struct Buckets {
 }
 
 impl Buckets {
-    pub const DOCUMENTED: Buckets = Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), time_scale: 1.0 };
+    pub const DOCUMENTED: Buckets =
+        Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 };
 }
 
 /// One more instance of the account, for fleet-scale scenarios.
@@ -89,6 +92,10 @@ pub struct Scenario {
     pub more_instances: usize,
     /// More instances, each as given (regions, tags, states).
     pub instances: Vec<InstanceSpec>,
+    /// The regions DescribeRegions lists as enabled for the account (the instances' regions are added).
+    pub regions: Vec<&'static str>,
+    /// Regions whose account-level metadata defaults an AWS Organizations declarative policy manages.
+    pub defaults_by_policy: Vec<&'static str>,
     /// How long a change stays `pending` before it is `applied`.
     pub pending_for: Duration,
     pub pending_forever: bool,
@@ -97,6 +104,8 @@ pub struct Scenario {
     pub static_keys: Vec<(String, String)>,
     /// EC2 actions answered with UnauthorizedOperation (with an encoded authorization message).
     pub unauthorized: Vec<&'static str>,
+    /// Instances whose ModifyInstanceMetadataOptions answers UnauthorizedOperation (a tag-conditioned policy).
+    pub unauthorized_instances: Vec<String>,
     /// A policy cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
     pub policy_max_hop_limit: Option<i64>,
     pub buckets: Option<Buckets>,
@@ -152,11 +161,14 @@ impl Default for Scenario {
             options: Options::default(),
             more_instances: 0,
             instances: Vec::new(),
+            regions: vec![REGION, "us-east-1", "eu-west-1"],
+            defaults_by_policy: Vec::new(),
             pending_for: Duration::from_millis(300),
             pending_forever: false,
             role_attached: true,
             static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
             unauthorized: Vec::new(),
+            unauthorized_instances: Vec::new(),
             policy_max_hop_limit: None,
             buckets: None,
             throttle_first: 0,
@@ -294,7 +306,10 @@ pub struct Account {
     pub scale: f64,
     /// EC2's buckets are per account and region: one pair per region, made when first used.
     config: Option<Buckets>,
-    buckets: HashMap<String, (Bucket, Bucket)>,
+    buckets: HashMap<String, (Bucket, Bucket, Bucket)>,
+    /// The account-level metadata defaults per region (None: no preference), as GetInstanceMetadataDefaults
+    /// reports them.
+    pub defaults: HashMap<String, Options>,
 }
 
 impl Account {
@@ -321,17 +336,21 @@ impl Account {
             scale,
             config: scenario.buckets,
             buckets: HashMap::new(),
+            defaults: HashMap::new(),
         }
     }
 
     /// Whether the account's budget for `action` in `region` has a token now (and spends it).
     pub fn admit(&mut self, action: &str, region: &str, now: Instant) -> bool {
         let (scale, Some(config)) = (self.scale, self.config) else { return true };
-        let (describe, modify) = self
-            .buckets
-            .entry(region.to_string())
-            .or_insert_with(|| (Bucket::new(config.describe, now), Bucket::new(config.modify, now)));
-        if action == "ModifyInstanceMetadataOptions" { modify.take(now, scale) } else { describe.take(now, scale) }
+        let (describe, modify, defaults) = self.buckets.entry(region.to_string()).or_insert_with(|| {
+            (Bucket::new(config.describe, now), Bucket::new(config.modify, now), Bucket::new(config.defaults, now))
+        });
+        match action {
+            "ModifyInstanceMetadataOptions" => modify.take(now, scale),
+            "ModifyInstanceMetadataDefaults" => defaults.take(now, scale),
+            _ => describe.take(now, scale),
+        }
     }
 
     pub fn settle(&mut self, now: Instant) {
@@ -341,16 +360,30 @@ impl Account {
         }
     }
 
-    /// EC2 takes a change: the fields given, the others kept; pending until `pending_for` has passed.
+    /// EC2 takes a change: the fields given, the others kept; pending until `pending_for` has passed. A
+    /// stopped instance's change is applied when it starts (EC2's API reference): it stays pending here.
     pub fn change(&mut self, id: &str, next: Options, now: Instant) {
         let pending_for = self.pending_for;
         if let Some(instance) = self.instances.get_mut(id) {
             instance.options = next;
+            let pending_for = if instance.run_state == "stopped" { UNTIL_STARTED } else { pending_for };
             instance.applied_at = Some(now + pending_for);
             instance.last_apply = instance.applied_at;
         }
     }
+
+    /// The regions DescribeRegions lists: the scenario's and every instance's, each once, sorted.
+    pub fn regions(&self, scenario: &Scenario) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = scenario.regions.clone();
+        all.extend(self.instances.values().map(|i| i.region));
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
+
+/// A stopped instance's change waits for a start that no scenario makes.
+const UNTIL_STARTED: Duration = Duration::from_secs(365 * 86_400);
 
 /// What DescribeInstances may ask: instance ids, filters (name, values), a page size and where to start.
 #[derive(Debug, Clone, Default)]
@@ -448,6 +481,19 @@ pub fn select(account: &Account, region: &str, q: &Query) -> Result<(Vec<String>
     let end = (start + page).min(selected.len());
     let next = (end < selected.len()).then(|| end.to_string());
     Ok((selected.get(start..end).unwrap_or_default().to_vec(), next))
+}
+
+/// The n-th instance of a benchmark fleet in us-west-2: even ones tagged team=web at hop limit 1 (to change),
+/// odd ones untagged at hop limit 2 (compliant).
+pub fn fleet_instance(n: usize) -> InstanceSpec {
+    let web = n % 2 == 0;
+    InstanceSpec {
+        id: format!("i-3{n:016x}"),
+        region: REGION,
+        tags: if web { vec![("team".into(), "web".into())] } else { Vec::new() },
+        state: "running",
+        options: Options { hop_limit: Some(if web { 1 } else { 2 }), ..Options::default() },
+    }
 }
 
 pub fn more_instance_id(n: usize) -> String {
@@ -575,6 +621,11 @@ impl Simulator {
         s.imds_reads = 0;
         s.signed = 0;
         s.log.clear();
+    }
+
+    /// Empties the request log and nothing else (the account keeps its state).
+    pub fn reset_log(&self) {
+        self.state.lock().unwrap().log.clear();
     }
 
     pub fn requests(&self) -> Vec<Logged> {
@@ -955,8 +1006,8 @@ fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State) -> Result
     let (credential, signed_headers, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
     let scope: Vec<&str> = credential.split('/').collect();
     let [key, date, region, "ec2", "aws4_request"] = scope.as_slice() else { return Err(auth_failure()) };
-    // The account's regions: where it has instances.
-    if !s.account.instances.values().any(|i| i.region == *region) {
+    // The account's regions: those enabled for it (DescribeRegions' list).
+    if !s.account.regions(&s.scenario).contains(region) {
         return Err(auth_failure());
     }
     let (secret, session) = if let Some((_, secret)) = s.scenario.static_keys.iter().find(|(k, _)| k == key) {
@@ -1072,8 +1123,18 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         return ec2_error(500, "InternalError", "An internal error has occurred");
     }
     let dry_run = param("DryRun") == Some("true");
-    if !matches!(action, "DescribeInstances" | "ModifyInstanceMetadataOptions") {
-        return ec2_error(400, "InvalidAction", "The action is not valid for this web service.");
+    match action {
+        "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
+        "DescribeRegions" | "GetInstanceMetadataDefaults" | "ModifyInstanceMetadataDefaults" => {
+            if s.scenario.unauthorized.contains(&action) {
+                return unauthorized(action);
+            }
+            if dry_run {
+                return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+            }
+            return account_action(action, params, &region, s);
+        }
+        _ => return ec2_error(400, "InvalidAction", "The action is not valid for this web service."),
     }
     if action == "DescribeInstances" {
         if s.scenario.unauthorized.contains(&action) {
@@ -1124,7 +1185,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
     let over_cap = s.scenario.policy_max_hop_limit.is_some_and(|cap| {
         param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
     });
-    if s.scenario.unauthorized.contains(&action) || over_cap {
+    if s.scenario.unauthorized.contains(&action) || over_cap || s.scenario.unauthorized_instances.contains(&id) {
         return unauthorized(action);
     }
     if dry_run {
@@ -1179,6 +1240,108 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         ),
     )
 }
+
+/// DescribeRegions and the account-level metadata defaults of the signed region.
+fn account_action(action: &str, params: &[(String, String)], region: &str, s: &mut State) -> Reply {
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    const XMLNS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
+    let by_policy = s.scenario.defaults_by_policy.contains(&region);
+    match action {
+        "DescribeRegions" => {
+            let items: String = s
+                .account
+                .regions(&s.scenario)
+                .iter()
+                .map(|r| {
+                    format!("<item><regionName>{r}</regionName><regionEndpoint>ec2.{r}.amazonaws.com</regionEndpoint><optInStatus>opt-in-not-required</optInStatus></item>")
+                })
+                .collect();
+            reply(
+                200,
+                XML,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeRegionsResponse {XMLNS}><requestId>sim</requestId><regionInfo>{items}</regionInfo></DescribeRegionsResponse>"
+                ),
+            )
+        }
+        "GetInstanceMetadataDefaults" => {
+            let d = s.account.defaults.get(region).cloned().unwrap_or(NO_PREFERENCE);
+            let field = |name: &str, v: Option<String>| v.map(|v| format!("<{name}>{v}</{name}>")).unwrap_or_default();
+            let managed = if by_policy {
+                "<managedBy>declarative-policy</managedBy><managedExceptionMessage>Managed by the organization's declarative policy for EC2 (instance metadata defaults).</managedExceptionMessage>"
+            } else {
+                "<managedBy>account</managedBy>"
+            };
+            reply(
+                200,
+                XML,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetInstanceMetadataDefaultsResponse {XMLNS}><requestId>sim</requestId><accountLevel>{}{}{}{}{managed}</accountLevel></GetInstanceMetadataDefaultsResponse>",
+                    field("httpTokens", d.http_tokens.map(str::to_string)),
+                    field("httpPutResponseHopLimit", d.hop_limit.map(|h| h.to_string())),
+                    field("httpEndpoint", d.http_endpoint.map(str::to_string)),
+                    field("instanceMetadataTags", d.tags.map(str::to_string)),
+                ),
+            )
+        }
+        _ => {
+            if by_policy {
+                return ec2_error(
+                    400,
+                    "UnsupportedOperation",
+                    "The instance metadata defaults are managed by a declarative policy and cannot be modified.",
+                );
+            }
+            let mut next = s.account.defaults.get(region).cloned().unwrap_or(NO_PREFERENCE);
+            if let Some(v) = param("HttpPutResponseHopLimit") {
+                match v.parse::<i64>() {
+                    Ok(-1) => next.hop_limit = None,
+                    Ok(n) if (1..=64).contains(&n) => next.hop_limit = Some(n),
+                    _ => {
+                        return ec2_error(
+                            400,
+                            "InvalidParameterValue",
+                            &format!("Value ({v}) for parameter HttpPutResponseHopLimit is invalid."),
+                        );
+                    }
+                }
+            }
+            for (name, slot, allowed) in [
+                ("HttpTokens", &mut next.http_tokens, &["optional", "required"][..]),
+                ("HttpEndpoint", &mut next.http_endpoint, &["enabled", "disabled"][..]),
+                ("InstanceMetadataTags", &mut next.tags, &["enabled", "disabled"][..]),
+            ] {
+                match param(name) {
+                    None => {}
+                    Some("no-preference") => *slot = None,
+                    Some(v) => match allowed.iter().find(|a| **a == v) {
+                        Some(a) => *slot = Some(a),
+                        None => {
+                            return ec2_error(
+                                400,
+                                "InvalidParameterValue",
+                                &format!("Value ({v}) for parameter {name} is invalid."),
+                            );
+                        }
+                    },
+                }
+            }
+            s.account.defaults.insert(region.to_string(), next);
+            reply(
+                200,
+                XML,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ModifyInstanceMetadataDefaultsResponse {XMLNS}><requestId>sim</requestId><return>true</return></ModifyInstanceMetadataDefaultsResponse>"
+                ),
+            )
+        }
+    }
+}
+
+/// Account-level defaults nobody has set.
+const NO_PREFERENCE: Options =
+    Options { http_tokens: None, hop_limit: None, http_endpoint: None, ipv6: None, tags: None };
+const XML: &str = "text/xml;charset=UTF-8";
 
 /// `i-` and 8 or 17 hex digits, as EC2 checks an instance id before it looks it up.
 fn well_formed(id: &str) -> bool {
@@ -1309,7 +1472,7 @@ mod tests {
     fn an_account_throttles_each_action_from_its_own_bucket_and_applies_after_pending() {
         let scenario = Scenario {
             more_instances: 2,
-            buckets: Some(Buckets { describe: (2.0, 1.0), modify: (1.0, 1.0), time_scale: 1.0 }),
+            buckets: Some(Buckets { describe: (2.0, 1.0), modify: (1.0, 1.0), defaults: (2.0, 2.0), time_scale: 1.0 }),
             ..Scenario::default()
         };
         let t0 = Instant::now();

@@ -1,0 +1,218 @@
+//! `imds-hop-limit defaults check|apply`: the account-level metadata defaults of each region
+//! (GetInstanceMetadataDefaults / ModifyInstanceMetadataDefaults), which EC2 uses for instances launched
+//! later. The same planner as the agent decides; a region whose defaults an AWS Organizations declarative
+//! policy manages is left alone and reported with its own exit code (9).
+
+use crate::cli::{Act, Cli, DefaultsArgs, Output};
+use crate::config::{self, parse_duration, parse_region};
+use crate::ec2::{Account, AccountDefaults, Defaults};
+use crate::error::{Error, ExitCode, Result};
+use crate::fleet::{self, Regions};
+use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
+use crate::reconcile::Patient;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const NOTE: &str = "Defaults apply only to instances launched from now on, never to running or stopped ones \
+     (use `imds-hop-limit fleet` for those). An AMI registered with ImdsSupport=v2.0, a launch template's or \
+     RunInstances' own metadata options still take precedence over them.";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub act: Act,
+    pub wanted: Wanted,
+    pub regions: Regions,
+    pub output: Output,
+    pub timeout: Duration,
+}
+
+/// How long the defaults command may take when `--timeout` is not given: two calls a region, retried.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Settings {
+    pub fn from_cli(cli: &Cli, args: &DefaultsArgs) -> Result<Self> {
+        let o = &cli.options;
+        config::check_ec2_endpoints(&config::env_var)?;
+        if o.ipv6_endpoint.is_some() {
+            return Err(Error::Usage(
+                "the account defaults have no IPv6 endpoint setting: drop --ipv6-endpoint".into(),
+            ));
+        }
+        if !o.instance_id.is_empty() {
+            return Err(Error::Usage("defaults are per account and region: drop --instance-id".into()));
+        }
+        if o.dry_run {
+            return Err(Error::Usage("ModifyInstanceMetadataDefaults has no dry run: use `defaults check`".into()));
+        }
+        let regions = match (args.all_regions, o.region.as_slice()) {
+            (true, _) => Regions::All,
+            (false, []) => Regions::Default,
+            (false, given) => Regions::Given(given.iter().map(|r| parse_region(r)).collect::<Result<_>>()?),
+        };
+        let timeout = match &o.timeout {
+            Some(t) => parse_duration("--timeout", t)?,
+            None => DEFAULT_TIMEOUT,
+        };
+        Ok(Settings { act: args.act, wanted: config::wanted(o)?, regions, output: o.output, timeout })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Unchanged,
+    NotCompliant,
+    Changed,
+    /// An AWS Organizations declarative policy manages them: nothing sent.
+    ManagedElsewhere,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionDefaults {
+    pub region: String,
+    pub before: Option<MetadataOptions>,
+    pub after: Option<MetadataOptions>,
+    pub action: Action,
+    pub managed_by: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub code: ExitCode,
+}
+
+/// One region: read, decide, change, read back.
+pub async fn region<D: Defaults>(ec2: &D, region: &str, settings: &Settings, deadline: Instant) -> RegionDefaults {
+    let mut out = RegionDefaults {
+        region: region.to_string(),
+        before: None,
+        after: None,
+        action: Action::Failed,
+        managed_by: None,
+        error: None,
+        code: ExitCode::Compliant,
+    };
+    if let Err(err) = decide(ec2, &mut out, settings, deadline).await {
+        out.action =
+            if matches!(err, Error::ManagedElsewhere { .. }) { Action::ManagedElsewhere } else { Action::Failed };
+        out.code = err.exit_code();
+        out.error = Some(err.to_string());
+    }
+    out
+}
+
+async fn decide<D: Defaults>(ec2: &D, out: &mut RegionDefaults, settings: &Settings, deadline: Instant) -> Result<()> {
+    let patient = Patient::new(ec2);
+    let before: AccountDefaults = patient.retry("GetInstanceMetadataDefaults", deadline, |ec2| ec2.defaults()).await?;
+    out.before = Some(before.options.clone());
+    out.managed_by.clone_from(&before.managed_by);
+    if before.managed_by.as_deref() == Some("declarative-policy") {
+        return Err(Error::ManagedElsewhere {
+            region: out.region.clone(),
+            managed_by: "an AWS Organizations declarative policy".into(),
+            message: before.managed_message,
+        });
+    }
+    let change: Change = match plan::plan(&before.options, &settings.wanted) {
+        Plan::Unchanged => {
+            out.action = Action::Unchanged;
+            return Ok(());
+        }
+        Plan::Change(change) => change,
+    };
+    if settings.act == Act::Check {
+        out.action = Action::NotCompliant;
+        out.code = ExitCode::NotCompliant;
+        out.after = Some(change.applied_to(&before.options));
+        return Ok(());
+    }
+    patient.retry("ModifyInstanceMetadataDefaults", deadline, |ec2| ec2.modify_defaults(&change)).await?;
+    let after = patient.retry("GetInstanceMetadataDefaults", deadline, |ec2| ec2.defaults()).await?;
+    out.after = Some(after.options.clone());
+    if !change.is_reflected_in(&after.options) {
+        return Err(Error::Unexpected(format!(
+            "EC2 accepted ModifyInstanceMetadataDefaults in {}, but reads the defaults back as {}",
+            out.region,
+            describe(&after.options)
+        )));
+    }
+    out.action = Action::Changed;
+    Ok(())
+}
+
+/// `hop limit 2, endpoint enabled, tokens required` with "no preference" for what is unset.
+pub fn describe(o: &MetadataOptions) -> String {
+    fn show<T: ToString>(v: Option<T>) -> String {
+        v.map_or_else(|| "no preference".into(), |v| v.to_string())
+    }
+    format!(
+        "hop limit {}, endpoint {}, http tokens {}, instance tags {}",
+        show(o.hop_limit),
+        show(o.http_endpoint),
+        show(o.http_tokens),
+        show(o.instance_tags)
+    )
+}
+
+pub fn render(regions: &[RegionDefaults]) -> String {
+    let mut out = String::new();
+    for r in regions {
+        let before = r.before.as_ref().map_or_else(|| "unknown".into(), describe);
+        let line = match r.action {
+            Action::Unchanged => format!("as wanted ({before})"),
+            Action::NotCompliant => format!(
+                "not as wanted: {before}; apply would set {}",
+                r.after.as_ref().map_or_else(String::new, describe)
+            ),
+            Action::Changed => {
+                format!("changed: {before} -> {}", r.after.as_ref().map_or_else(String::new, describe))
+            }
+            Action::ManagedElsewhere | Action::Failed => {
+                format!("{} (exit {})", r.error.as_deref().unwrap_or("failed"), r.code as u8)
+            }
+        };
+        let _ = writeln!(out, "{}: {line}", r.region);
+    }
+    let _ = writeln!(out, "Note: {NOTE}");
+    out
+}
+
+pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
+    let settings = match Settings::from_cli(cli, args) {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!("{err}");
+            return err.exit_code();
+        }
+    };
+    let result = crate::run::block_on(Some(settings.timeout + Duration::from_secs(10)), async {
+        let account = Account::load().await;
+        let deadline = Instant::now() + settings.timeout;
+        let regions = fleet::regions(&settings.regions, &account, deadline).await?;
+        let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
+        let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), &settings, deadline));
+        Ok(futures_util::future::join_all(runs).await)
+    });
+    let regions = match result {
+        Ok(regions) => regions,
+        Err(err) => {
+            tracing::error!("{err}");
+            return err.exit_code();
+        }
+    };
+    let code = ExitCode::merge(regions.iter().map(|r| r.code));
+    for r in &regions {
+        if let Some(err) = &r.error {
+            tracing::error!("{}: {err}", r.region);
+        }
+    }
+    match settings.output {
+        Output::Json => {
+            let json = serde_json::json!({ "regions": regions, "note": NOTE, "exit_code": code as u8 });
+            crate::run::emit(&format!("{json}\n"));
+        }
+        Output::Text => crate::run::emit(&render(&regions)),
+    }
+    code
+}

@@ -1,0 +1,581 @@
+//! `imds-hop-limit fleet check|apply`: every matching instance of one or more regions, from a laptop or a CI
+//! job. Per region: read the selection in pages of 1,000 -> the agent's own planner per instance -> one
+//! paced ModifyInstanceMetadataOptions per non-compliant instance -> verification in batches of ids, while
+//! the changes are still going out. Regions run side by side, each with its own budget. One instance's
+//! failure is recorded with it and never stops the others; the exit code merges them (`ExitCode::merge`).
+//!
+//! To add a selection criterion: a flag in `cli::FleetArgs`, a field in `Settings`, a `Filter` in `filters`.
+
+use crate::cli::{Act, Cli, FleetArgs, Output};
+use crate::config::{self, parse_duration, parse_instance_id, parse_region};
+use crate::ec2::{Account, Defaults as _, Described, Filter, Fleet, Modified};
+use crate::error::{Error, ExitCode, Result};
+use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
+use crate::reconcile::Patient;
+use crate::report::{self, Counts, Outcome, RegionFailure, Status};
+use crate::wait::{Pace, PollSchedule};
+use futures_util::StreamExt;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which regions: those given (or the default chain's), or every region enabled for the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Regions {
+    Given(Vec<String>),
+    /// The default chain's region (`AWS_REGION`, the profile's), known once the SDK has loaded.
+    Default,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub act: Act,
+    /// `--dry-run`: ask EC2 whether each change would be authorized; change nothing.
+    pub dry_run: bool,
+    pub wanted: Wanted,
+    pub regions: Regions,
+    /// `--tag KEY=VALUE` (value `None`: any value), ANDed.
+    pub tags: Vec<(String, Option<String>)>,
+    /// `--instance-id`, validated, each once.
+    pub ids: Vec<String>,
+    /// Wait for `applied` (not `--no-wait`).
+    pub wait: bool,
+    /// How long each changed instance may stay pending before it counts as failed.
+    pub wait_timeout: Duration,
+    /// The deadline of the whole run, if `--timeout` was given.
+    pub timeout: Option<Duration>,
+    pub output: Output,
+    /// ModifyInstanceMetadataOptions burst and rate a second, per region.
+    pub modify_burst: u32,
+    pub modify_rate: f64,
+}
+
+/// EC2 documents up to 200 values per filter; verification batches and `--instance-id` batches use this.
+pub const BATCH: usize = 200;
+/// Calls in flight per region. The pace limits the rate; this only bounds the sockets and the memory of
+/// calls that wait out a throttle.
+const IN_FLIGHT: usize = 64;
+
+impl Settings {
+    pub fn from_cli(cli: &Cli, args: &FleetArgs) -> Result<Self> {
+        let o = &cli.options;
+        config::check_ec2_endpoints(&config::env_var)?;
+        let mut ids: Vec<String> = o.instance_id.iter().map(|id| parse_instance_id(id)).collect::<Result<_>>()?;
+        ids.sort();
+        ids.dedup();
+        let tags = args
+            .tags
+            .iter()
+            .map(|t| match t.split_once('=') {
+                Some(("", _)) => Err(Error::Usage(format!("--tag {t:?}: the key is empty"))),
+                Some((k, v)) => Ok((k.to_string(), Some(v.to_string()))),
+                None if t.is_empty() => Err(Error::Usage("--tag: the key is empty".into())),
+                None => Ok((t.clone(), None)),
+            })
+            .collect::<Result<_>>()?;
+        let regions = match (args.all_regions, o.region.as_slice()) {
+            (true, _) => Regions::All,
+            (false, []) => Regions::Default,
+            (false, given) => {
+                let mut regions: Vec<String> = given.iter().map(|r| parse_region(r)).collect::<Result<_>>()?;
+                regions.dedup();
+                Regions::Given(regions)
+            }
+        };
+        if !(args.modify_rate.is_finite() && args.modify_rate > 0.0 && args.modify_rate <= 10_000.0) {
+            return Err(Error::Usage(format!("--modify-rate {} is not a rate between 0 and 10000", args.modify_rate)));
+        }
+        if args.act == Act::Check && o.dry_run {
+            return Err(Error::Usage("check changes nothing already: drop --dry-run".into()));
+        }
+        let timeout = o.timeout.as_deref().map(|t| parse_duration("--timeout", t)).transpose()?;
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::Usage("--timeout must be more than 0".into()));
+        }
+        Ok(Settings {
+            act: args.act,
+            dry_run: o.dry_run,
+            wanted: config::wanted(o)?,
+            regions,
+            tags,
+            ids,
+            wait: !o.no_wait,
+            wait_timeout: parse_duration("--wait-timeout", &o.wait_timeout)?,
+            timeout,
+            output: o.output,
+            modify_burst: args.modify_burst,
+            modify_rate: args.modify_rate,
+        })
+    }
+
+    /// The filters every read of the selection sends: tags, and the states whose options can change.
+    pub fn filters(&self) -> Vec<Filter> {
+        let mut filters: Vec<Filter> = self
+            .tags
+            .iter()
+            .map(|(key, value)| match value {
+                Some(value) => Filter::new(format!("tag:{key}"), [value.as_str()]),
+                None => Filter::new("tag-key", [key.as_str()]),
+            })
+            .collect();
+        filters.push(Filter::new("instance-state-name", ["running", "stopped"]));
+        filters
+    }
+}
+
+/// One region's run: the outcome of every selected instance.
+pub async fn region<E: Fleet>(
+    ec2: &E,
+    region: &str,
+    settings: &Settings,
+    counts: &Counts,
+    deadline: Instant,
+) -> Result<Vec<Outcome>> {
+    let patient = Patient::new(ec2);
+    let selected = select(&patient, settings, deadline).await?;
+    counts.add_selected(selected.len());
+    report::milestone(counts, &format!("{region}: {} instances selected", selected.len()));
+    let mut outcomes = Vec::with_capacity(selected.len());
+    // (index into outcomes, change) for each instance that needs one.
+    let mut to_change = Vec::new();
+    // Right values, still pending (somebody's change in flight): verified like a change.
+    let mut to_verify = Vec::new();
+    for d in selected {
+        let plan = plan::plan(&d.options, &settings.wanted);
+        let in_effect = plan::is_in_effect(&d.options, &settings.wanted);
+        let mut outcome = Outcome::new(&d, region);
+        match plan {
+            Plan::Unchanged if in_effect => {
+                outcome.status = Status::Unchanged;
+                counts.add_compliant();
+            }
+            Plan::Unchanged if settings.act == Act::Check || settings.dry_run || !settings.wait => {
+                outcome.status = if settings.act == Act::Apply && !settings.dry_run {
+                    Status::Unchanged
+                } else {
+                    Status::NotCompliant
+                };
+            }
+            Plan::Unchanged => {
+                to_verify.push((outcomes.len(), d.options.clone()));
+                outcome.status = Status::Unchanged;
+            }
+            Plan::Change(change) => {
+                counts.add_to_change();
+                outcome.status = Status::NotCompliant;
+                outcome.change = Some(change);
+                if settings.act == Act::Apply {
+                    to_change.push((outcomes.len(), change));
+                }
+            }
+        }
+        outcomes.push(outcome);
+    }
+    if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
+        return Ok(outcomes);
+    }
+    let ledger = Ledger { outcomes: RefCell::new(outcomes), pending: RefCell::new(Vec::new()), done: false.into() };
+    let now = Instant::now();
+    for (index, expected) in to_verify {
+        ledger.pending.borrow_mut().push(Pending {
+            index,
+            expected,
+            give_up: now + settings.wait_timeout,
+            sent: false,
+        });
+    }
+    let modify = change_all(&patient, &ledger, to_change, settings, counts, deadline);
+    if settings.wait && !settings.dry_run {
+        tokio::join!(modify, verify(&patient, &ledger, settings, counts, deadline));
+    } else {
+        modify.await;
+    }
+    Ok(ledger.outcomes.into_inner())
+}
+
+/// The selection, read in pages: by filters, or by `--instance-id` in batches (same filters).
+async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadline: Instant) -> Result<Vec<Described>> {
+    let filters = settings.filters();
+    let batches: Vec<Vec<Filter>> = if settings.ids.is_empty() {
+        vec![filters]
+    } else {
+        settings
+            .ids
+            .chunks(BATCH)
+            .map(|ids| {
+                let mut f = filters.clone();
+                f.push(Filter::new("instance-id", ids));
+                f
+            })
+            .collect()
+    };
+    let mut all = Vec::new();
+    let mut seen = BTreeSet::new();
+    for filters in &batches {
+        let mut next: Option<String> = None;
+        loop {
+            let page = patient.retry("DescribeInstances", deadline, |ec2| ec2.select(filters, next.as_deref())).await?;
+            // A page that repeats an instance is EC2 paging over a changing set: keep the first.
+            all.extend(page.instances.into_iter().filter(|d| seen.insert(d.instance_id.clone())));
+            match page.next {
+                Some(token) if Some(&token) != next.as_ref() => next = Some(token),
+                _ => break,
+            }
+        }
+    }
+    Ok(all)
+}
+
+struct Pending {
+    index: usize,
+    /// What the options become: the change's fields, the others as they were.
+    expected: MetadataOptions,
+    give_up: Instant,
+    /// A change was sent (not only somebody else's seen through).
+    sent: bool,
+}
+
+/// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
+struct Ledger {
+    outcomes: RefCell<Vec<Outcome>>,
+    pending: RefCell<Vec<Pending>>,
+    /// Every change has been sent (or has failed).
+    done: std::cell::Cell<bool>,
+}
+
+async fn change_all<E: Fleet>(
+    patient: &Patient<'_, E>,
+    ledger: &Ledger,
+    to_change: Vec<(usize, Change)>,
+    settings: &Settings,
+    counts: &Counts,
+    deadline: Instant,
+) {
+    let pace = Pace::new(settings.modify_burst, settings.modify_rate);
+    let total = to_change.len();
+    let one = |(index, change): (usize, Change)| {
+        let pace = &pace;
+        async move {
+            pace.acquire().await;
+            let id = ledger.outcomes.borrow()[index].instance_id.clone();
+            let result = patient.modify(&id, &change, settings.dry_run, deadline).await;
+            (index, change, result)
+        }
+    };
+    let mut results = futures_util::stream::iter(to_change).map(one).buffer_unordered(IN_FLIGHT);
+    let mut sent = 0;
+    while let Some((index, change, result)) = results.next().await {
+        sent += 1;
+        let mut outcomes = ledger.outcomes.borrow_mut();
+        let outcome = &mut outcomes[index];
+        match result {
+            Ok(Modified::WouldSucceed) => outcome.status = Status::WouldChange,
+            Ok(Modified::Accepted(answer)) => {
+                counts.add_changed();
+                outcome.after = Some(answer.clone());
+                outcome.status = Status::Accepted;
+                if settings.wait {
+                    ledger.pending.borrow_mut().push(Pending {
+                        index,
+                        expected: change.applied_to(&outcome.before.clone().unwrap_or_default()),
+                        give_up: Instant::now() + settings.wait_timeout,
+                        sent: true,
+                    });
+                }
+            }
+            Err(err) => {
+                counts.add_failed();
+                outcome.fail(&err);
+            }
+        }
+        drop(outcomes);
+        if sent % 100 == 0 || sent == total {
+            report::milestone(counts, &format!("{} ModifyInstanceMetadataOptions answered of {total}", sent));
+        }
+    }
+    ledger.done.set(true);
+}
+
+/// Reads the changed instances back in batches until each is `applied` (a stopped one: until its values
+/// are reflected, since EC2 applies them when it starts), or its `--wait-timeout` has passed. Polls every
+/// 2 to 2.5 s while changes are still going out, then on `PollSchedule::APPLIED` from the last one.
+async fn verify<E: Fleet>(
+    patient: &Patient<'_, E>,
+    ledger: &Ledger,
+    settings: &Settings,
+    counts: &Counts,
+    deadline: Instant,
+) {
+    let schedule = PollSchedule::APPLIED;
+    let mut after_done = 0;
+    loop {
+        if ledger.done.get() && ledger.pending.borrow().is_empty() {
+            return;
+        }
+        let delay = if ledger.done.get() {
+            after_done += 1;
+            schedule.delay(after_done - 1)
+        } else {
+            schedule.delay(0)
+        };
+        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let now = Instant::now();
+        // Those past their wait fail with what was read last.
+        {
+            let mut pending = ledger.pending.borrow_mut();
+            let mut outcomes = ledger.outcomes.borrow_mut();
+            pending.retain(|p| {
+                if p.give_up > now && deadline > now {
+                    return true;
+                }
+                let o = &mut outcomes[p.index];
+                let last = o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last);
+                counts.add_failed();
+                o.fail(&Error::WaitTimeout {
+                    instance_id: o.instance_id.clone(),
+                    waited: settings.wait_timeout,
+                    last,
+                    bound: "--wait-timeout",
+                });
+                false
+            });
+        }
+        let ids: Vec<String> = {
+            let outcomes = ledger.outcomes.borrow();
+            ledger.pending.borrow().iter().map(|p| outcomes[p.index].instance_id.clone()).collect()
+        };
+        if ids.is_empty() {
+            continue;
+        }
+        for batch in ids.chunks(BATCH) {
+            let filters = [Filter::new("instance-id", batch)];
+            let until = ledger.pending.borrow().iter().map(|p| p.give_up).max().unwrap_or(now).min(deadline);
+            let mut read = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                match patient.retry("DescribeInstances", until, |ec2| ec2.select(&filters, next.as_deref())).await {
+                    Ok(page) => {
+                        read.extend(page.instances);
+                        match page.next {
+                            Some(t) if Some(&t) != next.as_ref() => next = Some(t),
+                            _ => break,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
+                        break;
+                    }
+                }
+            }
+            settle(ledger, &read, &settings.wanted, counts);
+        }
+        report::milestone(counts, "verification round");
+    }
+}
+
+/// Marks each pending instance that `read` shows applied (or, stopped, with its values reflected).
+fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts) {
+    let mut outcomes = ledger.outcomes.borrow_mut();
+    ledger.pending.borrow_mut().retain(|p| {
+        let o = &mut outcomes[p.index];
+        let Some(d) = read.iter().find(|d| d.instance_id == o.instance_id) else { return true };
+        let seen = MetadataOptions { state: d.options.state, ..d.options.or(&p.expected) };
+        o.after = Some(seen.clone());
+        o.state = d.state.clone();
+        let stopped = d.state == "stopped";
+        let done = if stopped { plan::plan(&seen, wanted) == Plan::Unchanged } else { plan::is_applied(&seen, wanted) };
+        if done {
+            o.status = match (p.sent, stopped) {
+                (false, _) => Status::Unchanged,
+                (true, true) => Status::AppliesAtStart,
+                (true, false) => Status::Applied,
+            };
+            o.verified = true;
+            counts.add_applied();
+        }
+        !done
+    });
+}
+
+/// The instances named by `--instance-id` that no region's selection held.
+pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) -> Vec<Outcome> {
+    let found: BTreeSet<&str> = outcomes.iter().map(|o| o.instance_id.as_str()).collect();
+    settings
+        .ids
+        .iter()
+        .filter(|id| !found.contains(id.as_str()))
+        .map(|id| {
+            let err = Error::InstanceNotFound {
+                instance_id: id.clone(),
+                region: regions.join(","),
+                detail: "not among the running or stopped instances that match the selection".into(),
+            };
+            let mut o = Outcome::missing(id, &regions.join(","));
+            o.fail(&err);
+            o
+        })
+        .collect()
+}
+
+/// A run without `--timeout` still ends: every wait inside it has its own bound; this is only the far end.
+const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
+/// The outer bound lets the run's own deadline handling report first.
+const GRACE: Duration = Duration::from_secs(15);
+
+pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
+    let settings = match Settings::from_cli(cli, args) {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!("{err}");
+            return err.exit_code();
+        }
+    };
+    let start = std::time::Instant::now();
+    let counts = Counts::new(cli.options.quiet > 0);
+    let result = crate::run::block_on(settings.timeout.map(|t| t + GRACE), run(&settings, &counts));
+    counts.finish();
+    let (regions, mut outcomes, failures) = match result {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::error!("{err}");
+            return err.exit_code();
+        }
+    };
+    outcomes.extend(not_found(&settings, &regions, &outcomes));
+    let code = ExitCode::merge(outcomes.iter().map(exit_code).chain(failures.iter().map(|f| f.code)));
+    let elapsed = start.elapsed();
+    tracing::info!(
+        "fleet {}: {counts} in {:.1} s; exit {}",
+        if settings.act == Act::Check { "check" } else { "apply" },
+        elapsed.as_secs_f64(),
+        code as u8
+    );
+    match settings.output {
+        Output::Json => {
+            let summary = report::Summary::new(&outcomes, regions, &failures, code, elapsed.as_millis() as u64);
+            #[derive(serde::Serialize)]
+            struct Json<'a> {
+                summary: report::Summary,
+                instances: &'a [Outcome],
+            }
+            match serde_json::to_string(&Json { summary, instances: &outcomes }) {
+                Ok(json) => crate::run::emit(&format!("{json}\n")),
+                Err(err) => tracing::error!("could not render the report as JSON: {err}"),
+            }
+        }
+        Output::Text => crate::run::emit(&report::render(&outcomes, &failures, settings.act == Act::Check)),
+    }
+    code
+}
+
+type Done = (Vec<String>, Vec<Outcome>, Vec<RegionFailure>);
+
+async fn run(settings: &Settings, counts: &Counts) -> Result<Done> {
+    let account = Account::load().await;
+    let deadline = Instant::now() + settings.timeout.unwrap_or(NO_DEADLINE);
+    let regions = regions(&settings.regions, &account, deadline).await?;
+    tracing::debug!(?regions, "regions");
+    let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
+    let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), settings, counts, deadline));
+    let results = futures_util::future::join_all(runs).await;
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for (region, result) in regions.iter().zip(results) {
+        match result {
+            Ok(o) => outcomes.extend(o),
+            Err(err) => {
+                counts.add_failed();
+                tracing::error!("{region}: {err}");
+                failures.push(RegionFailure { region: region.clone(), error: err.to_string(), code: err.exit_code() });
+            }
+        }
+    }
+    Ok((regions, outcomes, failures))
+}
+
+/// The regions to work on: as given, the default chain's, or every region enabled for the account
+/// (DescribeRegions, asked in the default chain's region, else us-east-1).
+pub async fn regions(which: &Regions, account: &Account, deadline: Instant) -> Result<Vec<String>> {
+    let default = account.default_region().map(|r| parse_region(&r)).transpose()?;
+    match which {
+        Regions::Given(regions) => Ok(regions.clone()),
+        Regions::Default => default.map(|r| vec![r]).ok_or_else(|| {
+            Error::Usage(
+                "no region: give --region (several, or comma-separated), --all-regions, or set AWS_REGION or the \
+                 profile's region"
+                    .into(),
+            )
+        }),
+        Regions::All => {
+            let ec2 = account.ec2(default.as_deref().unwrap_or("us-east-1"));
+            let regions = Patient::new(&ec2).retry("DescribeRegions", deadline, |ec2| ec2.regions()).await?;
+            if regions.is_empty() {
+                return Err(Error::Unexpected("DescribeRegions listed no enabled region".into()));
+            }
+            Ok(regions)
+        }
+    }
+}
+
+/// Whether an outcome leaves the run compliant, needing a change, or failed: its exit code.
+pub fn exit_code(o: &Outcome) -> ExitCode {
+    match o.status {
+        Status::Unchanged | Status::Applied | Status::AppliesAtStart | Status::Accepted => ExitCode::Compliant,
+        Status::NotCompliant | Status::WouldChange => ExitCode::NotCompliant,
+        Status::Failed => o.code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Result<Settings> {
+        let mut argv = vec!["imds-hop-limit", "fleet"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(crate::cli::Command::Fleet(fleet)) = &cli.command else { panic!() };
+        Settings::from_cli(&cli, fleet)
+    }
+
+    #[test]
+    fn tags_are_anded_filters_and_only_running_or_stopped_instances_are_selected() {
+        let s = settings(&["check", "--tag", "team=web", "--tag", "env", "--region", "us-west-2"]).unwrap();
+        assert_eq!(
+            s.filters(),
+            vec![
+                Filter::new("tag:team", ["web"]),
+                Filter::new("tag-key", ["env"]),
+                Filter::new("instance-state-name", ["running", "stopped"]),
+            ]
+        );
+        assert_eq!(s.regions, Regions::Given(vec!["us-west-2".into()]));
+        assert_eq!(s.timeout, None, "a fleet run has no deadline unless given one");
+    }
+
+    #[test]
+    fn bad_selections_are_usage_errors() {
+        for bad in [
+            &["check", "--tag", "=web"][..],
+            &["apply", "--instance-id", "i-xyz"],
+            &["apply", "--region", "Oregon"],
+            &["apply", "--modify-rate", "0"],
+            &["check", "--dry-run"],
+        ] {
+            assert!(matches!(settings(bad), Err(Error::Usage(_))), "{bad:?}");
+        }
+        let s = settings(&["apply", "--all-regions", "--region", "us-west-2"]).unwrap();
+        assert_eq!(s.regions, Regions::All, "--all-regions wins over AWS_REGION and --region");
+    }
+
+    #[test]
+    fn instance_ids_are_deduplicated_and_comma_separated_lists_work() {
+        let s = settings(&["apply", "--instance-id", "i-12345678,i-0123456789abcdef0", "--instance-id", "i-12345678"])
+            .unwrap();
+        assert_eq!(s.ids, vec!["i-0123456789abcdef0".to_string(), "i-12345678".to_string()]);
+    }
+}

@@ -1,0 +1,358 @@
+//! What a fleet run tells the operator: live counts (a progress bar on a terminal, a log line per milestone
+//! otherwise), and the final report, as a text table or one JSON object. Pure rendering over `Outcome`s, so
+//! the whole text is checked in tests.
+
+use crate::ec2::Described;
+use crate::error::{Error, ExitCode};
+use crate::plan::{Change, MetadataOptions};
+use serde::Serialize;
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+/// Where one instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Already compliant: nothing was sent.
+    Unchanged,
+    /// `check`: a change is needed.
+    NotCompliant,
+    /// `--dry-run`: EC2 says the change would be authorized.
+    WouldChange,
+    /// EC2 took the change (final with `--no-wait`).
+    Accepted,
+    /// Changed and read back `applied`.
+    #[serde(rename = "changed")]
+    Applied,
+    /// A stopped instance, changed and read back with the new values: EC2 applies them when it starts.
+    #[serde(rename = "changed-applies-at-start")]
+    AppliesAtStart,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub instance_id: String,
+    pub region: String,
+    /// EC2's instance state: running or stopped.
+    pub state: String,
+    pub before: Option<MetadataOptions>,
+    /// As last read back (or as EC2's answer to the change).
+    pub after: Option<MetadataOptions>,
+    #[serde(rename = "action")]
+    pub status: Status,
+    /// Whether `after` was read back from EC2 as applied (or reflected, when stopped).
+    pub verified: bool,
+    /// The fields sent (or that would be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub code: ExitCode,
+}
+
+impl Outcome {
+    pub fn new(d: &Described, region: &str) -> Self {
+        Outcome {
+            instance_id: d.instance_id.clone(),
+            region: region.to_string(),
+            state: d.state.clone(),
+            before: Some(d.options.clone()),
+            after: None,
+            status: Status::Unchanged,
+            verified: false,
+            change: None,
+            error: None,
+            code: ExitCode::Compliant,
+        }
+    }
+
+    /// An instance that was asked for by id and not found.
+    pub fn missing(id: &str, region: &str) -> Self {
+        Outcome {
+            instance_id: id.to_string(),
+            region: region.to_string(),
+            state: "not found".into(),
+            before: None,
+            after: None,
+            status: Status::Failed,
+            verified: false,
+            change: None,
+            error: None,
+            code: ExitCode::InstanceNotFound,
+        }
+    }
+
+    pub fn fail(&mut self, err: &Error) {
+        self.status = Status::Failed;
+        self.code = err.exit_code();
+        self.error = Some(err.to_string());
+    }
+}
+
+/// A region whose selection could not be read: none of its instances are in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionFailure {
+    pub region: String,
+    pub error: String,
+    #[serde(skip)]
+    pub code: ExitCode,
+}
+
+/// The live counts, shown as they change.
+pub struct Counts {
+    selected: Cell<usize>,
+    compliant: Cell<usize>,
+    to_change: Cell<usize>,
+    changed: Cell<usize>,
+    applied: Cell<usize>,
+    failed: Cell<usize>,
+    bar: Option<indicatif::ProgressBar>,
+    /// The last line logged (without a bar), so that an unchanged round is not logged again.
+    last: std::cell::RefCell<String>,
+}
+
+impl Counts {
+    /// With a progress bar when stderr is a terminal and `quiet` is not set.
+    pub fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Counts {
+            selected: 0.into(),
+            compliant: 0.into(),
+            to_change: 0.into(),
+            changed: 0.into(),
+            applied: 0.into(),
+            failed: 0.into(),
+            bar,
+            last: String::new().into(),
+        }
+    }
+
+    pub fn add_selected(&self, n: usize) {
+        self.selected.set(self.selected.get() + n);
+    }
+    pub fn add_compliant(&self) {
+        self.compliant.set(self.compliant.get() + 1);
+    }
+    pub fn add_to_change(&self) {
+        self.to_change.set(self.to_change.get() + 1);
+    }
+    pub fn add_changed(&self) {
+        self.changed.set(self.changed.get() + 1);
+    }
+    pub fn add_applied(&self) {
+        self.applied.set(self.applied.get() + 1);
+    }
+    pub fn add_failed(&self) {
+        self.failed.set(self.failed.get() + 1);
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "selected {}, compliant {}, to change {}, changed {}, applied {}, failed {}",
+            self.selected.get(),
+            self.compliant.get(),
+            self.to_change.get(),
+            self.changed.get(),
+            self.applied.get(),
+            self.failed.get()
+        )
+    }
+}
+
+/// Says where the run is: on the bar, or as a log line when the counts changed since the last one.
+pub fn milestone(counts: &Counts, what: &str) {
+    let line = counts.to_string();
+    match &counts.bar {
+        Some(bar) => bar.set_message(line),
+        None => {
+            if *counts.last.borrow() != line {
+                tracing::info!("{what}: {line}");
+                *counts.last.borrow_mut() = line;
+            }
+        }
+    }
+}
+
+fn show<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+/// `1 -> 2`, or `2` when it did not change.
+fn before_after<T: ToString + PartialEq + Copy>(before: Option<T>, after: Option<T>) -> String {
+    match after {
+        Some(a) if Some(a) != before => format!("{} -> {}", show(before), a.to_string()),
+        _ => show(before),
+    }
+}
+
+fn result(o: &Outcome) -> String {
+    match o.status {
+        Status::Unchanged => "compliant".into(),
+        Status::NotCompliant => "not compliant".into(),
+        Status::WouldChange => "would change (--dry-run)".into(),
+        Status::Accepted => "changed, accepted (not verified)".into(),
+        Status::Applied => "changed, applied".into(),
+        Status::AppliesAtStart => "changed; applies when it starts".into(),
+        Status::Failed => format!("failed (exit {})", o.code as u8),
+    }
+}
+
+/// The final text report: a row for each instance that is not simply compliant, the counts per region, and
+/// each failure's message.
+pub fn render(outcomes: &[Outcome], failures: &[RegionFailure], act_is_check: bool) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 6]> = outcomes
+        .iter()
+        .filter(|o| o.status != Status::Unchanged)
+        .map(|o| {
+            let before = o.before.clone().unwrap_or_default();
+            let after = o.after.clone().or_else(|| o.change.map(|c| c.applied_to(&before)));
+            let after = after.unwrap_or_else(|| before.clone());
+            // Not compliant or a dry run: before -> what the change would make it.
+            let hop = before_after(before.hop_limit, after.hop_limit);
+            let endpoint = before_after(before.http_endpoint, after.http_endpoint);
+            [o.instance_id.clone(), o.region.clone(), o.state.clone(), hop, endpoint, result(o)]
+        })
+        .collect();
+    if !rows.is_empty() {
+        let header = ["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT"].map(String::from);
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        }
+    }
+    let unchanged = outcomes.iter().filter(|o| o.status == Status::Unchanged).count();
+    if unchanged > 0 {
+        let _ = writeln!(
+            out,
+            "{unchanged} compliant instance{} not listed (--output json lists every one)",
+            plural(unchanged)
+        );
+    }
+    let mut regions: Vec<&str> = outcomes.iter().map(|o| o.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for region in regions {
+        let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.region == region).collect();
+        let _ = writeln!(out, "{region}: {}", summary_line(&of, act_is_check));
+    }
+    for f in failures {
+        let _ = writeln!(out, "{}: could not read the selection: {}", f.region, f.error);
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Failed).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "Failures:");
+        for o in failed {
+            let _ = writeln!(out, "  {}: {}", o.instance_id, o.error.as_deref().unwrap_or("failed"));
+        }
+    }
+    let stopped = outcomes.iter().filter(|o| o.state == "stopped" && o.status != Status::Unchanged).count();
+    if stopped > 0 {
+        let _ = writeln!(
+            out,
+            "Note: {stopped} stopped instance{} {} changed too: EC2 applies metadata options to a stopped instance when it starts.",
+            plural(stopped),
+            match (act_is_check, stopped) {
+                (true, _) => "would be",
+                (false, 1) => "is",
+                (false, _) => "are",
+            }
+        );
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn count(of: &[&Outcome], status: &[Status]) -> usize {
+    of.iter().filter(|o| status.contains(&o.status)).count()
+}
+
+fn summary_line(of: &[&Outcome], act_is_check: bool) -> String {
+    let selected = of.iter().filter(|o| o.before.is_some()).count();
+    let compliant = count(of, &[Status::Unchanged]);
+    let mut parts = vec![format!("{selected} selected"), format!("{compliant} compliant")];
+    let not_compliant = count(of, &[Status::NotCompliant, Status::WouldChange]);
+    if not_compliant > 0 || act_is_check {
+        parts.push(format!("{not_compliant} to change"));
+    }
+    let applied = count(of, &[Status::Applied]);
+    let at_start = count(of, &[Status::AppliesAtStart]);
+    let accepted = count(of, &[Status::Accepted]);
+    if applied + at_start + accepted > 0 {
+        let mut changed = format!("{} changed ({applied} applied", applied + at_start + accepted);
+        if at_start > 0 {
+            let _ = write!(changed, ", {at_start} stopped: applies at start");
+        }
+        if accepted > 0 {
+            let _ = write!(changed, ", {accepted} not verified");
+        }
+        changed.push(')');
+        parts.push(changed);
+    }
+    parts.push(format!("{} failed", count(of, &[Status::Failed])));
+    parts.join(", ")
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub selected: usize,
+    pub compliant: usize,
+    pub not_compliant: usize,
+    pub changed: usize,
+    pub applied: usize,
+    pub applies_at_start: usize,
+    pub failed: usize,
+    pub regions: Vec<String>,
+    pub region_failures: Vec<RegionFailure>,
+    pub exit_code: u8,
+    pub elapsed_ms: u64,
+}
+
+impl Summary {
+    pub fn new(
+        outcomes: &[Outcome],
+        regions: Vec<String>,
+        failures: &[RegionFailure],
+        code: ExitCode,
+        elapsed_ms: u64,
+    ) -> Self {
+        let all: Vec<&Outcome> = outcomes.iter().collect();
+        Summary {
+            selected: outcomes.iter().filter(|o| o.before.is_some()).count(),
+            compliant: count(&all, &[Status::Unchanged]),
+            not_compliant: count(&all, &[Status::NotCompliant, Status::WouldChange]),
+            changed: count(&all, &[Status::Applied, Status::AppliesAtStart, Status::Accepted]),
+            applied: count(&all, &[Status::Applied]),
+            applies_at_start: count(&all, &[Status::AppliesAtStart]),
+            failed: count(&all, &[Status::Failed]),
+            regions,
+            region_failures: failures.to_vec(),
+            exit_code: code as u8,
+            elapsed_ms,
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! `imds-hop-limit fleet` and `defaults` (issue 15), black-box against the simulated account: selection by
+//! tag and by id, pages, pacing and throttling, stopped instances, one failure among many, the merged exit
+//! code, the JSON shape, regions, and the account defaults with a declarative policy.
+
+use crate::simulator::{
+    Buckets, INSTANCE_ID, InstanceSpec, Options, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator, fleet_instance,
+};
+use crate::support::{Run, agent, expect, json, modifies, run, scenario};
+use assert_cmd::Command;
+use std::collections::BTreeSet;
+
+/// The fleet command, with static credentials (no IMDS: `AWS_EC2_METADATA_DISABLED`), in us-west-2 unless
+/// the arguments say otherwise.
+fn fleet(sim: &Simulator, args: &[&str]) -> Command {
+    let mut cmd = agent(sim);
+    cmd.env("AWS_ACCESS_KEY_ID", STATIC_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", REGION)
+        .args(args);
+    cmd
+}
+
+fn web(n: usize, region: &'static str, state: &'static str, hop: i64) -> InstanceSpec {
+    InstanceSpec {
+        id: format!("i-4{n:016x}"),
+        region,
+        tags: vec![("team".into(), "web".into()), ("env".into(), "prod".into())],
+        state,
+        options: Options { hop_limit: Some(hop), ..Options::default() },
+    }
+}
+
+fn untagged(n: usize, hop: i64) -> InstanceSpec {
+    InstanceSpec { tags: Vec::new(), ..web(n, REGION, "running", hop) }
+}
+
+fn calls(sim: &Simulator, action: &str) -> Vec<crate::simulator::Logged> {
+    sim.requests().into_iter().filter(|r| r.action == action).collect()
+}
+
+fn instances(r: &Run) -> Vec<serde_json::Value> {
+    json(r)["instances"].as_array().unwrap().clone()
+}
+
+#[test]
+fn check_by_tag_reads_one_page_changes_nothing_and_says_what_would_change() {
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = vec![web(1, REGION, "running", 1), web(2, REGION, "running", 2), untagged(3, 1)];
+    }));
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web"]));
+    expect(&r, 3);
+    assert_eq!(
+        r.stdout,
+        "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
+         i-40000000000000001  us-west-2  running  1 -> 2     enabled   not compliant\n\
+         1 compliant instance not listed (--output json lists every one)\n\
+         us-west-2: 2 selected, 1 compliant, 1 to change, 0 failed\n"
+    );
+    assert!(modifies(&sim).is_empty());
+    let describes = calls(&sim, "DescribeInstances");
+    assert_eq!(describes.len(), 1);
+    let params = &describes[0].params;
+    let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
+    assert!(has("MaxResults", "1000"), "{params:?}");
+    assert!(params.iter().any(|(_, v)| v == "tag:team") && has("Filter.1.Value.1", "web"), "{params:?}");
+    assert!(params.iter().any(|(_, v)| v == "instance-state-name"), "{params:?}");
+}
+
+#[test]
+fn apply_changes_each_tagged_instance_once_and_verifies_in_batches_by_id() {
+    let mut specs: Vec<InstanceSpec> = (0..30).map(|n| web(n, REGION, "running", 1)).collect();
+    specs.extend((30..40).map(|n| web(n, REGION, "running", 3)));
+    specs.extend((40..45).map(|n| untagged(n, 1)));
+    let sim = Simulator::start(scenario(|s| s.instances = specs));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--tag", "env=prod", "--output", "json"]));
+    expect(&r, 0);
+    let sent: BTreeSet<String> = modifies(&sim).iter().map(|m| m.instance().unwrap().to_string()).collect();
+    assert_eq!(modifies(&sim).len(), 30, "one call per non-compliant instance");
+    assert_eq!(sent.len(), 30);
+    for n in 0..30 {
+        assert_eq!(sim.options_of(&format!("i-4{n:016x}")).0, "applied");
+        assert_eq!(sim.options_of(&format!("i-4{n:016x}")).1, Some(2));
+    }
+    assert_eq!(sim.options_of(&format!("i-4{:016x}", 30)).1, Some(3), "a higher hop limit is kept");
+    assert_eq!(sim.options_of(&format!("i-4{:016x}", 40)).1, Some(1), "untagged: not selected");
+    let describes = calls(&sim, "DescribeInstances");
+    // One page for the selection, then verification rounds, each one call for up to 200 ids.
+    assert!(describes.len() >= 2 && describes.len() <= 6, "{} DescribeInstances", describes.len());
+    for d in &describes[1..] {
+        assert!(d.params.iter().any(|(_, v)| v == "instance-id"), "verification reads by id: {:?}", d.params);
+    }
+    let summary = &json(&r)["summary"];
+    assert_eq!((summary["selected"].as_u64(), summary["changed"].as_u64()), (Some(40), Some(30)));
+    assert_eq!((summary["applied"].as_u64(), summary["compliant"].as_u64()), (Some(30), Some(10)));
+    // A second run changes nothing and costs one call.
+    sim.reset_log();
+    let again = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web"]));
+    expect(&again, 0);
+    assert!(again.stdout.contains("40 compliant instances not listed"), "{}", again.stdout);
+    assert_eq!(sim.requests().iter().filter(|r| r.server == "ec2").count(), 1);
+}
+
+#[test]
+fn the_selection_is_read_in_pages_of_a_thousand() {
+    let sim = Simulator::start(scenario(|s| s.instances = (0..2300).map(fleet_instance).collect()));
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--output", "json"]));
+    expect(&r, 3);
+    let describes = calls(&sim, "DescribeInstances");
+    assert_eq!(describes.len(), 3, "2,301 instances (with the agent's own) in pages of 1,000");
+    assert!(describes[1].params.iter().any(|(k, v)| k == "NextToken" && v == "1000"), "{:?}", describes[1].params);
+    let summary = &json(&r)["summary"];
+    assert_eq!(summary["selected"].as_u64(), Some(2301));
+    assert_eq!(summary["not_compliant"].as_u64(), Some(1151), "1,150 even ones and the agent's own");
+    let ids: BTreeSet<String> = instances(&r).iter().map(|i| i["instance_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 2301, "each instance once");
+}
+
+#[test]
+fn instance_ids_are_read_in_batches_and_one_not_found_is_reported_with_7() {
+    let sim = Simulator::start(scenario(|s| s.instances = (0..250).map(|n| web(n, REGION, "running", 1)).collect()));
+    let mut ids: Vec<String> = (0..201).map(|n| format!("i-4{n:016x}")).collect();
+    ids.push("i-0fffffffffffffff0".into());
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--output", "json", "--instance-id", &ids.join(",")]));
+    expect(&r, 7);
+    assert_eq!(modifies(&sim).len(), 201, "the others were changed");
+    let selection: Vec<_> = calls(&sim, "DescribeInstances").into_iter().take(2).collect();
+    for d in &selection {
+        let values = d.params.iter().filter(|(k, _)| k.starts_with("Filter.") && k.contains(".Value.")).count();
+        assert!(values <= 200 + 3, "at most 200 ids a call: {values}");
+    }
+    let missing = instances(&r).into_iter().find(|i| i["instance_id"] == "i-0fffffffffffffff0").unwrap();
+    assert_eq!(missing["action"], "failed");
+    assert!(missing["error"].as_str().unwrap().contains("not found"), "{missing}");
+    assert_eq!(json(&r)["summary"]["applied"].as_u64(), Some(201));
+}
+
+#[test]
+fn pacing_keeps_the_run_inside_the_budget_and_throttling_is_retried() {
+    // A small account bucket: 10 at once, 5 a second. Paced to it, 25 changes are never throttled.
+    let buckets = Buckets { describe: (100.0, 20.0), modify: (10.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 };
+    let specs = || (0..25).map(|n| web(n, REGION, "running", 1)).collect::<Vec<_>>();
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = specs();
+        s.buckets = Some(buckets);
+    }));
+    let r =
+        run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--modify-burst", "10", "--modify-rate", "5"]));
+    expect(&r, 0);
+    let m = modifies(&sim);
+    let log: Vec<(u64, u16, &str)> = m.iter().map(|c| (c.at_ms, c.status, c.instance().unwrap())).collect();
+    assert_eq!(m.len(), 25, "{log:?}");
+    assert!(m.iter().all(|c| c.status == 200), "paced to the bucket: nothing throttled");
+    // Unpaced (a budget that other tools share): throttled calls are retried until each is accepted.
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = specs();
+        s.buckets = Some(buckets);
+    }));
+    let r = run(&mut fleet(
+        &sim,
+        &["fleet", "apply", "--tag", "team=web", "--modify-burst", "100", "--modify-rate", "100"],
+    ));
+    expect(&r, 0);
+    let m = modifies(&sim);
+    assert!(m.iter().any(|c| c.status == 503), "the account's bucket throttled some");
+    let accepted: Vec<&str> = m.iter().filter(|c| c.status == 200).map(|c| c.instance().unwrap()).collect();
+    assert_eq!(accepted.len(), 25, "each accepted once: {accepted:?}\n{}", r.stderr);
+    assert!(r.stderr.contains("throttling"), "{}", r.stderr);
+}
+
+#[test]
+fn a_stopped_instance_is_changed_and_reported_as_applying_when_it_starts() {
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = vec![web(1, REGION, "running", 1), web(2, REGION, "stopped", 1)];
+    }));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web"]));
+    expect(&r, 0);
+    assert!(
+        r.stdout
+            .contains("i-40000000000000002  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 stopped instance is changed too: EC2 applies"), "{}", r.stdout);
+    assert_eq!(sim.options_of("i-40000000000000002").1, Some(2));
+    assert_eq!(sim.options_of("i-40000000000000002").0, "pending", "EC2 applies it at the next start");
+}
+
+#[test]
+fn one_refused_instance_does_not_stop_the_others_and_sets_the_exit_code() {
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = (0..6).map(|n| web(n, REGION, "running", 1)).collect();
+        s.unauthorized_instances = vec!["i-40000000000000003".into()];
+    }));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
+    expect(&r, 5);
+    let all = instances(&r);
+    let refused = all.iter().find(|i| i["instance_id"] == "i-40000000000000003").unwrap();
+    assert_eq!(refused["action"], "failed");
+    assert!(refused["error"].as_str().unwrap().contains("iam-fleet-policy.json"), "{refused}");
+    assert_eq!(all.iter().filter(|i| i["action"] == "changed").count(), 5);
+    assert_eq!(json(&r)["summary"]["exit_code"], 5);
+}
+
+#[test]
+fn the_json_report_has_a_summary_and_every_instance_with_before_after_action_and_error() {
+    let sim =
+        Simulator::start(scenario(|s| s.instances = vec![web(1, REGION, "running", 1), web(2, REGION, "running", 2)]));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
+    expect(&r, 0);
+    let v = json(&r);
+    let summary = v["summary"].as_object().unwrap();
+    for key in [
+        "selected",
+        "compliant",
+        "not_compliant",
+        "changed",
+        "applied",
+        "applies_at_start",
+        "failed",
+        "regions",
+        "exit_code",
+    ] {
+        assert!(summary.contains_key(key), "summary.{key}: {v}");
+    }
+    for i in v["instances"].as_array().unwrap() {
+        for key in ["instance_id", "region", "state", "before", "after", "action", "error", "verified"] {
+            assert!(i.get(key).is_some(), "instances[].{key}: {i}");
+        }
+    }
+    let changed = v["instances"].as_array().unwrap().iter().find(|i| i["action"] == "changed").unwrap();
+    assert_eq!((changed["before"]["hop_limit"].as_u64(), changed["after"]["hop_limit"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(changed["after"]["state"], "applied");
+    assert_eq!(changed["verified"], true);
+}
+
+#[test]
+fn dry_run_asks_ec2_for_each_change_and_exits_3() {
+    let sim = Simulator::start(scenario(|s| s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect()));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--dry-run", "--tag", "team=web"]));
+    expect(&r, 3);
+    let m = modifies(&sim);
+    assert_eq!(m.len(), 3);
+    assert!(m.iter().all(|c| c.dry_run));
+    assert!(r.stdout.contains("would change (--dry-run)"), "{}", r.stdout);
+    assert_eq!(sim.options_of("i-40000000000000001").1, Some(1));
+}
+
+#[test]
+fn regions_run_side_by_side_and_all_regions_asks_describe_regions() {
+    let sim = Simulator::start(scenario(|s| {
+        s.instances =
+            vec![web(1, REGION, "running", 1), web(2, "eu-west-1", "running", 1), web(3, "ap-south-1", "running", 1)];
+    }));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--region", "us-west-2,eu-west-1"]));
+    expect(&r, 0);
+    assert_eq!(modifies(&sim).len(), 2);
+    assert_eq!(sim.options_of("i-40000000000000003").1, Some(1), "ap-south-1 was not asked for");
+    sim.reset_log();
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--all-regions", "--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(calls(&sim, "DescribeRegions").len(), 1);
+    let regions: Vec<String> =
+        json(&r)["summary"]["regions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(regions, ["ap-south-1", "eu-west-1", "us-east-1", "us-west-2"]);
+    assert_eq!(modifies(&sim).len(), 1, "only ap-south-1's instance was left to change");
+    assert_eq!(sim.options_of("i-40000000000000003").1, Some(2));
+}
+
+#[test]
+fn no_region_anywhere_is_a_usage_error_before_any_call() {
+    let sim = Simulator::start(Scenario::default());
+    let mut cmd = fleet(&sim, &["fleet", "check"]);
+    cmd.env_remove("AWS_REGION");
+    let r = run(&mut cmd);
+    expect(&r, 2);
+    assert!(r.stderr.contains("no region"), "{}", r.stderr);
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn the_agents_own_instance_is_part_of_the_account_but_not_of_a_tagged_selection() {
+    let sim = Simulator::start(scenario(|s| s.instances = vec![web(1, REGION, "running", 2)]));
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team"]));
+    expect(&r, 0);
+    assert_eq!(sim.options_of(INSTANCE_ID).1, Some(1));
+}
+
+fn defaults(sim: &Simulator, args: &[&str]) -> Command {
+    fleet(sim, args)
+}
+
+#[test]
+fn defaults_check_then_apply_then_nothing_left_to_do() {
+    let sim = Simulator::start(Scenario::default());
+    let r = run(&mut defaults(&sim, &["defaults", "check"]));
+    expect(&r, 3);
+    assert_eq!(
+        r.stdout.lines().next().unwrap(),
+        "us-west-2: not as wanted: hop limit no preference, endpoint no preference, http tokens no preference, \
+         instance tags no preference; apply would set hop limit 2, endpoint enabled, http tokens no preference, \
+         instance tags no preference"
+    );
+    assert!(r.stdout.contains("only to instances launched from now on"), "{}", r.stdout);
+    let r = run(&mut defaults(&sim, &["defaults", "apply", "--http-tokens", "required"]));
+    expect(&r, 0);
+    assert!(r.stdout.starts_with("us-west-2: changed: "), "{}", r.stdout);
+    let m = calls(&sim, "ModifyInstanceMetadataDefaults");
+    assert_eq!(m.len(), 1);
+    let has = |k: &str, v: &str| m[0].params.iter().any(|(pk, pv)| pk == k && pv == v);
+    assert!(has("HttpPutResponseHopLimit", "2") && has("HttpEndpoint", "enabled") && has("HttpTokens", "required"));
+    let r = run(&mut defaults(&sim, &["defaults", "apply", "--http-tokens", "required", "--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(json(&r)["regions"][0]["action"], "unchanged");
+    assert_eq!(calls(&sim, "ModifyInstanceMetadataDefaults").len(), 1, "nothing sent again");
+}
+
+#[test]
+fn defaults_managed_by_a_declarative_policy_are_left_alone_with_exit_9() {
+    let sim = Simulator::start(scenario(|s| s.defaults_by_policy = vec!["eu-west-1"]));
+    let r = run(&mut defaults(&sim, &["defaults", "apply", "--region", "us-west-2,eu-west-1", "--output", "json"]));
+    expect(&r, 9);
+    let regions = json(&r)["regions"].as_array().unwrap().clone();
+    let eu = regions.iter().find(|r| r["region"] == "eu-west-1").unwrap();
+    assert_eq!(eu["action"], "managed-elsewhere");
+    assert!(eu["error"].as_str().unwrap().contains("declarative policy"), "{eu}");
+    let us = regions.iter().find(|r| r["region"] == "us-west-2").unwrap();
+    assert_eq!(us["action"], "changed", "the other region is still done");
+    let m = calls(&sim, "ModifyInstanceMetadataDefaults");
+    assert_eq!(m.len(), 1, "nothing sent to the managed region");
+}
+
+#[test]
+fn defaults_throttled_by_their_small_budget_are_retried() {
+    let sim = Simulator::start(scenario(|s| {
+        s.buckets = Some(Buckets { defaults: (1.0, 0.5), ..Buckets::DOCUMENTED });
+        s.throttle_requests = vec![1];
+    }));
+    let r = run(&mut defaults(&sim, &["defaults", "apply"]));
+    expect(&r, 0);
+    let m = calls(&sim, "ModifyInstanceMetadataDefaults");
+    assert_eq!((m[0].status, m.last().unwrap().status), (503, 200), "{m:?}");
+}
