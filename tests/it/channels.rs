@@ -105,6 +105,40 @@ fn the_eb_policy_snippet_is_the_packaged_policy() {
 }
 
 #[test]
+fn the_fleet_policy_grants_the_fleet_and_defaults_calls_and_never_imdsv1() {
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("packaging/iam-fleet-policy.json").unwrap()).unwrap();
+    let mut actions: Vec<String> = Vec::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        match &statement["Action"] {
+            serde_json::Value::String(a) => actions.push(a.clone()),
+            serde_json::Value::Array(all) => actions.extend(all.iter().map(|a| a.as_str().unwrap().to_string())),
+            other => panic!("{other}"),
+        }
+    }
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "ec2:DescribeInstances",
+            "ec2:DescribeRegions",
+            "ec2:GetInstanceMetadataDefaults",
+            "ec2:ModifyInstanceMetadataDefaults",
+            "ec2:ModifyInstanceMetadataOptions",
+        ]
+    );
+    let modify =
+        policy["Statement"].as_array().unwrap().iter().find(|s| s["Action"] == "ec2:ModifyInstanceMetadataOptions");
+    let condition = &modify.unwrap()["Condition"];
+    assert_eq!(condition["StringEqualsIfExists"]["ec2:MetadataHttpTokens"], "required");
+    assert_eq!(condition["StringEqualsIfExists"]["ec2:MetadataHttpEndpoint"], "enabled");
+    assert!(!policy.to_string().contains("arn:aws:"), "a partition literal fails in aws-cn and aws-us-gov");
+    // The message that points at it names this file.
+    let hint = std::fs::read_to_string("src/error.rs").unwrap();
+    assert!(hint.contains("packaging/iam-fleet-policy.json"));
+}
+
+#[test]
 fn the_hook_is_executable_and_hides_nothing() {
     let index = tool("git", &["ls-files", "-s", HOOK]);
     assert!(text(&index).starts_with("100755"), "git must record the hook as executable: {}", text(&index));
@@ -219,6 +253,8 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         for file in [
             "imds-hop-limit.service",
             "iam-policy.json",
+            "iam-fleet-policy.json",
+            "ssm-document.json",
             "imds-hop-limit.1.gz",
             "README.md",
             "completions/imds-hop-limit.bash",
@@ -256,6 +292,8 @@ fn the_deb_passes_lintian_and_installs_what_it_should() {
             "./usr/bin/imds-hop-limit",
             "./lib/systemd/system/imds-hop-limit.service",
             "./usr/share/doc/imds-hop-limit/iam-policy.json",
+            "./usr/share/doc/imds-hop-limit/iam-fleet-policy.json",
+            "./usr/share/doc/imds-hop-limit/ssm-document.json",
             "./usr/share/man/man1/imds-hop-limit.1.gz",
             "./usr/share/bash-completion/completions/imds-hop-limit",
         ] {
@@ -302,6 +340,8 @@ fn the_rpm_has_a_gzip_payload_the_files_and_the_scriptlets() {
             "/usr/bin/imds-hop-limit",
             "/usr/lib/systemd/system/imds-hop-limit.service",
             "/usr/share/doc/imds-hop-limit/iam-policy.json",
+            "/usr/share/doc/imds-hop-limit/iam-fleet-policy.json",
+            "/usr/share/doc/imds-hop-limit/ssm-document.json",
             "/usr/share/man/man1/imds-hop-limit.1.gz",
             &format!("Architecture: {arch}"),
             "useradd -r -g imds-hop-limit",

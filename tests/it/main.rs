@@ -12,4 +12,5 @@ mod fleet;
 mod hardening;
 mod hop;
 mod moto;
+mod ssm;
 mod storm;
