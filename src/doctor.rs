@@ -6,7 +6,7 @@ use crate::ec2::Ec2;
 use crate::error::{Error, ExitCode, POLICY_HINT};
 use crate::hops::{self, Hops};
 use crate::imds::Probe;
-use crate::plan::{self, Change, HttpTokens, Plan};
+use crate::plan::{self, Change, Decision, HttpTokens};
 use crate::reconcile::{self, Patient, describe_change};
 use serde::Serialize;
 use std::path::Path;
@@ -334,22 +334,24 @@ async fn ec2_steps<E: Ec2>(config: &Config, around: &Surroundings, ec2: &Patient
         }
     };
     let current = reconcile::known_options(config, &reported);
-    let plan = plan::plan(&current, &config.wanted);
-    let probe = match plan {
-        Plan::Change(change) => change,
+    let decision = plan::decide(&current, &config.wanted);
+    let probe = match decision {
+        Decision::Change(change) => change,
         // Nothing to change now: ask about what apply sends when the hop limit is too low, the wanted
         // value, which the shipped policy allows (the current one may be above the policy's cap).
-        Plan::Unchanged => Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() },
+        Decision::InEffect | Decision::Pending => {
+            Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() }
+        }
     };
     checks.push(match ec2.modify(id, &probe, true, until).await {
         Ok(_) => Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)"),
         Err(err) => Check::fail("ec2:ModifyInstanceMetadataOptions", &err, authorization(&err)),
     });
-    checks.push(options(config, around, &current, plan));
+    checks.push(options(around, &current, decision));
     checks
 }
 
-fn options(config: &Config, around: &Surroundings, current: &plan::MetadataOptions, plan: Plan) -> Check {
+fn options(around: &Surroundings, current: &plan::MetadataOptions, decision: Decision) -> Check {
     const STEP: &str = "metadata options";
     let tradeoff = "a hop limit above 1 lets containers use the instance role; HttpTokens=required is its safe \
                     companion (`--http-tokens required`)";
@@ -364,20 +366,20 @@ fn options(config: &Config, around: &Surroundings, current: &plan::MetadataOptio
             );
         }
     }
-    match plan {
-        Plan::Unchanged if plan::is_in_effect(current, &config.wanted) => {
+    match decision {
+        Decision::InEffect => {
             if current.http_tokens == Some(HttpTokens::Required) {
                 Check { hint: Some(tradeoff.into()), ..Check::ok(STEP, summary(current)) }
             } else {
                 Check::warn(STEP, format!("compliant: {}; IMDSv1 still allowed", summary(current)), tradeoff)
             }
         }
-        Plan::Unchanged => Check::warn(
+        Decision::Pending => Check::warn(
             STEP,
             format!("{}: a change is still pending", summary(current)),
             "wait, or run `imds-hop-limit`",
         ),
-        Plan::Change(change) => Check::warn(
+        Decision::Change(change) => Check::warn(
             STEP,
             format!(
                 "not compliant: `imds-hop-limit` would set {}",

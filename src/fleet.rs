@@ -10,7 +10,7 @@ use crate::cli::{Act, Cli, FleetArgs, Output};
 use crate::config::{self, parse_duration, parse_instance_id, parse_region};
 use crate::ec2::{Account, Defaults as _, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result};
-use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
+use crate::plan::{self, Change, Decision, MetadataOptions, Plan, Wanted};
 use crate::reconcile::Patient;
 use crate::report::{self, Counts, Outcome, RegionFailure, Status};
 use crate::wait::{Pace, PollSchedule};
@@ -142,27 +142,18 @@ pub async fn region<E: Fleet>(
     let mut to_change = Vec::new();
     // Right values, still pending (somebody's change in flight): verified like a change.
     let mut to_verify = Vec::new();
+    let changing = settings.act == Act::Apply && !settings.dry_run;
     for d in selected {
-        let plan = plan::plan(&d.options, &settings.wanted);
-        let in_effect = plan::is_in_effect(&d.options, &settings.wanted);
         let mut outcome = Outcome::new(&d, region);
-        match plan {
-            Plan::Unchanged if in_effect => {
+        match plan::decide(&d.options, &settings.wanted) {
+            Decision::InEffect => {
                 outcome.status = Status::Unchanged;
                 counts.add_compliant();
             }
-            Plan::Unchanged if settings.act == Act::Check || settings.dry_run || !settings.wait => {
-                outcome.status = if settings.act == Act::Apply && !settings.dry_run {
-                    Status::Unchanged
-                } else {
-                    Status::NotCompliant
-                };
-            }
-            Plan::Unchanged => {
-                to_verify.push((outcomes.len(), d.options.clone()));
-                outcome.status = Status::Unchanged;
-            }
-            Plan::Change(change) => {
+            Decision::Pending if !changing => outcome.status = Status::NotCompliant,
+            Decision::Pending if !settings.wait => outcome.status = Status::Unchanged,
+            Decision::Pending => to_verify.push((outcomes.len(), d.options.clone())),
+            Decision::Change(change) => {
                 counts.add_to_change();
                 outcome.status = Status::NotCompliant;
                 outcome.change = Some(change);
@@ -216,7 +207,8 @@ async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadlin
     for filters in &batches {
         let mut next: Option<String> = None;
         loop {
-            let page = patient.retry("DescribeInstances", deadline, |ec2| ec2.select(filters, next.as_deref())).await?;
+            let until = patience(deadline);
+            let page = patient.retry("DescribeInstances", until, |ec2| ec2.select(filters, next.as_deref())).await?;
             // A page that repeats an instance is EC2 paging over a changing set: keep the first.
             all.extend(page.instances.into_iter().filter(|d| seen.insert(d.instance_id.clone())));
             match page.next {
@@ -260,7 +252,7 @@ async fn change_all<E: Fleet>(
         async move {
             pace.acquire().await;
             let id = ledger.outcomes.borrow()[index].instance_id.clone();
-            let result = patient.modify(&id, &change, settings.dry_run, deadline).await;
+            let result = patient.modify(&id, &change, settings.dry_run, patience(deadline)).await;
             (index, change, result)
         }
     };
@@ -419,6 +411,15 @@ pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) 
         .collect()
 }
 
+/// How long one call is retried while EC2 throttles it or fails (then it fails for its instance, exit 8),
+/// unless the run's `--timeout` comes sooner. Throttling by a shared budget passes in seconds; five minutes of it
+/// means something else is spending the account's budget.
+const CALL_PATIENCE: Duration = Duration::from_secs(300);
+
+fn patience(deadline: Instant) -> Instant {
+    (Instant::now() + CALL_PATIENCE).min(deadline)
+}
+
 /// A run without `--timeout` still ends: every wait inside it has its own bound; this is only the far end.
 const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 /// The outer bound lets the run's own deadline handling report first.
@@ -465,7 +466,7 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
                 Err(err) => tracing::error!("could not render the report as JSON: {err}"),
             }
         }
-        Output::Text => crate::run::emit(&report::render(&outcomes, &failures, settings.act == Act::Check)),
+        Output::Text => crate::run::emit(&report::render(&outcomes, &regions, &failures, settings.act == Act::Check)),
     }
     code
 }
@@ -510,7 +511,7 @@ pub async fn regions(which: &Regions, account: &Account, deadline: Instant) -> R
         }),
         Regions::All => {
             let ec2 = account.ec2(default.as_deref().unwrap_or("us-east-1"));
-            let regions = Patient::new(&ec2).retry("DescribeRegions", deadline, |ec2| ec2.regions()).await?;
+            let regions = Patient::new(&ec2).retry("DescribeRegions", patience(deadline), |ec2| ec2.regions()).await?;
             if regions.is_empty() {
                 return Err(Error::Unexpected("DescribeRegions listed no enabled region".into()));
             }

@@ -179,14 +179,30 @@ pub fn plan(current: &MetadataOptions, wanted: &Wanted) -> Plan {
     if change.is_empty() { Plan::Unchanged } else { Plan::Change(change) }
 }
 
-/// In effect: the values are what is wanted and EC2 no longer reports the change as pending. A state
-/// EC2 leaves out counts as in effect, since there is nothing else to wait for.
-pub fn is_in_effect(current: &MetadataOptions, wanted: &Wanted) -> bool {
-    plan(current, wanted) == Plan::Unchanged && current.state != Some(State::Pending)
+/// What to do about one instance, as the agent, doctor and the fleet all decide it. In effect: the values are
+/// what is wanted and EC2 no longer reports a change pending; a state EC2 leaves out counts as in effect, since
+/// there is nothing else to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The values are what is wanted and in effect: nothing to send.
+    InEffect,
+    /// The values are what is wanted but EC2 still reports a change pending (somebody's change in flight):
+    /// nothing to send; `apply` sees it through to `applied`.
+    Pending,
+    /// This change must be sent.
+    Change(Change),
+}
+
+pub fn decide(current: &MetadataOptions, wanted: &Wanted) -> Decision {
+    match plan(current, wanted) {
+        Plan::Change(change) => Decision::Change(change),
+        Plan::Unchanged if current.state == Some(State::Pending) => Decision::Pending,
+        Plan::Unchanged => Decision::InEffect,
+    }
 }
 
 /// Verified after a change: the values are what is wanted and EC2 says `applied`. Stricter than
-/// `is_in_effect`: a change was just sent, so an unreported state is no evidence that it was applied.
+/// `Decision::InEffect`: a change was just sent, so an unreported state is no evidence that it was applied.
 pub fn is_applied(current: &MetadataOptions, wanted: &Wanted) -> bool {
     plan(current, wanted) == Plan::Unchanged && current.state == Some(State::Applied)
 }
@@ -472,13 +488,13 @@ mod tests {
     #[test]
     fn in_effect_needs_right_values_and_no_pending_state() {
         let mut cur = current(Some(2), Some(Toggle::Enabled));
-        assert!(is_in_effect(&cur, &wanted(2)));
+        assert_eq!(decide(&cur, &wanted(2)), Decision::InEffect);
         cur.state = Some(State::Pending);
-        assert!(!is_in_effect(&cur, &wanted(2)));
+        assert_eq!(decide(&cur, &wanted(2)), Decision::Pending);
         cur.state = None;
-        assert!(is_in_effect(&cur, &wanted(2)));
+        assert_eq!(decide(&cur, &wanted(2)), Decision::InEffect);
         cur.hop_limit = Some(hl(1));
         cur.state = Some(State::Applied);
-        assert!(!is_in_effect(&cur, &wanted(2)));
+        assert_eq!(decide(&cur, &wanted(2)), Decision::Change(Change { hop_limit: Some(hl(2)), ..Change::default() }));
     }
 }

@@ -4,7 +4,7 @@ use crate::config::{Config, Mode};
 use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
-use crate::plan::{self, Change, MetadataOptions, Plan, State, Toggle};
+use crate::plan::{self, Change, Decision, MetadataOptions, State, Toggle};
 use crate::wait::{Backoff, PollSchedule};
 use serde::Serialize;
 use std::cell::Cell;
@@ -241,14 +241,12 @@ pub async fn reconcile(
         action,
         verified,
     };
-    let wanted = &config.wanted;
-    let change = match plan::plan(&known, wanted) {
-        Plan::Change(change) => change,
-        Plan::Unchanged => {
-            let in_effect = plan::is_in_effect(&known, wanted);
+    let change = match plan::decide(&known, &config.wanted) {
+        Decision::Change(change) => change,
+        decision => {
             let applied = before.state == Some(State::Applied);
             return Ok(match config.mode {
-                _ if in_effect => report(before.clone(), Action::Unchanged, applied),
+                _ if decision == Decision::InEffect => report(before.clone(), Action::Unchanged, applied),
                 Mode::Check | Mode::DryRun | Mode::Doctor => report(before.clone(), Action::NotCompliant, false),
                 // Right values, still pending: somebody's change is in flight; see it through.
                 Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),

@@ -214,7 +214,7 @@ fn result(o: &Outcome) -> String {
 
 /// The final text report: a row for each instance that is not simply compliant, the counts per region, and
 /// each failure's message.
-pub fn render(outcomes: &[Outcome], failures: &[RegionFailure], act_is_check: bool) -> String {
+pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailure], act_is_check: bool) -> String {
     let mut out = String::new();
     let rows: Vec<[String; 6]> = outcomes
         .iter()
@@ -250,11 +250,8 @@ pub fn render(outcomes: &[Outcome], failures: &[RegionFailure], act_is_check: bo
             plural(unchanged)
         );
     }
-    let mut regions: Vec<&str> = outcomes.iter().map(|o| o.region.as_str()).collect();
-    regions.sort_unstable();
-    regions.dedup();
-    for region in regions {
-        let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.region == region).collect();
+    for region in regions.iter().filter(|r| !failures.iter().any(|f| &f.region == *r)) {
+        let of: Vec<&Outcome> = outcomes.iter().filter(|o| &o.region == region && o.before.is_some()).collect();
         let _ = writeln!(out, "{region}: {}", summary_line(&of, act_is_check));
     }
     for f in failures {

@@ -100,13 +100,17 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// Paced one token under `burst`: a request can reach EC2 a little sooner after the one before it than
-    /// it left here (latency varies), and once both buckets are empty that would be a throttle. One token of
-    /// headroom absorbs a whole interval of such jitter.
+    /// Paced a little under `burst`: a request can reach EC2 sooner after the one before it than it left here
+    /// (latency varies), and once both buckets are empty that is a throttle. The headroom is what `rate`
+    /// refills in `JITTER` (at least one token): at EC2's 5 a second, one token.
     pub fn new(burst: u32, rate: f64) -> Self {
-        let burst = f64::from(burst.saturating_sub(1).max(1));
+        let headroom = (rate * Self::JITTER.as_secs_f64()).ceil().max(1.0);
+        let burst = (f64::from(burst) - headroom).max(1.0);
         Pace { burst, rate, state: std::cell::Cell::new((burst, tokio::time::Instant::now())) }
     }
+
+    /// How much sooner a request may arrive after the one before it than it was sent.
+    const JITTER: Duration = Duration::from_millis(200);
 
     /// Waits until a call may go, and spends its token.
     pub async fn acquire(&self) {

@@ -1,7 +1,7 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
 //!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--instance-id ID] [--more-instances N]
 //!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]
-//!     [--tls CERT.pem KEY.pem] [--fleet N]`
+//!     [--tls CERT.pem KEY.pem] [--fleet N] [--demo-fleet]`
 //!
 //! Runs the simulated EC2 account on loopback until stdin closes or it is killed. Its first line on
 //! `--fleet N` adds N instances in us-west-2 (`simulator::fleet_instance`): the even-numbered ones tagged
@@ -9,7 +9,7 @@
 //! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
 //! included, for runs that give --instance-id and --region). Commands on stdin, for benchmarks: `requests`
 //! (the log, one line each: ms server method path action status instance, then `end`), `reset` (first
-//! state, empty log), `applied-at` (ms since start when the agent's instance's last change turned applied,
+//! state, empty log), `reset-log` (empty log, same state), `applied-at` (ms since start when the agent's instance's last change turned applied,
 //! or `none`), `all-applied-at HOP` (when the last instance of the account turned applied with that hop
 //! limit, or `none`), `applied-count HOP` (how many instances are applied with that hop limit), `ids` (every
 //! instance id, then `end`), `now` (ms since start).
@@ -51,6 +51,7 @@ fn main() {
                 let n: usize = value().parse().unwrap_or_else(|_| usage("--fleet N"));
                 scenario.instances.extend((0..n).map(simulator::fleet_instance));
             }
+            "--demo-fleet" => scenario.instances.extend(simulator::demo_fleet()),
             "--tls" => {
                 let cert = value();
                 scenario.ec2_tls = Some((cert, value()));
@@ -109,6 +110,10 @@ fn main() {
                     println!("{id}");
                 }
                 println!("end");
+            }
+            Ok("reset-log") => {
+                sim.reset_log();
+                println!("ok");
             }
             Ok("reset") => {
                 sim.reset();

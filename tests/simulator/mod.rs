@@ -496,6 +496,26 @@ pub fn fleet_instance(n: usize) -> InstanceSpec {
     }
 }
 
+/// The README's and the demo's fleet: web instances in two regions, one stopped, one with a higher hop limit,
+/// one with its endpoint disabled, and one of another team.
+pub fn demo_fleet() -> Vec<InstanceSpec> {
+    let spec = |n: u32, region, team: &str, state, hop, endpoint| InstanceSpec {
+        id: format!("i-0a1b2c3d4e5f6{n:04}"),
+        region,
+        tags: vec![("team".into(), team.into())],
+        state,
+        options: Options { hop_limit: Some(hop), http_endpoint: Some(endpoint), ..Options::default() },
+    };
+    vec![
+        spec(1, REGION, "web", "running", 1, "enabled"),
+        spec(2, REGION, "web", "running", 2, "enabled"),
+        spec(3, REGION, "web", "stopped", 1, "enabled"),
+        spec(4, REGION, "web", "running", 3, "enabled"),
+        spec(5, REGION, "batch", "running", 1, "enabled"),
+        spec(6, "eu-west-1", "web", "running", 1, "disabled"),
+    ]
+}
+
 pub fn more_instance_id(n: usize) -> String {
     format!("i-1{n:016x}")
 }
