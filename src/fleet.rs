@@ -136,7 +136,6 @@ pub async fn region<E: Fleet>(
     let patient = Patient::new(ec2);
     let selected = select(&patient, settings, deadline).await?;
     counts.add_selected(selected.len());
-    report::milestone(counts, &format!("{region}: {} instances selected", selected.len()));
     let mut outcomes = Vec::with_capacity(selected.len());
     // (index into outcomes, change) for each instance that needs one.
     let mut to_change = Vec::new();
@@ -164,6 +163,12 @@ pub async fn region<E: Fleet>(
         }
         outcomes.push(outcome);
     }
+    let compliant = outcomes.iter().filter(|o| o.status == Status::Unchanged).count();
+    let needing = outcomes.iter().filter(|o| o.change.is_some()).count();
+    report::milestone(
+        counts,
+        &format!("{region}: {} selected, {compliant} compliant, {needing} to change", outcomes.len()),
+    );
     if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
         return Ok(outcomes);
     }
@@ -177,9 +182,9 @@ pub async fn region<E: Fleet>(
             sent: false,
         });
     }
-    let modify = change_all(&patient, &ledger, to_change, settings, counts, deadline);
+    let modify = change_all(&patient, region, &ledger, to_change, settings, counts, deadline);
     if settings.wait && !settings.dry_run {
-        tokio::join!(modify, verify(&patient, &ledger, settings, counts, deadline));
+        tokio::join!(modify, verify(&patient, region, &ledger, settings, counts, deadline));
     } else {
         modify.await;
     }
@@ -239,6 +244,7 @@ struct Ledger {
 
 async fn change_all<E: Fleet>(
     patient: &Patient<'_, E>,
+    region: &str,
     ledger: &Ledger,
     to_change: Vec<(usize, Change)>,
     settings: &Settings,
@@ -284,7 +290,7 @@ async fn change_all<E: Fleet>(
         }
         drop(outcomes);
         if sent % 100 == 0 || sent == total {
-            report::milestone(counts, &format!("{} ModifyInstanceMetadataOptions answered of {total}", sent));
+            report::milestone(counts, &format!("{region}: {sent} of {total} changes answered"));
         }
     }
     ledger.done.set(true);
@@ -295,6 +301,7 @@ async fn change_all<E: Fleet>(
 /// 2 to 2.5 s while changes are still going out, then on `PollSchedule::APPLIED` from the last one.
 async fn verify<E: Fleet>(
     patient: &Patient<'_, E>,
+    region: &str,
     ledger: &Ledger,
     settings: &Settings,
     counts: &Counts,
@@ -363,7 +370,8 @@ async fn verify<E: Fleet>(
             }
             settle(ledger, &read, &settings.wanted, counts);
         }
-        report::milestone(counts, "verification round");
+        let left = ledger.pending.borrow().len();
+        report::milestone(counts, &format!("{region}: {left} changes not yet seen applied"));
     }
 }
 

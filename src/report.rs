@@ -174,15 +174,14 @@ impl std::fmt::Display for Counts {
     }
 }
 
-/// Says where the run is: on the bar, or as a log line when the counts changed since the last one.
-pub fn milestone(counts: &Counts, what: &str) {
-    let line = counts.to_string();
+/// Says where the run is: the totals on the bar, or `line` in the log when it differs from the last one.
+pub fn milestone(counts: &Counts, line: &str) {
     match &counts.bar {
-        Some(bar) => bar.set_message(line),
+        Some(bar) => bar.set_message(counts.to_string()),
         None => {
             if *counts.last.borrow() != line {
-                tracing::info!("{what}: {line}");
-                *counts.last.borrow_mut() = line;
+                tracing::info!("{line}");
+                line.clone_into(&mut counts.last.borrow_mut());
             }
         }
     }
