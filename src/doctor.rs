@@ -7,7 +7,7 @@ use crate::error::{Error, ExitCode, POLICY_HINT};
 use crate::hops::{self, Hops};
 use crate::imds::Probe;
 use crate::plan::{self, Change, Decision, HttpTokens};
-use crate::reconcile::{self, Patient, describe_change};
+use crate::reconcile::{self, Patient, Target, describe_change};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -161,7 +161,7 @@ pub async fn diagnose<M: Probe, E: Ec2>(
         around.env_credentials
     };
     const LATER: [&str; 3] = ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions", "metadata options"];
-    let Some((id, region)) = identity else {
+    let Some(target) = identity else {
         checks.extend(LATER.map(|step| Check::skip(step, "needs the instance identity")));
         return checks;
     };
@@ -169,8 +169,8 @@ pub async fn diagnose<M: Probe, E: Ec2>(
         checks.extend(LATER.map(|step| Check::skip(step, "needs credentials")));
         return checks;
     }
-    let ec2 = ec2(&region).await;
-    checks.extend(ec2_steps(config, around, &Patient::new(&ec2), &id).await);
+    let ec2 = ec2(&target.region).await;
+    checks.extend(ec2_steps(config, around, &Patient::new(&ec2), &target).await);
     checks
 }
 
@@ -258,11 +258,7 @@ fn environment(around: &Surroundings) -> Check {
 
 /// Step 5. Identity, through apply's own `identity` (flags first, then IMDS), briefly: the metadata step has
 /// already said whether IMDS answers.
-async fn identity<M: Probe>(
-    config: &Config,
-    imds: &M,
-    imds_ok: bool,
-) -> Result<(Check, Option<(String, String)>), Check> {
+async fn identity<M: Probe>(config: &Config, imds: &M, imds_ok: bool) -> Result<(Check, Option<Target>), Check> {
     const STEP: &str = "identity";
     let flags = config.instance_id.is_some() && config.region.is_some();
     if !imds_ok && !flags {
@@ -270,13 +266,13 @@ async fn identity<M: Probe>(
     }
     let brief = Config { imds_timeout: Duration::ZERO, ..config.clone() };
     match reconcile::identity(imds, &brief, tokio::time::Instant::now() + EC2_PATIENCE).await {
-        Ok((id, region)) => {
+        Ok(target) => {
             let zone = if imds_ok {
                 imds.availability_zone().await.map(|z| format!(", zone {z}")).unwrap_or_default()
             } else {
                 String::new()
             };
-            Ok((Check::ok(STEP, format!("{id} in {region}{zone}")), Some((id, region))))
+            Ok((Check::ok(STEP, format!("{} in {}{zone}", target.instance_id, target.region)), Some(target)))
         }
         Err(err) => Err(Check::fail(STEP, &err, Some("give --instance-id and --region".into()))),
     }
@@ -317,7 +313,13 @@ async fn instance_role<M: Probe>(imds: &M) -> Check {
 
 /// Steps 7 to 9. EC2: reachable and authorized (DescribeInstances; ModifyInstanceMetadataOptions with DryRun, sent
 /// with what apply would send), then the options against what is wanted, planned as apply plans.
-async fn ec2_steps<E: Ec2>(config: &Config, around: &Surroundings, ec2: &Patient<'_, E>, id: &str) -> Vec<Check> {
+async fn ec2_steps<E: Ec2>(
+    config: &Config,
+    around: &Surroundings,
+    ec2: &Patient<'_, E>,
+    target: &Target,
+) -> Vec<Check> {
+    let id = target.instance_id.as_str();
     let mut checks = Vec::new();
     let until = tokio::time::Instant::now() + EC2_PATIENCE;
     let authorization = |err: &Error| matches!(err, Error::NotAuthorized { .. }).then(|| POLICY_HINT.to_string());
@@ -333,7 +335,7 @@ async fn ec2_steps<E: Ec2>(config: &Config, around: &Surroundings, ec2: &Patient
             return checks;
         }
     };
-    let current = reconcile::known_options(config, &reported);
+    let current = target.known(&reported);
     let decision = plan::decide(&current, &config.wanted);
     let probe = match decision {
         Decision::Change(change) => change,

@@ -11,7 +11,7 @@ use crate::config::{self, parse_duration, parse_instance_id, parse_region};
 use crate::ec2::{Account, Defaults as _, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result};
 use crate::plan::{self, Change, Decision, MetadataOptions, Plan, Wanted};
-use crate::reconcile::Patient;
+use crate::reconcile::{Patient, Target};
 use crate::report::{self, Counts, Outcome, RegionFailure, Status};
 use crate::wait::{Pace, PollSchedule};
 use futures_util::StreamExt;
@@ -144,7 +144,8 @@ pub async fn region<E: Fleet>(
     let changing = settings.act == Act::Apply && !settings.dry_run;
     for d in selected {
         let mut outcome = Outcome::new(&d, region);
-        match plan::decide(&d.options, &settings.wanted) {
+        let known = Target::named(&d.instance_id, region).known(&d.options);
+        match plan::decide(&known, &settings.wanted) {
             Decision::InEffect => {
                 outcome.status = Status::Unchanged;
                 counts.add_compliant();

@@ -55,11 +55,37 @@ impl Progress {
     }
 }
 
+/// One instance to bring to the wanted options, as apply, doctor and the fleet hand it to the same decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub instance_id: String,
+    pub region: String,
+    /// IMDS just answered for this very instance (its id did not come from `--instance-id` or a fleet's
+    /// selection), so its endpoint is enabled whatever EC2 reports.
+    pub endpoint_vouched: bool,
+}
+
+impl Target {
+    /// An instance named from outside it (`--instance-id`, a fleet's selection): nothing vouches for its endpoint.
+    pub fn named(instance_id: impl Into<String>, region: impl Into<String>) -> Self {
+        Target { instance_id: instance_id.into(), region: region.into(), endpoint_vouched: false }
+    }
+
+    /// The options as far as they are known: where IMDS vouches for the endpoint, an endpoint EC2 (or an
+    /// emulator) leaves out of its answer is enabled, and no change is sent for it.
+    pub fn known(&self, reported: &MetadataOptions) -> MetadataOptions {
+        match (self.endpoint_vouched, reported.http_endpoint) {
+            (true, None) => MetadataOptions { http_endpoint: Some(Toggle::Enabled), ..reported.clone() },
+            _ => reported.clone(),
+        }
+    }
+}
+
 /// Instance id and region: flags first, then IMDS. A metadata service that does not accept connections
 /// yet (early boot), or answers 429 or 5xx, is retried with jittered backoff until `config.imds_timeout`
 /// (or `deadline`, if sooner); any other failure ends the run at once. The bound keeps a missing IMDS from
 /// holding docker.service back for the whole `--timeout` at every boot.
-pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<(String, String)> {
+pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<Target> {
     let start = Instant::now();
     let bound = (start + config.imds_timeout).min(deadline);
     let mut attempt = 0;
@@ -87,7 +113,8 @@ pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) 
                         took.as_secs_f64()
                     );
                 }
-                return Ok(identity);
+                let (instance_id, region) = identity;
+                return Ok(Target { instance_id, region, endpoint_vouched: config.instance_id.is_none() });
             }
             Err(err @ (Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. })) => err,
             Err(other) => return Err(other),
@@ -210,32 +237,22 @@ impl<E> Patient<'_, E> {
     }
 }
 
-/// The options as far as they are known: IMDS just answered for this very instance (no `--instance-id`),
-/// so its endpoint is enabled even where EC2 (or an emulator) leaves the field out, and no change is sent
-/// for it.
-pub fn known_options(config: &Config, reported: &MetadataOptions) -> MetadataOptions {
-    match (&config.instance_id, reported.http_endpoint) {
-        (None, None) => MetadataOptions { http_endpoint: Some(Toggle::Enabled), ..reported.clone() },
-        _ => reported.clone(),
-    }
-}
-
 pub async fn reconcile(
     ec2: &impl Ec2,
-    instance_id: String,
-    region: String,
+    target: &Target,
     config: &Config,
     progress: &Progress,
     deadline: Instant,
 ) -> Result<Report> {
     progress.set(Stage::Ec2);
     let ec2 = Patient::new(ec2);
-    let before = ec2.describe(&instance_id, deadline).await?;
+    let instance_id = &target.instance_id;
+    let before = ec2.describe(instance_id, deadline).await?;
     tracing::debug!(?before, "current metadata options");
-    let known = known_options(config, &before);
+    let known = target.known(&before);
     let report = |after: MetadataOptions, action, verified| Report {
         instance_id: instance_id.clone(),
-        region: region.clone(),
+        region: target.region.clone(),
         before: before.clone(),
         after,
         action,
@@ -251,7 +268,7 @@ pub async fn reconcile(
                 // Right values, still pending: somebody's change is in flight; see it through.
                 Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
                 Mode::Apply => {
-                    let after = wait_applied(&ec2, &instance_id, &known, config, progress, deadline).await?;
+                    let after = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
                     report(after, Action::Unchanged, true)
                 }
             });
@@ -261,11 +278,11 @@ pub async fn reconcile(
     match config.mode {
         Mode::Check | Mode::Doctor => Ok(report(before.clone(), Action::NotCompliant, false)),
         Mode::DryRun => {
-            ec2.modify(&instance_id, &change, true, deadline).await?;
+            ec2.modify(instance_id, &change, true, deadline).await?;
             Ok(report(before.clone(), Action::WouldChange, false))
         }
         Mode::Apply => {
-            let accepted = match ec2.modify(&instance_id, &change, false, deadline).await? {
+            let accepted = match ec2.modify(instance_id, &change, false, deadline).await? {
                 Modified::Accepted(options) => options,
                 Modified::WouldSucceed => MetadataOptions::default(),
             };
@@ -274,7 +291,7 @@ pub async fn reconcile(
                 return Ok(report(accepted, Action::Changed, false));
             }
             let expected = change.applied_to(&known);
-            let after = wait_applied(&ec2, &instance_id, &expected, config, progress, deadline).await?;
+            let after = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
             Ok(report(after, Action::Changed, true))
         }
     }
@@ -381,7 +398,12 @@ mod tests {
 
     async fn run(ec2: &Scripted, config: &Config) -> Result<Report> {
         let deadline = Instant::now() + config.timeout;
-        reconcile(ec2, "i-12345678".into(), "us-west-2".into(), config, &Progress::default(), deadline).await
+        let target = Target {
+            instance_id: "i-12345678".into(),
+            region: "us-west-2".into(),
+            endpoint_vouched: config.instance_id.is_none(),
+        };
+        reconcile(ec2, &target, config, &Progress::default(), deadline).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -502,7 +524,7 @@ mod tests {
         let c =
             Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
         let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
-        assert_eq!(got, ("i-12345678".to_string(), "eu-west-1".to_string()));
+        assert_eq!(got, Target::named("i-12345678", "eu-west-1"), "given by flags: nothing vouches for the endpoint");
     }
 
     #[test]

@@ -125,10 +125,10 @@ pub fn emit_usage(message: &str, help: bool) -> ExitCode {
 
 async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<Report> {
     let imds = Imds::new(&config.imds_endpoint)?;
-    let (instance_id, region) = reconcile::identity(&imds, config, deadline).await?;
-    tracing::debug!(%instance_id, %region, "identity");
-    let ec2 = Ec2Api::new(&region, imds.client()).await;
-    let result = reconcile::reconcile(&ec2, instance_id, region, config, progress, deadline).await;
+    let target = reconcile::identity(&imds, config, deadline).await?;
+    tracing::debug!(?target, "identity");
+    let ec2 = Ec2Api::new(&target.region, imds.client()).await;
+    let result = reconcile::reconcile(&ec2, &target, config, progress, deadline).await;
     explain_credentials(&imds, result).await
 }
 

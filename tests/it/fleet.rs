@@ -341,3 +341,33 @@ fn defaults_throttled_by_their_small_budget_are_retried() {
     let m = calls(&sim, "ModifyInstanceMetadataDefaults");
     assert_eq!((m[0].status, m.last().unwrap().status), (503, 200), "{m:?}");
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), the counts are one live line on stderr, and the
+/// per-milestone log lines of a pipe are not written.
+#[test]
+fn on_a_terminal_the_counts_are_a_live_line_instead_of_log_lines() {
+    let sim = Simulator::start(scenario(|s| s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect()));
+    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+    let command = format!("{} fleet apply --tag team=web", bin.display());
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_clear()
+        .envs(sim.env())
+        .envs([
+            ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", REGION),
+            ("HOME", "/nonexistent"),
+            ("PATH", "/usr/bin:/bin"),
+            ("TERM", "xterm"),
+        ])
+        .output()
+        .expect("script (util-linux's bsdutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    crate::support::no_secret(&text);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("selected 3, compliant 0, to change 3"), "the live line: {text}");
+    assert!(!text.contains("changes answered"), "no milestone log lines on a terminal: {text}");
+    assert!(text.contains("changed, applied"), "the table: {text}");
+}
