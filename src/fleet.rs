@@ -253,13 +253,13 @@ async fn change_all<E: Fleet>(
     deadline: Instant,
 ) {
     let pace = Pace::new(settings.modify_burst, settings.modify_rate);
+    let paced = Patient::paced(patient.inner(), &pace);
     let total = to_change.len();
     let one = |(index, change): (usize, Change)| {
-        let pace = &pace;
+        let paced = &paced;
         async move {
-            pace.acquire().await;
             let id = ledger.outcomes.borrow()[index].instance_id.clone();
-            let result = patient.modify(&id, &change, settings.dry_run, patience(deadline)).await;
+            let result = paced.modify(&id, &change, settings.dry_run, patience(deadline)).await;
             (index, change, result)
         }
     };

@@ -5,7 +5,7 @@ use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
 use crate::plan::{self, Change, Decision, MetadataOptions, State, Toggle};
-use crate::wait::{Backoff, PollSchedule};
+use crate::wait::{Backoff, Pace, PollSchedule};
 use serde::Serialize;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -148,11 +148,23 @@ pub struct Patient<'a, E> {
     inner: &'a E,
     /// Throttling is said once, at INFO; each retry after that at DEBUG.
     told: Cell<bool>,
+    /// The fleet's pace for ModifyInstanceMetadataOptions: every attempt, retries included, waits for it, and
+    /// each throttled answer slows it down.
+    pace: Option<&'a Pace>,
 }
 
 impl<'a, E> Patient<'a, E> {
     pub fn new(inner: &'a E) -> Self {
-        Patient { inner, told: Cell::new(false) }
+        Patient { inner, told: Cell::new(false), pace: None }
+    }
+
+    pub fn inner(&self) -> &'a E {
+        self.inner
+    }
+
+    /// Modifies paced by `pace` (the fleet).
+    pub fn paced(inner: &'a E, pace: &'a Pace) -> Self {
+        Patient { pace: Some(pace), ..Self::new(inner) }
     }
 
     /// `call`, retried as every call here is, until `until`.
@@ -190,8 +202,16 @@ impl<E: Ec2> Patient<'_, E> {
         let mut attempt = 0;
         let start = Instant::now();
         loop {
+            if let Some(pace) = self.pace {
+                pace.acquire().await;
+            }
             let err = match self.inner.modify(instance_id, change, dry_run).await {
-                Ok(modified) => return Ok(modified),
+                Ok(modified) => {
+                    if let Some(pace) = self.pace {
+                        pace.accepted();
+                    }
+                    return Ok(modified);
+                }
                 Err(err) => err,
             };
             let maybe_done = matches!(&err, Error::Ec2 { failure, .. } if failure.maybe_done());
@@ -218,6 +238,11 @@ impl<E> Patient<'_, E> {
         until: Instant,
     ) -> Result<()> {
         let Error::Ec2 { failure, .. } = &err else { return Err(err) };
+        if let (Some(pace), FailureKind::Throttled, "ModifyInstanceMetadataOptions") =
+            (self.pace, failure.kind, operation)
+        {
+            pace.throttled();
+        }
         let Some(backoff) = failure.retry() else { return Err(err) };
         let delay = backoff.delay(*attempt);
         if Instant::now() + delay >= until {

@@ -89,42 +89,77 @@ impl PollSchedule {
 
 /// A client-side token bucket that paces one kind of call to the budget EC2 documents for it (per account
 /// and region: `burst` calls at once, refilled at `rate` a second). The account's bucket is shared with
-/// everything else the account runs, so pacing does not rule throttling out; it keeps this run from being
-/// the cause of it. One per region and action; the runtime is single-threaded, so a `Cell` suffices.
+/// everything else the account runs, so pacing cannot rule throttling out: each throttled answer halves the
+/// rate (down to a sixteenth) and empties the bucket, and each accepted call wins back a twentieth of the
+/// full rate (additive increase, multiplicative decrease, as TCP shares a link). One per region and action;
+/// the runtime is single-threaded, so `Cell`s suffice.
 #[derive(Debug)]
 pub struct Pace {
     burst: f64,
-    rate: f64,
+    max_rate: f64,
+    rate: std::cell::Cell<f64>,
     /// (tokens, when they were counted)
     state: std::cell::Cell<(f64, tokio::time::Instant)>,
 }
 
 impl Pace {
+    /// How much sooner a request may arrive after the one before it than it was sent.
+    const JITTER: Duration = Duration::from_millis(200);
+
     /// Paced a little under `burst`: a request can reach EC2 sooner after the one before it than it left here
     /// (latency varies), and once both buckets are empty that is a throttle. The headroom is what `rate`
     /// refills in `JITTER` (at least one token): at EC2's 5 a second, one token.
     pub fn new(burst: u32, rate: f64) -> Self {
         let headroom = (rate * Self::JITTER.as_secs_f64()).ceil().max(1.0);
         let burst = (f64::from(burst) - headroom).max(1.0);
-        Pace { burst, rate, state: std::cell::Cell::new((burst, tokio::time::Instant::now())) }
+        Pace {
+            burst,
+            max_rate: rate,
+            rate: std::cell::Cell::new(rate),
+            state: std::cell::Cell::new((burst, tokio::time::Instant::now())),
+        }
     }
 
-    /// How much sooner a request may arrive after the one before it than it was sent.
-    const JITTER: Duration = Duration::from_millis(200);
+    /// The rate now, a second.
+    #[cfg(test)]
+    pub fn rate(&self) -> f64 {
+        self.rate.get()
+    }
+
+    /// Counts the tokens refilled up to now, at the current rate.
+    fn refill(&self) -> (f64, tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        let (tokens, at) = self.state.get();
+        let tokens = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate.get()).min(self.burst);
+        (tokens, now)
+    }
 
     /// Waits until a call may go, and spends its token.
     pub async fn acquire(&self) {
         loop {
-            let now = tokio::time::Instant::now();
-            let (tokens, at) = self.state.get();
-            let tokens = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate).min(self.burst);
+            let (tokens, now) = self.refill();
             if tokens >= 1.0 {
                 self.state.set((tokens - 1.0, now));
                 return;
             }
             self.state.set((tokens, now));
-            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate)).await;
+            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate.get())).await;
         }
+    }
+
+    /// EC2 throttled a call: something else spends the account's budget too.
+    pub fn throttled(&self) {
+        let (_, now) = self.refill();
+        self.state.set((0.0, now));
+        self.rate.set((self.rate.get() / 2.0).max(self.max_rate / 16.0));
+        tracing::debug!("throttled: pacing at {:.2} calls a second", self.rate.get());
+    }
+
+    /// EC2 accepted a call.
+    pub fn accepted(&self) {
+        let (tokens, now) = self.refill();
+        self.state.set((tokens, now));
+        self.rate.set((self.rate.get() + self.max_rate / 20.0).min(self.max_rate));
     }
 }
 
@@ -190,6 +225,24 @@ mod tests {
         }
         let took = start.elapsed().as_secs_f64();
         assert!((9.9..=10.1).contains(&took), "50 more at 5 a second: {took} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_halves_on_a_throttle_and_wins_the_rate_back_call_by_call() {
+        let pace = Pace::new(2, 4.0);
+        pace.throttled();
+        assert_eq!(pace.rate(), 2.0);
+        for _ in 0..10 {
+            pace.throttled();
+        }
+        assert_eq!(pace.rate(), 0.25, "never below a sixteenth");
+        let start = tokio::time::Instant::now();
+        pace.acquire().await;
+        assert!(start.elapsed() >= Duration::from_secs(4), "the bucket was emptied: one token at 0.25 a second");
+        for _ in 0..100 {
+            pace.accepted();
+        }
+        assert_eq!(pace.rate(), 4.0, "back to the full rate, never above it");
     }
 
     #[test]
