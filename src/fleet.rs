@@ -448,6 +448,13 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
     counts.finish();
     let (regions, mut outcomes, failures) = match result {
         Ok(done) => done,
+        Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
+            // What was sent stays sent: say how far the run got, and how to see where each instance is.
+            tracing::error!(
+                "{err}; so far: {counts}. `imds-hop-limit fleet check` with the same selection shows each instance"
+            );
+            return err.exit_code();
+        }
         Err(err) => {
             tracing::error!("{err}");
             return err.exit_code();

@@ -390,3 +390,38 @@ fn on_a_terminal_the_counts_are_a_live_line_instead_of_log_lines() {
     assert!(!text.contains("changes answered"), "no milestone log lines on a terminal: {text}");
     assert!(text.contains("changed, applied"), "the table: {text}");
 }
+
+#[test]
+fn an_interrupted_run_says_how_far_it_got() {
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect();
+        s.pending_forever = true;
+    }));
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("imds-hop-limit"))
+        .args(["fleet", "apply", "--tag", "team=web"])
+        .env_clear()
+        .envs(sim.env())
+        .envs([
+            ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", REGION),
+            ("HOME", "/nonexistent"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the changes went out, while it waits for `applied`.
+    let start = std::time::Instant::now();
+    while modifies(&sim).len() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    crate::support::no_secret(&stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT") && stderr.contains("so far: selected 3"), "{stderr}");
+    assert!(stderr.contains("changed 3, applied 0"), "{stderr}");
+}
