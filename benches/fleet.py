@@ -23,7 +23,7 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "fleet.json")
 sys.path.insert(0, HERE)
-from storm import Simulator  # noqa: E402
+from storm import Simulator, replace_section  # noqa: E402
 
 
 def fleet_env(sim):
@@ -166,16 +166,8 @@ def main():
             json.dump(results, f, indent=1)
     with open(RESULTS) as f:
         results = json.load(f)
-    path = os.path.join(HERE, "..", "BENCHMARKS.md")
-    text = open(path).read()
     section = report(results)
-    start = text.find("## Fleet")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(path, "w").write(text)
+    replace_section("## Fleet", section)
     print(section)
 
 

@@ -239,17 +239,23 @@ def main():
             json.dump(results, f, indent=1)
     with open(RESULTS) as f:
         results = json.load(f)
+    section = report(results)
+    replace_section("## Boot storm", section)
+    print(section)
+
+
+def replace_section(heading, section):
+    """Puts `section` (which starts with `heading`) in BENCHMARKS.md in place of the one there, or at the end."""
     path = os.path.join(HERE, "..", "BENCHMARKS.md")
     text = open(path).read()
-    section = report(results)
-    start = text.find("## Boot storm")
+    start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        rest = text[end + 1:] if end >= 0 else ""
+        text = text[:start] + section.rstrip("\n") + ("\n\n" + rest if rest else "\n")
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     open(path, "w").write(text)
-    print(section)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,27 @@ use crate::support::{Run, agent, expect, json, modifies, run, scenario};
 use assert_cmd::Command;
 use std::collections::BTreeSet;
 
+/// What a fleet run needs besides the simulator's endpoints: static credentials, no IMDS, us-west-2.
+const FLEET_ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+    ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_REGION", REGION),
+    ("HOME", "/nonexistent"),
+];
+
 /// The fleet command, with static credentials (no IMDS: `AWS_EC2_METADATA_DISABLED`), in us-west-2 unless
 /// the arguments say otherwise.
 fn fleet(sim: &Simulator, args: &[&str]) -> Command {
     let mut cmd = agent(sim);
-    cmd.env("AWS_ACCESS_KEY_ID", STATIC_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", REGION)
-        .args(args);
+    cmd.envs(FLEET_ENV).args(args);
+    cmd
+}
+
+/// The binary as a plain process (for a signal or a terminal), with the fleet's environment and nothing else.
+fn fleet_process(sim: &Simulator, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear().envs(sim.env()).envs(FLEET_ENV);
     cmd
 }
 
@@ -368,19 +380,9 @@ fn on_a_terminal_the_counts_are_a_live_line_instead_of_log_lines() {
     let sim = Simulator::start(scenario(|s| s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect()));
     let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
     let command = format!("{} fleet apply --tag team=web", bin.display());
-    let out = std::process::Command::new("script")
+    let out = fleet_process(&sim, "script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env_clear()
-        .envs(sim.env())
-        .envs([
-            ("AWS_ACCESS_KEY_ID", STATIC_KEY),
-            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_REGION", REGION),
-            ("HOME", "/nonexistent"),
-            ("PATH", "/usr/bin:/bin"),
-            ("TERM", "xterm"),
-        ])
+        .envs([("PATH", "/usr/bin:/bin"), ("TERM", "xterm")])
         .output()
         .expect("script (util-linux's bsdutils)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -397,17 +399,8 @@ fn an_interrupted_run_says_how_far_it_got() {
         s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect();
         s.pending_forever = true;
     }));
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("imds-hop-limit"))
+    let child = fleet_process(&sim, assert_cmd::cargo::cargo_bin("imds-hop-limit"))
         .args(["fleet", "apply", "--tag", "team=web"])
-        .env_clear()
-        .envs(sim.env())
-        .envs([
-            ("AWS_ACCESS_KEY_ID", STATIC_KEY),
-            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_REGION", REGION),
-            ("HOME", "/nonexistent"),
-        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1226,24 +1226,8 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
             }
         }
     }
-    for (name, slot, allowed) in [
-        ("HttpTokens", &mut next.http_tokens, &["optional", "required"][..]),
-        ("HttpEndpoint", &mut next.http_endpoint, &["enabled", "disabled"][..]),
-        ("HttpProtocolIpv6", &mut next.ipv6, &["enabled", "disabled"][..]),
-        ("InstanceMetadataTags", &mut next.tags, &["enabled", "disabled"][..]),
-    ] {
-        if let Some(v) = param(name) {
-            match allowed.iter().find(|a| **a == v) {
-                Some(a) => *slot = Some(a),
-                None => {
-                    return ec2_error(
-                        400,
-                        "InvalidParameterValue",
-                        &format!("Value ({v}) for parameter {name} is invalid."),
-                    );
-                }
-            }
-        }
+    if let Some(answer) = set_fields(&mut next, &param, true, false) {
+        return answer;
     }
     s.account.change(&id, next, now);
     if s.scenario.lose_first_modify_answer {
@@ -1326,25 +1310,8 @@ fn account_action(action: &str, params: &[(String, String)], region: &str, s: &m
                     }
                 }
             }
-            for (name, slot, allowed) in [
-                ("HttpTokens", &mut next.http_tokens, &["optional", "required"][..]),
-                ("HttpEndpoint", &mut next.http_endpoint, &["enabled", "disabled"][..]),
-                ("InstanceMetadataTags", &mut next.tags, &["enabled", "disabled"][..]),
-            ] {
-                match param(name) {
-                    None => {}
-                    Some("no-preference") => *slot = None,
-                    Some(v) => match allowed.iter().find(|a| **a == v) {
-                        Some(a) => *slot = Some(a),
-                        None => {
-                            return ec2_error(
-                                400,
-                                "InvalidParameterValue",
-                                &format!("Value ({v}) for parameter {name} is invalid."),
-                            );
-                        }
-                    },
-                }
+            if let Some(answer) = set_fields(&mut next, &param, false, true) {
+                return answer;
             }
             s.account.defaults.insert(region.to_string(), next);
             reply(
@@ -1356,6 +1323,42 @@ fn account_action(action: &str, params: &[(String, String)], region: &str, s: &m
             )
         }
     }
+}
+
+/// The HttpTokens and toggle fields a modify sends, set with EC2's validation (the others are kept), or EC2's
+/// refusal of a bad value. `no_preference` (the defaults API) also takes `no-preference`, which unsets a field.
+fn set_fields<'p>(
+    next: &mut Options,
+    param: &dyn Fn(&str) -> Option<&'p str>,
+    ipv6: bool,
+    no_preference: bool,
+) -> Option<Reply> {
+    const TOGGLE: &[&str] = &["enabled", "disabled"];
+    let mut fields: Vec<(&str, &mut Option<&'static str>, &[&'static str])> = vec![
+        ("HttpTokens", &mut next.http_tokens, &["optional", "required"]),
+        ("HttpEndpoint", &mut next.http_endpoint, TOGGLE),
+        ("InstanceMetadataTags", &mut next.tags, TOGGLE),
+    ];
+    if ipv6 {
+        fields.push(("HttpProtocolIpv6", &mut next.ipv6, TOGGLE));
+    }
+    for (name, slot, allowed) in fields {
+        match param(name) {
+            None => {}
+            Some("no-preference") if no_preference => *slot = None,
+            Some(v) => match allowed.iter().find(|a| **a == v) {
+                Some(a) => *slot = Some(a),
+                None => {
+                    return Some(ec2_error(
+                        400,
+                        "InvalidParameterValue",
+                        &format!("Value ({v}) for parameter {name} is invalid."),
+                    ));
+                }
+            },
+        }
+    }
+    None
 }
 
 /// Account-level defaults nobody has set.
