@@ -64,6 +64,7 @@ pub enum Act {
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct FleetArgs {
+    /// check: read and decide, exit 3 when any instance needs a change; apply: change and verify.
     pub act: Act,
 
     /// Every region enabled for the account (DescribeRegions), instead of --region or AWS_REGION.
@@ -87,6 +88,7 @@ pub struct FleetArgs {
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DefaultsArgs {
+    /// check: read and decide, exit 3 when the defaults differ; apply: change them and read them back.
     pub act: Act,
 
     /// Every region enabled for the account (DescribeRegions), instead of --region or AWS_REGION.
