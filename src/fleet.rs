@@ -499,13 +499,22 @@ async fn run(settings: &Settings, counts: &Counts) -> Result<Done> {
     let results = futures_util::future::join_all(runs).await;
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
+    let some_region_worked = results.iter().any(Result::is_ok);
     for (region, result) in regions.iter().zip(results) {
         match result {
             Ok(o) => outcomes.extend(o),
             Err(err) => {
                 counts.add_failed();
-                tracing::error!("{region}: {err}");
-                failures.push(RegionFailure { region: region.clone(), error: err.to_string(), code: err.exit_code() });
+                let mut error = err.to_string();
+                // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
+                if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
+                    error.push_str(&format!(
+                        "; the same credentials worked in another region, so {region} may not be enabled for this \
+                         account (--all-regions takes only the enabled ones)"
+                    ));
+                }
+                tracing::error!("{region}: {error}");
+                failures.push(RegionFailure { region: region.clone(), error, code: err.exit_code() });
             }
         }
     }

@@ -299,6 +299,20 @@ fn regions_run_side_by_side_and_all_regions_asks_describe_regions() {
 }
 
 #[test]
+fn a_region_the_account_has_not_enabled_fails_alone_and_is_named() {
+    let sim = Simulator::start(scenario(|s| s.instances = vec![web(1, REGION, "running", 1)]));
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--region", "us-west-2,me-south-1"]));
+    expect(&r, 5);
+    assert_eq!(sim.options_of("i-40000000000000001").1, Some(2), "the enabled region is still done");
+    assert!(
+        r.stdout.contains("me-south-1: could not read the selection: no AWS credentials")
+            && r.stdout.contains("me-south-1 may not be enabled for this account"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn no_region_anywhere_is_a_usage_error_before_any_call() {
     let sim = Simulator::start(Scenario::default());
     let mut cmd = fleet(&sim, &["fleet", "check"]);
