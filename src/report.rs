@@ -220,9 +220,11 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
         .filter(|o| o.status != Status::Unchanged)
         .map(|o| {
             let before = o.before.clone().unwrap_or_default();
-            let after = o.after.clone().or_else(|| o.change.map(|c| c.applied_to(&before)));
+            // Not compliant or a dry run: before -> what the change would make it. Failed: as it was last read
+            // (what EC2 answered to a change that then failed to apply in time, or as before).
+            let would = matches!(o.status, Status::NotCompliant | Status::WouldChange);
+            let after = o.after.clone().or_else(|| o.change.filter(|_| would).map(|c| c.applied_to(&before)));
             let after = after.unwrap_or_else(|| before.clone());
-            // Not compliant or a dry run: before -> what the change would make it.
             let hop = before_after(before.hop_limit, after.hop_limit);
             let endpoint = before_after(before.http_endpoint, after.http_endpoint);
             [o.instance_id.clone(), o.region.clone(), o.state.clone(), hop, endpoint, result(o)]
@@ -350,5 +352,77 @@ impl Summary {
             exit_code: code as u8,
             elapsed_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::options;
+    use crate::plan::{HopLimit, State};
+
+    fn outcome(id: &str, state: &str, status: Status) -> Outcome {
+        let d = Described { instance_id: id.into(), state: state.into(), options: options(1, State::Applied) };
+        let mut o = Outcome::new(&d, "us-west-2");
+        o.status = status;
+        if status != Status::Unchanged {
+            o.change = Some(Change { hop_limit: HopLimit::new(2), ..Change::default() });
+        }
+        // As the verification leaves them: read back with the new values.
+        match status {
+            Status::Applied => o.after = Some(options(2, State::Applied)),
+            Status::AppliesAtStart => o.after = Some(options(2, State::Pending)),
+            _ => {}
+        }
+        o
+    }
+
+    #[test]
+    fn the_text_report_is_golden() {
+        let mut failed = outcome("i-00000000000000003", "running", Status::Failed);
+        failed.fail(&Error::NotAuthorized {
+            action: "ModifyInstanceMetadataOptions",
+            instance_id: "i-00000000000000003".into(),
+            encoded: None,
+            hint: "grant it",
+        });
+        let outcomes = vec![
+            outcome("i-00000000000000001", "running", Status::Unchanged),
+            outcome("i-00000000000000002", "running", Status::Applied),
+            outcome("i-00000000000000004", "stopped", Status::AppliesAtStart),
+            failed,
+        ];
+        let regions = ["us-west-2".to_string(), "eu-west-1".to_string()];
+        let failures = [RegionFailure {
+            region: "eu-west-1".into(),
+            error: "no AWS credentials".into(),
+            code: ExitCode::NotAuthorized,
+        }];
+        assert_eq!(
+            render(&outcomes, &regions, &failures, false),
+            "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
+             i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied\n\
+             i-00000000000000004  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts\n\
+             i-00000000000000003  us-west-2  running  1          enabled   failed (exit 5)\n\
+             1 compliant instance not listed (--output json lists every one)\n\
+             us-west-2: 4 selected, 1 compliant, 2 changed (1 applied, 1 stopped: applies at start), 1 failed\n\
+             eu-west-1: could not read the selection: no AWS credentials\n\
+             Failures:\n  i-00000000000000003: not authorized to call ec2:ModifyInstanceMetadataOptions on \
+             i-00000000000000003: grant it\n\
+             Note: 1 stopped instance is changed too: EC2 applies metadata options to a stopped instance when it starts.\n"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_each_outcome_once() {
+        let outcomes = vec![
+            outcome("i-00000000000000001", "running", Status::Unchanged),
+            outcome("i-00000000000000002", "running", Status::NotCompliant),
+            outcome("i-00000000000000003", "running", Status::Applied),
+            Outcome::missing("i-00000000000000009", "us-west-2"),
+        ];
+        let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
+        assert_eq!((s.selected, s.compliant, s.not_compliant, s.changed, s.applied, s.failed), (3, 1, 1, 1, 1, 1));
+        assert_eq!(s.exit_code, 7);
     }
 }
