@@ -2,7 +2,8 @@
 //! .ebextensions schema, cloud-init's own schema, shellcheck, lintian, rpm, qemu-user. The artifact checks read
 //! dist/ (built by scripts/dist; .ci/run builds it first) or $IMDS_HOP_LIMIT_DIST.
 
-use std::path::{Path, PathBuf};
+use crate::support::{dist, scratch, version};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const UNIT: &str = "systemd/imds-hop-limit.service";
@@ -216,27 +217,6 @@ fn the_cloud_config_passes_cloud_inits_own_schema() {
     let out = cloud_init_schema(broken.to_str().unwrap());
     let _ = std::fs::remove_file(&broken);
     assert!(!out.status.success(), "a broken cloud-config must fail: {}", text(&out));
-}
-
-fn dist() -> PathBuf {
-    let dir = PathBuf::from(std::env::var("IMDS_HOP_LIMIT_DIST").unwrap_or_else(|_| "dist".into()));
-    assert!(
-        dir.join("SHA256SUMS").exists(),
-        "{} holds no artifacts: run `bash scripts/dist` (.ci/run does)",
-        dir.display()
-    );
-    dir
-}
-
-fn version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ihl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! every run is at trace level (`support::agent` sets RUST_LOG=trace).
 
 use crate::simulator::{INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
-use crate::support::{agent, ec2_calls, expect, json, lines_at, modifies, no_secret, run, scenario};
+use crate::support::{agent, ec2_calls, expect, json, lines_at, modifies, no_secret, run, scenario, test_ca};
 use std::time::Duration;
 
 fn closed_port() -> u16 {
@@ -204,40 +204,6 @@ fn metadata_disabled_is_named_when_no_credentials_are_found() {
     let r = run(agent(&sim).env("AWS_EC2_METADATA_DISABLED", "true"));
     expect(&r, 5);
     assert!(r.stderr.contains("AWS_EC2_METADATA_DISABLED=true"), "{}", r.stderr);
-}
-
-/// A throwaway CA and a certificate for 127.0.0.1 that it signed, made with openssl: (ca, cert, key).
-fn test_ca(dir: &std::path::Path) -> (String, String, String) {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    openssl(
-        &[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem"]]
-            .concat(),
-    );
-    openssl(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]].concat());
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    (path("ca.pem"), path("server.pem"), path("server.key"))
 }
 
 #[test]

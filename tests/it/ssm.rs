@@ -1,10 +1,12 @@
 //! The Systems Manager Command document (packaging/ssm/): the project's schema and checker accept it and refuse
 //! each known way to get one wrong; its script, with the parameters pasted in as Systems Manager does, passes
-//! shellcheck and runs the agent against the simulated instance. The install branch is not run here: it
-//! would install into this machine's /usr/bin and enable a unit in its systemd.
+//! shellcheck and runs the agent against the simulated instance. The install branch (the static tarball) runs
+//! against dist/ served over HTTPS on loopback, with `install`, `useradd` and `systemctl` replaced by stubs that
+//! install into a scratch root and record what they were asked: nothing of this machine's is changed.
 
 use crate::simulator::{Scenario, Simulator};
-use crate::support::{no_secret, scenario};
+use crate::support::{dist, no_secret, scenario, scratch, test_ca, version};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const DOCUMENT: &str = "packaging/ssm/imds-hop-limit.json";
@@ -96,4 +98,107 @@ fn the_script_runs_the_agent_with_its_parameters() {
     let out = run_script(&sim, &["HopLimit=2", "Exact=true", "WaitTimeout=30s"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(sim.options().1, Some(2), "Exact lowers a higher hop limit");
+}
+
+/// dist/ (or a copy of it) served over HTTPS on loopback by Python's http.server: the port, and the server.
+fn serve_https(dir: &Path, cert: &str, key: &str) -> (u16, std::process::Child) {
+    let server = r#"
+import functools, http.server, ssl, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+handler.log_message = lambda *a: None
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server, dir.to_str().unwrap(), cert, key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    (line.trim().parse().expect("the server's port"), child)
+}
+
+/// Stubs for what would change this machine: `install` copies into `root`, `useradd` and `systemctl` record
+/// their arguments there.
+fn stubs(root: &Path) -> std::path::PathBuf {
+    let bin = root.join("stubs");
+    std::fs::create_dir_all(&bin).unwrap();
+    let write = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    // install -m MODE SRC DEST
+    write("install", r#"mkdir -p "$STUB_ROOT$(dirname "$4")" && cp "$3" "$STUB_ROOT$4" && chmod "$2" "$STUB_ROOT$4""#);
+    write("useradd", r#"echo "useradd $*" >> "$STUB_ROOT/calls""#);
+    write("id", "exit 1");
+    write("systemctl", r#"echo "systemctl $*" >> "$STUB_ROOT/calls""#);
+    bin
+}
+
+/// Runs the script with Install=tarball against dist/ as `served` holds it: (exit code, output, scratch root).
+fn install_run(sim: &Simulator, served: &Path, name: &str) -> (Option<i32>, String, std::path::PathBuf) {
+    let root = scratch(name);
+    let (ca, cert, key) = test_ca(&root);
+    let (port, mut server) = serve_https(served, &cert, &key);
+    let stubs = stubs(&root);
+    let base = format!("ReleaseBase=https://127.0.0.1:{port}");
+    let script = render(&["Install=tarball", &base, &format!("Version={}", version())]);
+    let path = format!("{}:{}/usr/bin:/usr/bin:/bin", stubs.display(), root.display());
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env_clear()
+        .envs(sim.env())
+        .env("PATH", path)
+        .env("HOME", "/nonexistent")
+        .env("STUB_ROOT", &root)
+        .env("CURL_CA_BUNDLE", &ca)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let output = text(&out);
+    no_secret(&output);
+    (out.status.code(), output, root)
+}
+
+#[test]
+fn the_install_branch_checks_the_download_installs_the_tarball_and_runs_it() {
+    let dist = dist();
+    let sim = Simulator::start(Scenario::default());
+    let (code, output, root) = install_run(&sim, &dist, "ssm-install");
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains(": OK"), "the tarball was checked against SHA256SUMS: {output}");
+    let installed = root.join("usr/bin/imds-hop-limit");
+    let out = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("imds-hop-limit {}", version()));
+    assert!(root.join("etc/systemd/system/imds-hop-limit.service").exists());
+    let calls = std::fs::read_to_string(root.join("calls")).unwrap();
+    assert!(calls.contains("useradd --system") && calls.contains("systemctl enable imds-hop-limit.service"), "{calls}");
+    assert_eq!(sim.options().1, Some(2), "the installed agent ran");
+    let _ = std::fs::remove_dir_all(&root);
+
+    // A download that does not match SHA256SUMS installs nothing and fails the command.
+    let copy = scratch("ssm-corrupt-dist");
+    for entry in std::fs::read_dir(&dist).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let tarball = copy.join(format!("imds-hop-limit-{}-x86_64-unknown-linux-musl.tar.gz", version()));
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    bytes.push(0);
+    std::fs::write(&tarball, bytes).unwrap();
+    let sim = Simulator::start(Scenario::default());
+    let (code, output, root) = install_run(&sim, &copy, "ssm-corrupt");
+    assert_ne!(code, Some(0), "{output}");
+    assert!(output.contains("FAILED"), "sha256sum says which file failed: {output}");
+    assert!(!root.join("usr/bin/imds-hop-limit").exists());
+    assert!(sim.requests().is_empty(), "nothing ran");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&copy);
 }

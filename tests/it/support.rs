@@ -4,6 +4,7 @@
 
 use crate::simulator::{Logged, SECRET_MARK, Scenario, Simulator};
 use assert_cmd::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The agent, with an environment that reaches the simulator and nothing else. `RUST_LOG=trace`: every
@@ -76,4 +77,61 @@ pub fn scenario(f: impl FnOnce(&mut Scenario)) -> Scenario {
 /// The lines of the agent's own log at `level` (INFO, WARN, ...).
 pub fn lines_at<'a>(stderr: &'a str, level: &str) -> Vec<&'a str> {
     stderr.lines().filter(|l| l.split_whitespace().take(2).any(|w| w == level)).collect()
+}
+
+/// The release artifacts (scripts/dist builds them; .ci/run does first), or $IMDS_HOP_LIMIT_DIST.
+pub fn dist() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("IMDS_HOP_LIMIT_DIST").unwrap_or_else(|_| "dist".into()));
+    assert!(
+        dir.join("SHA256SUMS").exists(),
+        "{} holds no artifacts: run `bash scripts/dist` (.ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// An empty directory of this test run's own.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ihl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 that it signed, made with openssl: (ca, cert, key).
+pub fn test_ca(dir: &std::path::Path) -> (String, String, String) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem"]]
+            .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]].concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    (path("ca.pem"), path("server.pem"), path("server.key"))
 }
