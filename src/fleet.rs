@@ -17,6 +17,7 @@ use crate::wait::{Pace, PollSchedule};
 use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -131,6 +132,7 @@ pub async fn region<E: Fleet>(
     region: &str,
     settings: &Settings,
     counts: &Counts,
+    board: &Board,
     deadline: Instant,
 ) -> Result<Vec<Outcome>> {
     let patient = Patient::new(ec2);
@@ -173,7 +175,9 @@ pub async fn region<E: Fleet>(
     if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
         return Ok(outcomes);
     }
-    let ledger = Ledger { outcomes: RefCell::new(outcomes), pending: RefCell::new(Vec::new()), done: false.into() };
+    let ledger =
+        Ledger { outcomes: Rc::new(RefCell::new(outcomes)), pending: RefCell::new(Vec::new()), done: false.into() };
+    board.0.borrow_mut().push(ledger.outcomes.clone());
     let now = Instant::now();
     for (index, expected) in to_verify {
         ledger.pending.borrow_mut().push(Pending {
@@ -189,7 +193,7 @@ pub async fn region<E: Fleet>(
     } else {
         modify.await;
     }
-    Ok(ledger.outcomes.into_inner())
+    Ok(std::mem::take(&mut *ledger.outcomes.borrow_mut()))
 }
 
 /// The selection, read in pages: by filters, or by `--instance-id` in batches (same filters).
@@ -237,7 +241,8 @@ struct Pending {
 
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
 struct Ledger {
-    outcomes: RefCell<Vec<Outcome>>,
+    /// Also on the run's `Board`, so that an interrupted run can still report them.
+    outcomes: Rc<RefCell<Vec<Outcome>>>,
     pending: RefCell<Vec<Pending>>,
     /// Every change has been sent (or has failed).
     done: std::cell::Cell<bool>,
@@ -444,24 +449,32 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
     };
     let start = std::time::Instant::now();
     let counts = Counts::new(cli.options.quiet > 0);
-    let result = crate::run::block_on(settings.timeout.map(|t| t + GRACE), run(&settings, &counts));
+    let board = Board::default();
+    let result = crate::run::block_on(settings.timeout.map(|t| t + GRACE), run(&settings, &counts, &board));
     counts.finish();
-    let (regions, mut outcomes, failures) = match result {
-        Ok(done) => done,
+    let (regions, mut outcomes, failures, ended) = match result {
+        Ok((regions, outcomes, failures)) => (regions, outcomes, failures, None),
         Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
-            // What was sent stays sent: say how far the run got, and how to see where each instance is.
+            // What was sent stays sent: report each instance as far as it got.
             tracing::error!(
-                "{err}; so far: {counts}. `imds-hop-limit fleet check` with the same selection shows each instance"
+                "{err}; so far: {counts}. Changes sent are not undone; the report below is as far as the run got, \
+                 and `imds-hop-limit fleet check` with the same selection shows each instance now"
             );
-            return err.exit_code();
+            let outcomes = board.snapshot();
+            let mut regions: Vec<String> = outcomes.iter().map(|o| o.region.clone()).collect();
+            regions.dedup();
+            (regions, outcomes, Vec::new(), Some(err.exit_code()))
         }
         Err(err) => {
             tracing::error!("{err}");
             return err.exit_code();
         }
     };
-    outcomes.extend(not_found(&settings, &regions, &outcomes));
-    let code = ExitCode::merge(outcomes.iter().map(exit_code).chain(failures.iter().map(|f| f.code)));
+    if ended.is_none() {
+        outcomes.extend(not_found(&settings, &regions, &outcomes));
+    }
+    let merged = ExitCode::merge(outcomes.iter().map(exit_code).chain(failures.iter().map(|f| f.code)));
+    let code = ended.unwrap_or(merged);
     let elapsed = start.elapsed();
     tracing::info!(
         "fleet {}: {counts} in {:.1} s; exit {}",
@@ -489,13 +502,24 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
 
 type Done = (Vec<String>, Vec<Outcome>, Vec<RegionFailure>);
 
-async fn run(settings: &Settings, counts: &Counts) -> Result<Done> {
+/// Every region's outcomes while they are being changed, kept outside the run, so that a run ended by a signal
+/// or its deadline still reports each instance as far as it got.
+#[derive(Default)]
+pub struct Board(RefCell<Vec<Rc<RefCell<Vec<Outcome>>>>>);
+
+impl Board {
+    fn snapshot(&self) -> Vec<Outcome> {
+        self.0.borrow().iter().flat_map(|o| o.borrow().clone()).collect()
+    }
+}
+
+async fn run(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done> {
     let account = Account::load().await;
     let deadline = Instant::now() + settings.timeout.unwrap_or(NO_DEADLINE);
     let regions = regions(&settings.regions, &account, deadline).await?;
     tracing::debug!(?regions, "regions");
     let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-    let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), settings, counts, deadline));
+    let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), settings, counts, board, deadline));
     let results = futures_util::future::join_all(runs).await;
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();

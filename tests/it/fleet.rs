@@ -431,4 +431,6 @@ fn an_interrupted_run_says_how_far_it_got() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT") && stderr.contains("so far: selected 3"), "{stderr}");
     assert!(stderr.contains("changed 3, applied 0"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("changed, accepted (not verified)").count(), 3, "the report as far as it got: {stdout}");
 }
