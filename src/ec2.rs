@@ -312,10 +312,7 @@ impl Ec2 for Ec2Api {
             .iter()
             .all(|r| r.reservation_id().is_some() && r.instances().iter().all(|i| i.instance_id().is_some()));
         if !complete {
-            let mut failure = Failure::new(FailureKind::Malformed);
-            failure.message =
-                Some("an incomplete DescribeInstances answer (a reservation or instance without its id)".into());
-            return Err(Error::Ec2 { operation: "DescribeInstances", failure });
+            return Err(incomplete());
         }
         let instance = out
             .reservations()
@@ -432,11 +429,7 @@ impl Defaults for Ec2Api {
         let Some(d) = out.account_level() else { return Ok(AccountDefaults::default()) };
         let options = MetadataOptions {
             state: None,
-            http_tokens: d.http_tokens().and_then(|t| match t {
-                HttpTokensState::Required => Some(HttpTokens::Required),
-                HttpTokensState::Optional => Some(HttpTokens::Optional),
-                _ => None,
-            }),
+            http_tokens: d.http_tokens().and_then(tokens),
             hop_limit: d.http_put_response_hop_limit().and_then(|h| HopLimit::new(i64::from(h))),
             http_endpoint: d.http_endpoint().and_then(|t| toggle("HttpEndpoint", t.as_str())),
             ipv6_endpoint: None,
@@ -474,17 +467,21 @@ fn options_from(o: &InstanceMetadataOptionsResponse) -> MetadataOptions {
             InstanceMetadataOptionsState::Pending => Some(State::Pending),
             other => unknown("state", other.as_str()),
         }),
-        http_tokens: o.http_tokens().and_then(|t| match t {
-            HttpTokensState::Required => Some(HttpTokens::Required),
-            HttpTokensState::Optional => Some(HttpTokens::Optional),
-            other => unknown("HttpTokens", other.as_str()),
-        }),
+        http_tokens: o.http_tokens().and_then(tokens),
         hop_limit: o
             .http_put_response_hop_limit()
             .and_then(|h| HopLimit::new(i64::from(h)).or_else(|| unknown("HttpPutResponseHopLimit", &h.to_string()))),
         http_endpoint: o.http_endpoint().and_then(|t| toggle("HttpEndpoint", t.as_str())),
         ipv6_endpoint: o.http_protocol_ipv6().and_then(|t| toggle("HttpProtocolIpv6", t.as_str())),
         instance_tags: o.instance_metadata_tags().and_then(|t| toggle("InstanceMetadataTags", t.as_str())),
+    }
+}
+
+fn tokens(t: &HttpTokensState) -> Option<HttpTokens> {
+    match t {
+        HttpTokensState::Required => Some(HttpTokens::Required),
+        HttpTokensState::Optional => Some(HttpTokens::Optional),
+        other => unknown("HttpTokens", other.as_str()),
     }
 }
 
