@@ -213,21 +213,32 @@ async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadlin
             .collect()
     };
     let mut all = Vec::new();
-    let mut seen = BTreeSet::new();
     for filters in &batches {
-        let mut next: Option<String> = None;
-        loop {
-            let until = patience(deadline);
-            let page = patient.retry("DescribeInstances", until, |ec2| ec2.select(filters, next.as_deref())).await?;
-            // A page that repeats an instance is EC2 paging over a changing set: keep the first.
-            all.extend(page.instances.into_iter().filter(|d| seen.insert(d.instance_id.clone())));
-            match page.next {
-                Some(token) if Some(&token) != next.as_ref() => next = Some(token),
-                _ => break,
-            }
+        read_pages(patient, filters, || patience(deadline), &mut all).await?;
+    }
+    // An instance read twice is EC2 paging over a changing set: keep the first.
+    let mut seen = BTreeSet::new();
+    all.retain(|d| seen.insert(d.instance_id.clone()));
+    Ok(all)
+}
+
+/// Every page of the instances that pass `filters`, appended to `into` as they come; each page's retries end
+/// at `until()`. On a failure, the pages read so far stay in `into`.
+async fn read_pages<E: Fleet>(
+    patient: &Patient<'_, E>,
+    filters: &[Filter],
+    until: impl Fn() -> Instant,
+    into: &mut Vec<Described>,
+) -> Result<()> {
+    let mut next: Option<String> = None;
+    loop {
+        let page = patient.retry("DescribeInstances", until(), |ec2| ec2.select(filters, next.as_deref())).await?;
+        into.extend(page.instances);
+        match page.next {
+            Some(token) if Some(&token) != next.as_ref() => next = Some(token),
+            _ => return Ok(()),
         }
     }
-    Ok(all)
 }
 
 struct Pending {
@@ -358,21 +369,8 @@ async fn verify<E: Fleet>(
             let filters = [Filter::new("instance-id", batch)];
             let until = ledger.pending.borrow().iter().map(|p| p.give_up).max().unwrap_or(now).min(deadline);
             let mut read = Vec::new();
-            let mut next: Option<String> = None;
-            loop {
-                match patient.retry("DescribeInstances", until, |ec2| ec2.select(&filters, next.as_deref())).await {
-                    Ok(page) => {
-                        read.extend(page.instances);
-                        match page.next {
-                            Some(t) if Some(&t) != next.as_ref() => next = Some(t),
-                            _ => break,
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
-                        break;
-                    }
-                }
+            if let Err(err) = read_pages(patient, &filters, || until, &mut read).await {
+                tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
             }
             settle(ledger, &read, &settings.wanted, counts);
         }
