@@ -252,8 +252,8 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
         );
     }
     for region in regions.iter().filter(|r| !failures.iter().any(|f| &f.region == *r)) {
-        let of: Vec<&Outcome> = outcomes.iter().filter(|o| &o.region == region && o.before.is_some()).collect();
-        let _ = writeln!(out, "{region}: {}", summary_line(&of, act_is_check));
+        let of = outcomes.iter().filter(|o| &o.region == region && o.before.is_some());
+        let _ = writeln!(out, "{region}: {}", summary_line(&Tally::of(of), act_is_check));
     }
     for f in failures {
         let _ = writeln!(out, "{}: could not read the selection: {}", f.region, f.error);
@@ -285,45 +285,70 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn count(of: &[&Outcome], status: &[Status]) -> usize {
-    of.iter().filter(|o| status.contains(&o.status)).count()
+/// How many outcomes ended each way: the per-region line and the JSON summary count the same things.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Instances read from EC2 (an `--instance-id` not found is not one).
+    pub selected: usize,
+    pub compliant: usize,
+    /// Left to change: `check`, or `--dry-run`.
+    pub not_compliant: usize,
+    /// Changes EC2 accepted: applied, applying at start, or not verified (`--no-wait`, an interrupted run).
+    pub changed: usize,
+    pub applied: usize,
+    pub applies_at_start: usize,
+    pub failed: usize,
 }
 
-fn summary_line(of: &[&Outcome], act_is_check: bool) -> String {
-    let selected = of.iter().filter(|o| o.before.is_some()).count();
-    let compliant = count(of, &[Status::Unchanged]);
-    let mut parts = vec![format!("{selected} selected"), format!("{compliant} compliant")];
-    let not_compliant = count(of, &[Status::NotCompliant, Status::WouldChange]);
-    if not_compliant > 0 || act_is_check {
-        parts.push(format!("{not_compliant} to change"));
-    }
-    let applied = count(of, &[Status::Applied]);
-    let at_start = count(of, &[Status::AppliesAtStart]);
-    let accepted = count(of, &[Status::Accepted]);
-    if applied + at_start + accepted > 0 {
-        let mut changed = format!("{} changed ({applied} applied", applied + at_start + accepted);
-        if at_start > 0 {
-            let _ = write!(changed, ", {at_start} stopped: applies at start");
+impl Tally {
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Self {
+        let mut t = Tally::default();
+        for o in outcomes {
+            t.selected += usize::from(o.before.is_some());
+            match o.status {
+                Status::Unchanged => t.compliant += 1,
+                Status::NotCompliant | Status::WouldChange => t.not_compliant += 1,
+                Status::Accepted => t.changed += 1,
+                Status::Applied => {
+                    t.changed += 1;
+                    t.applied += 1;
+                }
+                Status::AppliesAtStart => {
+                    t.changed += 1;
+                    t.applies_at_start += 1;
+                }
+                Status::Failed => t.failed += 1,
+            }
         }
-        if accepted > 0 {
-            let _ = write!(changed, ", {accepted} not verified");
+        t
+    }
+}
+
+fn summary_line(t: &Tally, act_is_check: bool) -> String {
+    let mut parts = vec![format!("{} selected", t.selected), format!("{} compliant", t.compliant)];
+    if t.not_compliant > 0 || act_is_check {
+        parts.push(format!("{} to change", t.not_compliant));
+    }
+    if t.changed > 0 {
+        let mut changed = format!("{} changed ({} applied", t.changed, t.applied);
+        if t.applies_at_start > 0 {
+            let _ = write!(changed, ", {} stopped: applies at start", t.applies_at_start);
+        }
+        let unverified = t.changed - t.applied - t.applies_at_start;
+        if unverified > 0 {
+            let _ = write!(changed, ", {unverified} not verified");
         }
         changed.push(')');
         parts.push(changed);
     }
-    parts.push(format!("{} failed", count(of, &[Status::Failed])));
+    parts.push(format!("{} failed", t.failed));
     parts.join(", ")
 }
 
 #[derive(Serialize)]
 pub struct Summary {
-    pub selected: usize,
-    pub compliant: usize,
-    pub not_compliant: usize,
-    pub changed: usize,
-    pub applied: usize,
-    pub applies_at_start: usize,
-    pub failed: usize,
+    #[serde(flatten)]
+    pub tally: Tally,
     pub regions: Vec<String>,
     pub region_failures: Vec<RegionFailure>,
     pub exit_code: u8,
@@ -338,15 +363,8 @@ impl Summary {
         code: ExitCode,
         elapsed_ms: u64,
     ) -> Self {
-        let all: Vec<&Outcome> = outcomes.iter().collect();
         Summary {
-            selected: outcomes.iter().filter(|o| o.before.is_some()).count(),
-            compliant: count(&all, &[Status::Unchanged]),
-            not_compliant: count(&all, &[Status::NotCompliant, Status::WouldChange]),
-            changed: count(&all, &[Status::Applied, Status::AppliesAtStart, Status::Accepted]),
-            applied: count(&all, &[Status::Applied]),
-            applies_at_start: count(&all, &[Status::AppliesAtStart]),
-            failed: count(&all, &[Status::Failed]),
+            tally: Tally::of(outcomes),
             regions,
             region_failures: failures.to_vec(),
             exit_code: code as u8,
@@ -422,7 +440,8 @@ mod tests {
             Outcome::missing("i-00000000000000009", "us-west-2"),
         ];
         let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
-        assert_eq!((s.selected, s.compliant, s.not_compliant, s.changed, s.applied, s.failed), (3, 1, 1, 1, 1, 1));
+        let t = &s.tally;
+        assert_eq!((t.selected, t.compliant, t.not_compliant, t.changed, t.applied, t.failed), (3, 1, 1, 1, 1, 1));
         assert_eq!(s.exit_code, 7);
     }
 }
