@@ -4,7 +4,7 @@
 //! policy manages is left alone and reported with its own exit code (9).
 
 use crate::cli::{Act, Cli, DefaultsArgs, Output};
-use crate::config::{self, parse_duration, parse_region};
+use crate::config::{self, parse_duration};
 use crate::ec2::{Account, AccountDefaults, Defaults};
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::{self, Regions};
@@ -46,11 +46,7 @@ impl Settings {
         if o.dry_run {
             return Err(Error::Usage("ModifyInstanceMetadataDefaults has no dry run: use `defaults check`".into()));
         }
-        let regions = match (args.all_regions, o.region.as_slice()) {
-            (true, _) => Regions::All,
-            (false, []) => Regions::Default,
-            (false, given) => Regions::Given(given.iter().map(|r| parse_region(r)).collect::<Result<_>>()?),
-        };
+        let regions = Regions::from_flags(args.all_regions, &o.region)?;
         let timeout = match &o.timeout {
             Some(t) => parse_duration("--timeout", t)?,
             None => DEFAULT_TIMEOUT,

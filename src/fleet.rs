@@ -30,6 +30,27 @@ pub enum Regions {
     All,
 }
 
+impl Regions {
+    /// `--all-regions` wins over `--region` and AWS_REGION; each given region is validated and taken once, in
+    /// the order given (the same region twice would be changed twice, side by side).
+    pub fn from_flags(all: bool, given: &[String]) -> Result<Self> {
+        if all {
+            return Ok(Regions::All);
+        }
+        if given.is_empty() {
+            return Ok(Regions::Default);
+        }
+        let mut regions: Vec<String> = Vec::with_capacity(given.len());
+        for region in given {
+            let region = parse_region(region)?;
+            if !regions.contains(&region) {
+                regions.push(region);
+            }
+        }
+        Ok(Regions::Given(regions))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub act: Act,
@@ -76,15 +97,7 @@ impl Settings {
                 None => Ok((t.clone(), None)),
             })
             .collect::<Result<_>>()?;
-        let regions = match (args.all_regions, o.region.as_slice()) {
-            (true, _) => Regions::All,
-            (false, []) => Regions::Default,
-            (false, given) => {
-                let mut regions: Vec<String> = given.iter().map(|r| parse_region(r)).collect::<Result<_>>()?;
-                regions.dedup();
-                Regions::Given(regions)
-            }
-        };
+        let regions = Regions::from_flags(args.all_regions, &o.region)?;
         if !(args.modify_rate.is_finite() && args.modify_rate > 0.0 && args.modify_rate <= 10_000.0) {
             return Err(Error::Usage(format!("--modify-rate {} is not a rate between 0 and 10000", args.modify_rate)));
         }
@@ -616,6 +629,8 @@ mod tests {
         ] {
             assert!(matches!(settings(bad), Err(Error::Usage(_))), "{bad:?}");
         }
+        let s = settings(&["check", "--region", "us-west-2,eu-west-1", "--region", "us-west-2"]).unwrap();
+        assert_eq!(s.regions, Regions::Given(vec!["us-west-2".into(), "eu-west-1".into()]), "each region once");
         let s = settings(&["apply", "--all-regions", "--region", "us-west-2"]).unwrap();
         assert_eq!(s.regions, Regions::All, "--all-regions wins over AWS_REGION and --region");
     }
