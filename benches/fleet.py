@@ -23,19 +23,14 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "fleet.json")
 sys.path.insert(0, HERE)
-from storm import Simulator, replace_section  # noqa: E402
+from storm import Simulator, agent_env, replace_section  # noqa: E402
 
 
 def fleet_env(sim):
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": "/nonexistent",
-        "AWS_ENDPOINT_URL_EC2": sim.env["AWS_ENDPOINT_URL_EC2"],
-        "AWS_ACCESS_KEY_ID": sim.env["SIM_STATIC_KEY"],
-        "AWS_SECRET_ACCESS_KEY": sim.env["SIM_STATIC_SECRET"],
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_REGION": "us-west-2",
-    }
+    # The storm agents' environment, with no IMDS at all: a fleet run takes its region from AWS_REGION.
+    env = {**agent_env(sim), "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-west-2"}
+    del env["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
+    return env
 
 
 def run_child_rss(agent, sim, args, hard_stop_s):

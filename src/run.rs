@@ -12,11 +12,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub fn main(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(err) => {
-            tracing::error!("cannot start the async runtime: {err}");
-            return ExitCode::Unexpected;
+            tracing::error!("{err}");
+            return err.exit_code();
         }
     };
     let start = Instant::now();
@@ -40,17 +40,21 @@ pub fn main(config: Config) -> ExitCode {
 /// `work` on a runtime of its own, ended by SIGTERM/SIGINT, or after `limit` if given (the fleet and
 /// defaults commands, which bound their own waits and only need the signals and a far end).
 pub fn block_on<T>(limit: Option<Duration>, work: impl Future<Output = Result<T>>) -> Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| Error::Unexpected(format!("cannot start the async runtime: {err}")))?;
-    let config_limit = limit.unwrap_or(Duration::from_secs(30 * 86_400));
-    runtime.block_on(async {
+    let limit = limit.unwrap_or(Duration::from_secs(30 * 86_400));
+    runtime()?.block_on(async {
         let progress = Progress::default();
         progress.set(crate::error::Stage::Ec2);
-        let deadline = Instant::now() + config_limit;
-        watched(config_limit, &progress, deadline, work).await
+        let deadline = Instant::now() + limit;
+        watched(limit, &progress, deadline, work).await
     })
+}
+
+/// Every command's runtime: one thread is plenty for a handful of calls, and for a fleet's paced ones.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Unexpected(format!("cannot start the async runtime: {err}")))
 }
 
 /// `work`, ended early by the deadline or by SIGTERM/SIGINT, saying where it was.
