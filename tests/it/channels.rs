@@ -159,6 +159,7 @@ fn shipped_shell_scripts_pass_shellcheck() {
         "scripts/test",
         "scripts/dist",
         "scripts/preflight",
+        "scripts/reproducible",
         ".ci/run",
     ];
     run_ok("shellcheck", &scripts);
@@ -246,6 +247,11 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         assert!(headers.contains(if arch == "x86_64" { "X86-64" } else { "AArch64" }), "{arch}");
         let size = std::fs::metadata(&bin).unwrap().len();
         assert!(size <= 6 * 1024 * 1024, "{arch}: {size} bytes > 6 MiB");
+        // The SBOM: `cargo auditable`'s dependency list, in the binary itself.
+        let sbom = embedded_dependencies(&bin);
+        for package in ["imds-hop-limit", "aws-sdk-ec2", "aws-lc-sys", "tokio", "rustls"] {
+            assert!(sbom.contains(&format!("\"name\":\"{package}\"")), "{arch}: {package} in {sbom:.300}");
+        }
         let out = match runner {
             None => tool(bin.to_str().unwrap(), &["--version"]),
             Some(qemu) => tool(qemu, &[bin.to_str().unwrap(), "--version"]),
@@ -254,6 +260,38 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("imds-hop-limit {}", version()));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The dependency list that `cargo auditable` embeds (a zlib-compressed JSON document in the ELF section
+/// `.dep-v0`, which `cargo audit bin` and syft read), read with no tool that knows about it: the section
+/// headers by hand, zlib by Python's.
+fn embedded_dependencies(bin: &Path) -> String {
+    let elf = std::fs::read(bin).unwrap();
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF");
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let names = u64_at(header(shstrndx) + 0x18);
+    let section = (0..shnum)
+        .find(|&i| {
+            let name = names + u32_at(header(i));
+            elf[name..].starts_with(b".dep-v0\0")
+        })
+        .unwrap_or_else(|| panic!("{}: no .dep-v0 section (built without cargo auditable?)", bin.display()));
+    let (offset, size) = (u64_at(header(section) + 0x18), u64_at(header(section) + 0x20));
+    let mut python = Command::new("python3")
+        .args(["-c", "import sys, zlib; sys.stdout.write(zlib.decompress(sys.stdin.buffer.read()).decode())"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    python.stdin.take().unwrap().write_all(&elf[offset..offset + size]).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "zlib: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

@@ -56,6 +56,23 @@ fn the_document_passes_the_schema_and_each_wrong_one_fails_for_its_reason() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
+/// The document's defaults install this version from the release's assets, under the names the release
+/// workflow publishes (scripts/dist's names, beside SHA256SUMS).
+#[test]
+fn the_default_download_is_this_releases_assets() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("packaging/ssm/imds-hop-limit.json").unwrap()).unwrap();
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    let repository =
+        manifest.lines().find_map(|l| l.strip_prefix("repository = \"").and_then(|r| r.strip_suffix('"'))).unwrap();
+    let version = crate::support::version();
+    let parameters = &doc["parameters"];
+    assert_eq!(parameters["Version"]["default"], version);
+    assert_eq!(parameters["ReleaseBase"]["default"], format!("{repository}/releases/download/v{version}"));
+    let workflow = std::fs::read_to_string(".github/workflows/release.yml").unwrap();
+    assert!(workflow.contains("gh release create \"$GITHUB_REF_NAME\" dist/*"), "every dist/ file is an asset");
+}
+
 #[test]
 fn the_rendered_script_passes_shellcheck() {
     let path = std::env::temp_dir().join(format!("ssm-script-{}.sh", std::process::id()));
