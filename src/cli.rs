@@ -102,6 +102,16 @@ pub enum Output {
     Json,
 }
 
+/// How apply and check know the instance's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceSource {
+    /// IMDS itself where it can prove the hop limit (no EC2 call when compliant), EC2 otherwise.
+    Imds,
+    /// Always EC2 (DescribeInstances), as before sensing.
+    Ec2,
+}
+
 #[derive(Debug, Args)]
 pub struct Options {
     /// Wanted HttpPutResponseHopLimit: at least this (1..=64).
@@ -136,6 +146,11 @@ pub struct Options {
     /// Ask EC2 (DryRun=true) whether the change would be authorized; change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+
+    /// How apply and check know the options: `imds` senses the hop limit from IMDS's own token answer where it
+    /// can prove it (a compliant instance costs no EC2 call), else asks EC2; `ec2` always asks EC2.
+    #[arg(long, global = true, value_name = "SOURCE", default_value = "imds", env = "IMDS_HOP_LIMIT_EVIDENCE")]
+    pub evidence: EvidenceSource,
 
     /// Return once EC2 accepted the change, without waiting for `applied`.
     #[arg(long, global = true, env = "IMDS_HOP_LIMIT_NO_WAIT", value_parser = BoolishValueParser::new())]

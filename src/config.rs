@@ -34,6 +34,8 @@ pub struct Config {
     pub output: Output,
     /// The metadata endpoint, validated: `http(s)://host[:port]`.
     pub imds_endpoint: String,
+    /// `--evidence`: sense from IMDS where it can prove (the default), or always ask EC2.
+    pub evidence: crate::cli::EvidenceSource,
 }
 
 const DEFAULT_IMDS_V4: &str = "http://169.254.169.254";
@@ -95,6 +97,7 @@ impl Config {
             timeout,
             output: o.output,
             imds_endpoint,
+            evidence: o.evidence,
         })
     }
 }
@@ -223,10 +226,28 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
         .ok_or_else(|| Error::Usage(format!("{flag} {text:?} is not a duration such as 120, 90s, 2m or 500ms")))
 }
 
+/// A duration as a flag takes it and as the operator gave it: `10s`, `2m`, `500ms`.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        _ if ms % 1000 != 0 => format!("{ms}ms"),
+        _ if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
+        _ => format!("{}s", ms / 1000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn durations_are_shown_as_a_flag_takes_them() {
+        assert_eq!(show_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(show_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(show_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
+    }
 
     fn config(args: &[&str]) -> Result<Config> {
         let mut argv = vec!["imds-hop-limit"];

@@ -11,6 +11,7 @@ use crate::fleet::{self, Regions};
 use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
 use crate::reconcile::Patient;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -51,6 +52,9 @@ impl Settings {
             Some(t) => parse_duration("--timeout", t)?,
             None => DEFAULT_TIMEOUT,
         };
+        if timeout.is_zero() {
+            return Err(Error::Usage("--timeout must be more than 0".into()));
+        }
         Ok(Settings { act: args.act, wanted: config::wanted(o)?, regions, output: o.output, timeout })
     }
 }
@@ -78,17 +82,24 @@ pub struct RegionDefaults {
     pub code: ExitCode,
 }
 
+impl RegionDefaults {
+    /// A region not (yet) read: failed until its run says otherwise.
+    fn new(region: &str) -> Self {
+        RegionDefaults {
+            region: region.to_string(),
+            before: None,
+            after: None,
+            action: Action::Failed,
+            managed_by: None,
+            error: None,
+            code: ExitCode::Compliant,
+        }
+    }
+}
+
 /// One region: read, decide, change, read back.
 pub async fn region<D: Defaults>(ec2: &D, region: &str, settings: &Settings, deadline: Instant) -> RegionDefaults {
-    let mut out = RegionDefaults {
-        region: region.to_string(),
-        before: None,
-        after: None,
-        action: Action::Failed,
-        managed_by: None,
-        error: None,
-        code: ExitCode::Compliant,
-    };
+    let mut out = RegionDefaults::new(region);
     if let Err(err) = decide(ec2, &mut out, settings, deadline).await {
         out.action =
             if matches!(err, Error::ManagedElsewhere { .. }) { Action::ManagedElsewhere } else { Action::Failed };
@@ -182,22 +193,45 @@ pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
             return err.exit_code();
         }
     };
-    let result = crate::run::block_on(Some(settings.timeout + Duration::from_secs(10)), async {
+    // The regions to do, once known, and each region's result as it comes: a run ended by its deadline or a
+    // signal still reports every region, those not finished with what ended them.
+    let known: RefCell<Vec<String>> = RefCell::default();
+    let done: RefCell<Vec<RegionDefaults>> = RefCell::default();
+    // `--timeout` ends the run at that instant, calls in flight included.
+    let result = crate::run::block_on(Some(settings.timeout), async {
         let account = Account::load().await;
-        let deadline = Instant::now() + settings.timeout;
+        let deadline = Instant::now() + settings.timeout.saturating_sub(fleet::CONCLUDE);
         let regions = fleet::regions(&settings.regions, &account, deadline).await?;
+        known.borrow_mut().clone_from(&regions);
         let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-        let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), &settings, deadline));
-        Ok(futures_util::future::join_all(runs).await)
+        let runs = clients.iter().map(|ec2| async {
+            let result = region(ec2, ec2.region(), &settings, deadline).await;
+            done.borrow_mut().push(result);
+        });
+        futures_util::future::join_all(runs).await;
+        Ok(())
     });
-    let regions = match result {
-        Ok(regions) => regions,
-        Err(err) => {
-            tracing::error!("{err}");
-            return err.exit_code();
+    let mut regions = done.take();
+    let (code, error) = match result {
+        Ok(()) => (ExitCode::merge(regions.iter().map(|r| r.code)), None),
+        Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
+            let missing: Vec<String> =
+                known.borrow().iter().filter(|n| !regions.iter().any(|r| &r.region == *n)).cloned().collect();
+            for name in missing {
+                let mut r = RegionDefaults::new(&name);
+                r.error = Some(err.to_string());
+                r.code = err.exit_code();
+                regions.push(r);
+            }
+            (err.exit_code(), Some(err))
         }
+        Err(err) => (err.exit_code(), Some(err)),
     };
-    let code = ExitCode::merge(regions.iter().map(|r| r.code));
+    let order = known.borrow();
+    regions.sort_by_key(|r| order.iter().position(|n| *n == r.region));
+    if let Some(err) = &error {
+        tracing::error!("{err}");
+    }
     for r in &regions {
         if let Some(err) = &r.error {
             tracing::error!("{}: {err}", r.region);
@@ -205,10 +239,14 @@ pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
     }
     match settings.output {
         Output::Json => {
-            let json = serde_json::json!({ "regions": regions, "note": NOTE, "exit_code": code as u8 });
+            let mut json = serde_json::json!({ "regions": regions, "note": NOTE, "exit_code": code as u8 });
+            if let Some(err) = &error {
+                json["error"] = err.to_string().into();
+            }
             crate::run::emit(&format!("{json}\n"));
         }
-        Output::Text => crate::run::emit(&render(&regions)),
+        Output::Text if error.is_none() || !regions.is_empty() => crate::run::emit(&render(&regions)),
+        Output::Text => {}
     }
     code
 }

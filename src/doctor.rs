@@ -8,6 +8,7 @@ use crate::hops::{self, Hops};
 use crate::imds::Probe;
 use crate::plan::{self, Change, Decision, HttpTokens};
 use crate::reconcile::{self, Patient, Target, describe_change};
+use crate::sense;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -96,6 +97,8 @@ pub struct Surroundings {
     pub metadata_disabled: bool,
     /// The proxy that HTTP_PROXY/HTTPS_PROXY/NO_PROXY give for the metadata address, if any.
     pub metadata_proxy: Option<String>,
+    /// The TTL at which IMDS's token answer reaches this process, or why it was not measured.
+    pub token_ttl: Result<Option<sense::Measured>, String>,
 }
 
 pub async fn surroundings(endpoint: &str) -> Surroundings {
@@ -106,6 +109,10 @@ pub async fn surroundings(endpoint: &str) -> Surroundings {
         env_credentials: env("AWS_ACCESS_KEY_ID").is_some(),
         metadata_disabled: env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         metadata_proxy: crate::ec2::proxy_for(endpoint),
+        token_ttl: match sense::address(endpoint) {
+            Some(addr) => sense::measure(addr).await,
+            None => Err("the endpoint is not http:// at an IP address".into()),
+        },
     }
 }
 
@@ -140,6 +147,7 @@ pub async fn diagnose<M: Probe, E: Ec2>(
     checks.push(check);
     checks.push(where_it_runs(around));
     checks.push(hops_to_imds(around));
+    checks.push(token_ttl(around));
     checks.push(environment(around));
     let identity = match identity(config, imds, imds_ok).await {
         Ok((check, identity)) => {
@@ -232,6 +240,36 @@ fn hops_to_imds(around: &Surroundings) -> Check {
 }
 
 /// Step 4. What in the environment keeps SDKs from the instance role, though this agent is not fooled by it.
+/// Step 3b. The TTL of the token answer as it reaches this process, and from it and the hop count the
+/// instance's hop limit, with no IAM at all: IMDS sends the answer with TTL = hop limit, and each hop after
+/// the first takes one off.
+fn token_ttl(around: &Surroundings) -> Check {
+    const STEP: &str = "token answer TTL";
+    match &around.token_ttl {
+        Err(why) => Check::skip(STEP, &format!("not measured: {why}")),
+        Ok(None) => Check::skip(STEP, "no token answer at any TTL (see the metadata service step)"),
+        Ok(Some(m)) if m.ttl >= 64 || !m.enforced => Check::warn(
+            STEP,
+            format!("the token answer arrives even when only TTL {} or more is accepted", m.ttl),
+            "something other than IMDS's hop limit sets its TTL (a proxy, a NAT to a metadata emulator), or the \
+             kernel does not enforce IP_MINTTL here; the hop limit cannot be read from it",
+        ),
+        Ok(Some(m)) => {
+            let hops = around.hops.as_ref().map(|h| h.count()).unwrap_or(1);
+            let hop_limit = u16::from(m.ttl) + u16::from(hops) - 1;
+            Check::ok(
+                STEP,
+                format!(
+                    "the token answer reaches this process with TTL {}; {} from IMDS, so the instance's hop limit is \
+                     {hop_limit} (read from IMDS itself, no IAM needed)",
+                    m.ttl,
+                    if hops == 1 { "1 hop".to_string() } else { format!("{hops} hops") }
+                ),
+            )
+        }
+    }
+}
+
 fn environment(around: &Surroundings) -> Check {
     const STEP: &str = "environment";
     if around.metadata_disabled {
@@ -457,6 +495,7 @@ mod tests {
             env_credentials: false,
             metadata_disabled: false,
             metadata_proxy: None,
+            token_ttl: Ok(Some(sense::Measured { ttl: 2, enforced: true })),
         }
     }
 
@@ -493,6 +532,23 @@ mod tests {
         assert!(checks.iter().all(|c| c.status == Status::Ok), "{}", render(&checks));
         assert_eq!(exit_code(&checks), ExitCode::Compliant);
         assert!(ec2.modifies.borrow().iter().all(|(_, dry)| *dry));
+    }
+
+    #[test]
+    fn the_token_answers_ttl_and_the_hops_give_the_hop_limit() {
+        let at = |ttl, enforced, hops| {
+            let around = Surroundings {
+                token_ttl: Ok(Some(sense::Measured { ttl, enforced })),
+                ..around(Ok(Hops::Reached(hops)))
+            };
+            token_ttl(&around)
+        };
+        let c = at(1, true, 2);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.detail.contains("TTL 1; 2 hops from IMDS, so the instance's hop limit is 2"), "{}", c.detail);
+        assert!(at(3, true, 1).detail.contains("hop limit is 3"));
+        assert_eq!(at(64, true, 1).status, Status::Warn, "an answer at 64 speaks for something else");
+        assert_eq!(at(2, false, 1).status, Status::Warn, "a bound the kernel did not show it enforces");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! The EC2 side, over aws-sdk-ec2: the only file that sees SDK types and SDK errors.
 
 use crate::error::{Error, Failure, FailureKind, Result, chain};
-use crate::plan::{Change, HopLimit, HttpTokens, MetadataOptions, State, Toggle};
+use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, MetadataOptions, State, Toggle};
 use crate::remote;
 use aws_config::BehaviorVersion;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -14,7 +14,8 @@ use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsResponse, InstanceMetadataOptionsState,
     InstanceMetadataProtocolState, InstanceMetadataTagsState,
 };
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// What the rest of the program needs from EC2 for one instance.
 pub trait Ec2 {
@@ -57,8 +58,7 @@ impl Filter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
     pub instance_id: String,
-    /// EC2's name of the instance's state: `running`, `stopped`, `pending`, ...
-    pub state: String,
+    pub state: InstanceState,
     pub options: MetadataOptions,
 }
 
@@ -98,12 +98,89 @@ pub struct Ec2Api {
 /// The SDK settings every EC2 client shares: one attempt per call (`Patient`, reconcile.rs, retries with
 /// full jitter until the deadline), a short connect timeout and a bound on each attempt.
 fn loader() -> aws_config::ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(10))
-            .build(),
-    )
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .time_source(Clock)
+}
+
+/// The time requests are signed with: this machine's clock, corrected by what EC2's answers showed it to be
+/// off by. Early in boot, before chrony steps the clock, it can be off by hours, and EC2 refuses a request
+/// signed more than 5 minutes away from its own time (RequestExpired, RequestTimeTooSkewed). The SDK
+/// corrects for that only inside its own retries, which are off here (`Patient` retries), so the
+/// correction is kept for the whole process: one clock, one offset.
+#[derive(Debug)]
+struct Clock;
+
+/// Milliseconds to add to the system clock.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// Corrections made so far: a skew that does not go away after `MAX_CLOCK_CORRECTIONS` is the clock's fault
+/// (or EC2's), and the run ends with the clock advice.
+static CLOCK_CORRECTIONS: AtomicU32 = AtomicU32::new(0);
+const MAX_CLOCK_CORRECTIONS: u32 = 2;
+static CLOCK_RETRIES_AFTER_CORRECTION: AtomicU32 = AtomicU32::new(0);
+/// A smaller difference between EC2's `Date` and this clock cannot be why EC2 refused the time.
+const MIN_CLOCK_CORRECTION: Duration = Duration::from_secs(60);
+
+impl Clock {
+    fn now() -> SystemTime {
+        let offset = CLOCK_OFFSET_MS.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        if offset >= 0 {
+            now + Duration::from_millis(offset.unsigned_abs())
+        } else {
+            now - Duration::from_millis(offset.unsigned_abs())
+        }
+    }
+
+    /// EC2 refused the request's time and answered with its own in `date` (an HTTP date): corrects the clock
+    /// by the difference and says so, unless the difference is too small to be the reason or the clock has
+    /// been corrected as often as it may be. Whether it corrected.
+    fn correct(date: Option<&str>) -> bool {
+        let Some(server) = date
+            .and_then(|d| aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::HttpDate).ok())
+            .and_then(|d| SystemTime::try_from(d).ok())
+        else {
+            return false;
+        };
+        let ours = Clock::now();
+        let (ahead, skew) = match server.duration_since(ours) {
+            Ok(d) => (true, d),
+            Err(e) => (false, e.duration()),
+        };
+        if skew > Duration::from_secs(10 * 365 * 86_400) {
+            return false;
+        }
+        if skew < MIN_CLOCK_CORRECTION {
+            // This call was signed before another one corrected the clock (a fleet's regions start side by
+            // side): try again with the corrected clock, a bounded number of times in all.
+            return CLOCK_CORRECTIONS.load(Ordering::Relaxed) > 0
+                && CLOCK_RETRIES_AFTER_CORRECTION.fetch_add(1, Ordering::Relaxed) < 64;
+        }
+        if CLOCK_CORRECTIONS.fetch_add(1, Ordering::Relaxed) >= MAX_CLOCK_CORRECTIONS {
+            return false;
+        }
+        let ms = i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
+        CLOCK_OFFSET_MS.fetch_add(if ahead { ms } else { -ms }, Ordering::Relaxed);
+        tracing::warn!(
+            "EC2 refused the request's time: this clock is {:.0} s {} EC2's (the Date of its answer); signing with \
+             EC2's time from now on and trying again. Set the clock right (`chronyc tracking`, `timedatectl`)",
+            skew.as_secs_f64(),
+            if ahead { "behind" } else { "ahead of" }
+        );
+        true
+    }
+}
+
+impl aws_smithy_async::time::TimeSource for Clock {
+    fn now(&self) -> SystemTime {
+        Clock::now()
+    }
 }
 
 /// The account's settings for the fleet and defaults commands: credentials and the default region from the
@@ -166,9 +243,27 @@ impl Ec2Api {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         if let Some(cause) = chain(&err).find_map(|e| e.downcast_ref::<CredentialsError>()) {
-            return Error::NoCredentials { detail: credentials_detail(cause) };
+            return Error::NoCredentials { detail: credentials_failure(cause) };
+        }
+        // The SDK's own bound on finding credentials (its identity cache, 5 s): no provider answered in time.
+        if remote::root_cause(&err, 80).starts_with("identity resolver timed out") {
+            return Error::NoCredentials {
+                detail: "no credentials within 5 s: the default chain's providers (the instance role's, through IMDS, \
+                         among them) did not answer in time"
+                    .into(),
+            };
         }
         let failure = failure(&err, self.proxy.as_deref());
+        let time_refused = match failure.code.as_deref() {
+            Some("RequestExpired" | "RequestTimeTooSkewed") => true,
+            Some("SignatureDoesNotMatch") => {
+                failure.message.as_deref().is_some_and(|m| m.contains("expired") || m.contains("time"))
+            }
+            _ => false,
+        };
+        if time_refused && Clock::correct(err.raw_response().and_then(|r| r.headers().get("date"))) {
+            return Error::Ec2 { operation, failure: Failure { kind: FailureKind::Skewed, ..failure } };
+        }
         match failure.code.as_deref() {
             Some("UnauthorizedOperation") => Error::NotAuthorized {
                 action: operation,
@@ -176,12 +271,7 @@ impl Ec2Api {
                 encoded: err.message().and_then(encoded_authorization_message),
                 hint: self.hint,
             },
-            Some("RequestExpired" | "RequestTimeTooSkewed") => Error::ClockSkew { failure },
-            Some("SignatureDoesNotMatch")
-                if failure.message.as_deref().is_some_and(|m| m.contains("expired") || m.contains("time")) =>
-            {
-                Error::ClockSkew { failure }
-            }
+            _ if time_refused => Error::ClockSkew { failure },
             Some(
                 "AuthFailure"
                 | "InvalidClientTokenId"
@@ -214,7 +304,13 @@ where
         request_id: err.request_id().and_then(remote::request_id),
     };
     failure.kind = match err {
-        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+        // The answer could not be read to its end (the connection closed mid-body): whatever its status
+        // said, EC2 may have done the call, and another try usually gets a whole answer.
+        SdkError::ResponseError(_) => {
+            failure.message = Some("the connection closed before the whole answer was read".into());
+            FailureKind::Cut
+        }
+        SdkError::ServiceError(_) => {
             let throttled =
                 status == Some(429) || failure.code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c));
             match status {
@@ -222,7 +318,6 @@ where
                 Some(500..=599) => FailureKind::ServerError,
                 // A success status whose body could not be read as the answer.
                 Some(200..=299) => FailureKind::Malformed,
-                _ if matches!(err, SdkError::ResponseError(_)) => FailureKind::Malformed,
                 _ => FailureKind::Refused,
             }
         }
@@ -232,8 +327,14 @@ where
             let root = remote::root_cause(err, 200);
             let lower = root.to_ascii_lowercase();
             failure.message = Some(root.clone());
+            let incomplete =
+                chain(err).find_map(|e| e.downcast_ref::<hyper::Error>()).is_some_and(|h| h.is_incomplete_message());
             if TLS_WORDS.iter().any(|w| lower.contains(w)) {
                 FailureKind::Tls
+            } else if incomplete {
+                // The request went out; the answer (or its end) never came whole.
+                failure.message = Some("the connection closed before the whole answer was read".into());
+                FailureKind::Cut
             } else if dispatch.is_timeout() {
                 FailureKind::Timeout
             } else if let Some(proxy) = proxy {
@@ -265,17 +366,64 @@ const THROTTLING_CODES: &[&str] =
 const ENCODED_PREFIX: &str = "Encoded authorization failure message:";
 
 /// The encoded message of an UnauthorizedOperation, which `aws sts decode-authorization-message` turns into
-/// the statement that refused the call. Kept only when it has the shape EC2 gives it.
+/// the statement that refused the call. It is shown whole, so it is kept only when it has the shape EC2 gives
+/// it: URL-safe base64 without padding, hundreds of characters long (it carries the whole request context,
+/// encrypted). Everything secret that a request carries has another shape: an access key id is 20
+/// characters, a secret key 40 and an IMDS token 56, and those and session tokens are standard base64 with
+/// `+`, `/` or `=`, except access key ids, which are refused wherever they stand in it (`AKIA`, `ASIA`, ...
+/// and 16 capitals or digits; in a real message, by chance, as likely as 20 given characters). Anything else
+/// there is shown as absent.
 fn encoded_authorization_message(message: &str) -> Option<String> {
     let encoded = message.split_once(ENCODED_PREFIX)?.1.trim();
-    let ok = !encoded.is_empty()
-        && encoded.len() <= 8192
-        && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'='));
+    let ok = (ENCODED_MIN..=8192).contains(&encoded.len())
+        && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        && !holds_access_key_id(encoded);
     ok.then(|| encoded.to_string())
 }
 
-fn credentials_detail(cause: &CredentialsError) -> String {
-    let mut detail = remote::root_cause(cause, 300);
+/// Whether `text` holds something shaped like an AWS access key id: a known four-letter prefix, then 16
+/// capitals or digits.
+fn holds_access_key_id(text: &str) -> bool {
+    const PREFIXES: [&str; 11] =
+        ["AKIA", "ASIA", "AROA", "AIDA", "AGPA", "AIPA", "ANPA", "ANVA", "APKA", "ABIA", "ACCA"];
+    let b = text.as_bytes();
+    (0..b.len().saturating_sub(19)).any(|i| {
+        PREFIXES.iter().any(|p| b[i..].starts_with(p.as_bytes()))
+            && b[i + 4..i + 20].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
+}
+
+const ENCODED_MIN: usize = 128;
+
+/// Why no credentials could be had, in this program's words: which kind of failure, and for the instance
+/// role the status IMDS answered, never the provider's own rendering of it (that prints IMDS's whole error
+/// response, whose page can echo the request's token header). What remains of the provider's words goes
+/// through `remote`, cut before any dump of a response.
+pub fn credentials_failure(cause: &CredentialsError) -> String {
+    use aws_config::imds::client::error::ImdsError;
+    let imds = chain(cause).find_map(|e| e.downcast_ref::<ImdsError>());
+    let mut detail = match (imds, cause) {
+        (Some(ImdsError::ErrorResponse(r)), _) => format!(
+            "the instance metadata service answered HTTP {} to the request for the instance role's credentials",
+            r.response().status().as_u16()
+        ),
+        (Some(ImdsError::FailedToLoadToken(_)), _) => {
+            "no IMDSv2 token for the request for the instance role's credentials".into()
+        }
+        (Some(ImdsError::IoError(_)), _) => {
+            "the instance metadata service could not be reached for the instance role's credentials".into()
+        }
+        (Some(_), _) => "the instance role's credentials could not be read from the instance metadata service".into(),
+        (None, CredentialsError::CredentialsNotLoaded(_)) => format!(
+            "none of the environment, a profile, web identity, the container or the instance role gave any ({})",
+            remote::root_cause(cause, 200)
+        ),
+        (None, CredentialsError::ProviderTimedOut(_)) => "the credentials provider did not answer in time".into(),
+        (None, CredentialsError::InvalidConfiguration(_)) => {
+            format!("the credentials configuration is invalid: {}", remote::root_cause(cause, 200))
+        }
+        (None, _) => format!("the credentials provider failed: {}", remote::root_cause(cause, 200)),
+    };
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         detail.push_str(
             "; AWS_EC2_METADATA_DISABLED=true is set, which keeps the SDK from reading the instance role's \
@@ -356,7 +504,8 @@ impl Ec2 for Ec2Api {
 
 impl Fleet for Ec2Api {
     async fn select(&self, filters: &[Filter], next: Option<&str>) -> Result<Page> {
-        tracing::trace!(?filters, ?next, "ec2:DescribeInstances (page)");
+        // The page token is EC2's opaque text: never shown, at any level.
+        tracing::trace!(?filters, next_page = next.is_some(), "ec2:DescribeInstances (page)");
         let mut request = self.client.describe_instances().max_results(PAGE).set_next_token(next.map(str::to_string));
         for f in filters {
             request = request.filters(
@@ -382,7 +531,7 @@ impl Fleet for Ec2Api {
                 };
                 instances.push(Described {
                     instance_id,
-                    state: i.state().and_then(|s| s.name()).map_or("unknown".into(), |n| n.as_str().to_string()),
+                    state: instance_state(i.state().and_then(|s| s.name())),
                     options: i.metadata_options().map(options_from).unwrap_or_default(),
                 });
             }
@@ -493,8 +642,46 @@ fn toggle(field: &str, value: &str) -> Option<Toggle> {
     }
 }
 
-/// A value this build does not know is treated like a field EC2 left out: unknown.
+fn instance_state(name: Option<&aws_sdk_ec2::types::InstanceStateName>) -> InstanceState {
+    use aws_sdk_ec2::types::InstanceStateName as Name;
+    match name {
+        Some(Name::Pending) => InstanceState::Pending,
+        Some(Name::Running) => InstanceState::Running,
+        Some(Name::ShuttingDown) => InstanceState::ShuttingDown,
+        Some(Name::Terminated) => InstanceState::Terminated,
+        Some(Name::Stopping) => InstanceState::Stopping,
+        Some(Name::Stopped) => InstanceState::Stopped,
+        Some(other) => unknown("the instance state", other.as_str()).unwrap_or(InstanceState::Unknown),
+        None => InstanceState::Unknown,
+    }
+}
+
+/// A value this build does not know is treated like a field EC2 left out: unknown. The value is remote text,
+/// shown only as `remote::value` makes it: one short line, redacted.
 fn unknown<T>(field: &str, value: &str) -> Option<T> {
-    tracing::warn!("EC2 reported {field}={value:?}, which this version does not know; treating it as unknown");
+    tracing::warn!(
+        "EC2 reported {field} {:?}, which this version does not know; treating it as unknown",
+        remote::value(value)
+    );
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoded_message_is_kept_only_in_the_shape_ec2_gives_it() {
+        let real = format!("{ENCODED_PREFIX} {}", "4GIOHlTkIaWHQD0Q0m6XSnuUMCm-abPZDWKfnyvW-cmeh5SqT7J2Hx_G".repeat(4));
+        assert!(encoded_authorization_message(&real).is_some());
+        for echo in [
+            "AKIAIOSFODNN7EXAMPLE".to_string(),
+            "AKIAIOSFODNN7EXAMPLE".repeat(10),
+            format!("x{}", "ASIAIOSFODNN7EXAMPLE".repeat(8)),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".repeat(4),
+            "AQAEAFTNrA4eEGx0AQgJ1arIq_Cg==".repeat(6),
+        ] {
+            assert_eq!(encoded_authorization_message(&format!("{ENCODED_PREFIX} {echo}")), None, "{echo}");
+        }
+    }
 }

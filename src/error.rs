@@ -105,6 +105,12 @@ pub enum FailureKind {
     Proxy,
     /// An answer that is not an EC2 answer (HTML, truncated XML, ...).
     Malformed,
+    /// The answer was cut off while it was being read (the connection closed mid-body): EC2 may have
+    /// carried the call out, and another try usually gets a whole answer.
+    Cut,
+    /// EC2 refused the request's time, and the `Date` of its answer showed by how much this clock is off:
+    /// the clock is corrected for it and the call tried again (`ec2::Clock`, at most twice a run).
+    Skewed,
     /// Any other refusal (4xx) with EC2's own code.
     Refused,
     /// A failure on this side before anything was sent.
@@ -120,9 +126,12 @@ impl Failure {
     pub fn retry(&self) -> Option<Backoff> {
         match self.kind {
             FailureKind::Throttled => Some(Backoff::THROTTLED),
-            FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect | FailureKind::Proxy => {
-                Some(Backoff::TRANSIENT)
-            }
+            FailureKind::ServerError
+            | FailureKind::Timeout
+            | FailureKind::Connect
+            | FailureKind::Proxy
+            | FailureKind::Cut
+            | FailureKind::Skewed => Some(Backoff::TRANSIENT),
             FailureKind::Tls | FailureKind::Malformed | FailureKind::Refused | FailureKind::Local => None,
         }
     }
@@ -130,7 +139,21 @@ impl Failure {
     /// Whether EC2 may have carried out the call although its answer was a failure: a timeout, a broken
     /// connection or a 5xx after the request was sent. A throttled call was not carried out.
     pub fn maybe_done(&self) -> bool {
-        matches!(self.kind, FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect)
+        matches!(self.kind, FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect | FailureKind::Cut)
+    }
+
+    /// What kept failing, in words for a message that ends a run: throttling is the account's shared budget;
+    /// the others are the way to EC2 or EC2 itself.
+    fn kept(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Throttled => "throttling this account's requests",
+            FailureKind::Connect => "refusing or dropping the connection (no connection to EC2)",
+            FailureKind::Timeout => "not answering in time",
+            FailureKind::Proxy => "failing at the proxy",
+            FailureKind::Cut => "cutting its answers off",
+            FailureKind::Skewed => "refusing this clock's time",
+            _ => "failing",
+        }
     }
 }
 
@@ -144,6 +167,8 @@ impl fmt::Display for Failure {
             FailureKind::Tls => "TLS handshake failed",
             FailureKind::Proxy => "proxy failed",
             FailureKind::Malformed => "an answer that is not an EC2 answer",
+            FailureKind::Cut => "the answer was cut off",
+            FailureKind::Skewed => "the request's time was refused",
             FailureKind::Refused => "refused",
             FailureKind::Local => "failed before sending",
         };
@@ -164,7 +189,7 @@ impl fmt::Display for Failure {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Usage(String),
@@ -232,6 +257,14 @@ pub enum Error {
     #[error("instance {instance_id} not found in {region}: {detail}")]
     InstanceNotFound { instance_id: String, region: String, detail: String },
 
+    /// The instance was terminated (or is shutting down) while its change waited to be applied.
+    #[error("instance {instance_id} is {state}: its metadata options no longer matter, and nothing is left to verify")]
+    InstanceGone { instance_id: String, state: crate::plan::InstanceState },
+
+    /// EC2 accepted the change, then refused every read that would verify it.
+    #[error("EC2 accepted the change on {instance_id}, but it could not be read back to verify it: {cause}")]
+    NotVerified { instance_id: String, cause: Box<Error> },
+
     #[error(
         "gave up after {:.1} s waiting for EC2 to report the change applied on {instance_id} (last answer: \
          {last}); raise {bound}, or run `imds-hop-limit check` later",
@@ -243,18 +276,22 @@ pub enum Error {
     Ec2 { operation: &'static str, failure: Failure },
 
     #[error(
-        "EC2 kept {} this account's requests for {:.0} s, until the run's deadline: ec2:{operation}: {last}; \
-         nothing is wrong with this instance: EC2's request budget is shared by the whole account and region: \
-         run it again later, or raise --timeout",
-        if last.kind == FailureKind::Throttled { "throttling" } else { "failing" },
-        waited.as_secs_f64()
+        "EC2 kept {} for {:.0} s, until the deadline: ec2:{operation}: {last}; {}",
+        last.kept(),
+        waited.as_secs_f64(),
+        if last.kind == FailureKind::Throttled {
+            "this is not any instance's fault: EC2's request budget is shared by the whole account and region. \
+             Run it again later, or raise --timeout"
+        } else {
+            "check the way to EC2 (the endpoint, a proxy, the network), then run it again"
+        }
     )]
     GaveUp { operation: &'static str, waited: Duration, last: Failure },
 
     #[error("{0}")]
     Unexpected(String),
 
-    #[error("the run's deadline of {:.0} s passed while {stage}; raise --timeout", limit.as_secs_f64())]
+    #[error("the run's deadline (--timeout {}) passed while {stage}; raise --timeout", crate::config::show_duration(*limit))]
     Deadline { stage: Stage, limit: Duration },
 
     #[error("interrupted by {signal} while {stage}")]
@@ -314,7 +351,8 @@ impl Error {
             | Error::CredentialsExpired { .. }
             | Error::ClockSkew { .. }
             | Error::NotAuthorized { .. } => ExitCode::NotAuthorized,
-            Error::InstanceNotFound { .. } => ExitCode::InstanceNotFound,
+            Error::InstanceNotFound { .. } | Error::InstanceGone { .. } => ExitCode::InstanceNotFound,
+            Error::NotVerified { cause, .. } => cause.exit_code(),
             Error::ManagedElsewhere { .. } => ExitCode::ManagedElsewhere,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
             Error::GaveUp { .. } => ExitCode::Throttled,

@@ -39,6 +39,7 @@ pub fn config(mode: Mode) -> Config {
         timeout: Duration::from_secs(10),
         imds_endpoint: "http://127.0.0.1:1".into(),
         output: Output::Text,
+        evidence: crate::cli::EvidenceSource::Ec2,
     }
 }
 

@@ -10,13 +10,13 @@ use crate::cli::{Act, Cli, FleetArgs, Output};
 use crate::config::{self, parse_duration, parse_instance_id, parse_region};
 use crate::ec2::{Account, Defaults as _, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result};
-use crate::plan::{self, Change, Decision, MetadataOptions, Plan, Wanted};
+use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, Wanted};
 use crate::reconcile::{Patient, Target};
 use crate::report::{self, Counts, Outcome, RegionFailure, Status};
 use crate::wait::{Pace, PollSchedule};
 use futures_util::StreamExt;
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -185,19 +185,21 @@ pub async fn region<E: Fleet>(
         counts,
         &format!("{region}: {} selected, {compliant} compliant, {needing} to change", outcomes.len()),
     );
-    if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
-        return Ok(outcomes);
-    }
     let ledger =
         Ledger { outcomes: Rc::new(RefCell::new(outcomes)), pending: RefCell::new(Vec::new()), done: false.into() };
-    board.0.borrow_mut().push(ledger.outcomes.clone());
+    board.outcomes.borrow_mut().push(ledger.outcomes.clone());
+    if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
+        return Ok(ledger.outcomes.borrow().clone());
+    }
     let now = Instant::now();
     for (index, expected) in to_verify {
         ledger.pending.borrow_mut().push(Pending {
             index,
             expected,
+            since: now,
             give_up: now + settings.wait_timeout,
             sent: false,
+            last_error: None,
         });
     }
     let modify = change_all(&patient, region, &ledger, to_change, settings, counts, deadline);
@@ -206,7 +208,8 @@ pub async fn region<E: Fleet>(
     } else {
         modify.await;
     }
-    Ok(std::mem::take(&mut *ledger.outcomes.borrow_mut()))
+    let outcomes = ledger.outcomes.borrow().clone();
+    Ok(outcomes)
 }
 
 /// The selection, read in pages: by filters, or by `--instance-id` in batches (same filters).
@@ -235,22 +238,51 @@ async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadlin
     Ok(all)
 }
 
+/// The most pages one listing reads: 2,000 pages of up to 1,000 instances, twenty times the largest accounts'
+/// instance counts in a region. EC2 can answer a filtered page with fewer instances than asked for, even
+/// none, and a next token, so the count of instances cannot bound a listing; this bounds one whose tokens
+/// never repeat and never end (at EC2's 20 DescribeInstances a second, under two minutes of calls).
+pub const MAX_PAGES: usize = 2_000;
+
 /// Every page of the instances that pass `filters`, appended to `into` as they come; each page's retries end
-/// at `until()`. On a failure, the pages read so far stay in `into`.
+/// at `until()`. On a failure, the pages read so far stay in `into`. A page token seen before in the same
+/// listing (A, B, A, ...) would page forever: it ends the listing with an error, as does a listing longer
+/// than `MAX_PAGES`. Tokens are remembered by a hash, never shown.
 async fn read_pages<E: Fleet>(
     patient: &Patient<'_, E>,
     filters: &[Filter],
     until: impl Fn() -> Instant,
     into: &mut Vec<Described>,
 ) -> Result<()> {
+    use std::hash::BuildHasher;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen = HashSet::new();
     let mut next: Option<String> = None;
-    loop {
+    for _ in 0..MAX_PAGES {
         let page = patient.retry("DescribeInstances", until(), |ec2| ec2.select(filters, next.as_deref())).await?;
         into.extend(page.instances);
         match page.next {
-            Some(token) if Some(&token) != next.as_ref() => next = Some(token),
-            _ => return Ok(()),
+            None => return Ok(()),
+            Some(token) if !seen.insert(hasher.hash_one(&token)) => {
+                return Err(endless_listing(&format!(
+                    "EC2 answered with a page token it had already given in this listing, after {} pages: the \
+                     listing would never end",
+                    seen.len()
+                )));
+            }
+            Some(token) => next = Some(token),
         }
+    }
+    Err(endless_listing(&format!("the listing did not end within {MAX_PAGES} pages")))
+}
+
+fn endless_listing(what: &str) -> Error {
+    Error::Ec2 {
+        operation: "DescribeInstances",
+        failure: crate::error::Failure {
+            message: Some(what.to_string()),
+            ..crate::error::Failure::new(crate::error::FailureKind::Malformed)
+        },
     }
 }
 
@@ -258,9 +290,13 @@ struct Pending {
     index: usize,
     /// What the options become: the change's fields, the others as they were.
     expected: MetadataOptions,
+    /// When the wait began (the change was accepted, or the pending state was first seen).
+    since: Instant,
     give_up: Instant,
     /// A change was sent (not only somebody else's seen through).
     sent: bool,
+    /// Why the last read of it failed, if it did (throttled until its retries gave up).
+    last_error: Option<String>,
 }
 
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
@@ -305,11 +341,14 @@ async fn change_all<E: Fleet>(
                 outcome.after = Some(answer.clone());
                 outcome.status = Status::Accepted;
                 if settings.wait {
+                    let now = Instant::now();
                     ledger.pending.borrow_mut().push(Pending {
                         index,
                         expected: change.applied_to(&outcome.before.clone().unwrap_or_default()),
-                        give_up: Instant::now() + settings.wait_timeout,
+                        since: now,
+                        give_up: now + settings.wait_timeout,
                         sent: true,
+                        last_error: None,
                     });
                 }
             }
@@ -360,13 +399,21 @@ async fn verify<E: Fleet>(
                     return true;
                 }
                 let o = &mut outcomes[p.index];
-                let last = o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last);
-                counts.add_failed();
+                let last = match &p.last_error {
+                    Some(err) => format!("EC2 answered the read: {err}"),
+                    None => o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last),
+                };
+                if p.sent {
+                    counts.changed_then_failed();
+                } else {
+                    counts.add_failed();
+                }
                 o.fail(&Error::WaitTimeout {
                     instance_id: o.instance_id.clone(),
-                    waited: settings.wait_timeout,
+                    waited: now.saturating_duration_since(p.since),
                     last,
-                    bound: "--wait-timeout",
+                    // Whichever bound came first ended the wait.
+                    bound: if p.give_up > deadline { "--timeout" } else { "--wait-timeout" },
                 });
                 false
             });
@@ -382,8 +429,22 @@ async fn verify<E: Fleet>(
             let filters = [Filter::new("instance-id", batch)];
             let until = ledger.pending.borrow().iter().map(|p| p.give_up).max().unwrap_or(now).min(deadline);
             let mut read = Vec::new();
-            if let Err(err) = read_pages(patient, &filters, || until, &mut read).await {
-                tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
+            match read_pages(patient, &filters, || until, &mut read).await {
+                Ok(()) => {}
+                // Throttled or failing until its retries gave up: the instances wait on, and the message
+                // when their wait ends says what EC2 answered.
+                Err(Error::GaveUp { last, .. }) => {
+                    tracing::warn!("verifying a batch of {} instances: EC2 answered {last}", batch.len());
+                    for p in ledger.pending.borrow_mut().iter_mut() {
+                        p.last_error = Some(last.to_string());
+                    }
+                }
+                // Refused (credentials expired, not authorized, ...): no later read will do better, so those
+                // changes end now, accepted but not verified, with the refusal's own exit code.
+                Err(err) => {
+                    tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
+                    unverifiable(ledger, batch, &err, counts);
+                }
             }
             settle(ledger, &read, &settings.wanted, counts);
         }
@@ -392,7 +453,26 @@ async fn verify<E: Fleet>(
     }
 }
 
-/// Marks each pending instance that `read` shows applied (or, stopped, with its values reflected).
+/// Ends the wait of each pending instance of `batch`: EC2 refused to let it be read back.
+fn unverifiable(ledger: &Ledger, batch: &[String], err: &Error, counts: &Counts) {
+    let mut outcomes = ledger.outcomes.borrow_mut();
+    ledger.pending.borrow_mut().retain(|p| {
+        let o = &mut outcomes[p.index];
+        if !batch.contains(&o.instance_id) {
+            return true;
+        }
+        if p.sent {
+            counts.changed_then_failed();
+        } else {
+            counts.add_failed();
+        }
+        o.fail(&Error::NotVerified { instance_id: o.instance_id.clone(), cause: Box::new(err.clone()) });
+        false
+    });
+}
+
+/// Marks each pending instance that `read` shows applied (or, stopped, with its values reflected), and ends
+/// the wait of each that is terminated or shutting down.
 fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts) {
     let mut outcomes = ledger.outcomes.borrow_mut();
     ledger.pending.borrow_mut().retain(|p| {
@@ -400,8 +480,17 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
         let Some(d) = read.iter().find(|d| d.instance_id == o.instance_id) else { return true };
         let seen = MetadataOptions { state: d.options.state, ..d.options.or(&p.expected) };
         o.after = Some(seen.clone());
-        o.state = d.state.clone();
-        let stopped = d.state == "stopped";
+        o.state = d.state;
+        if d.state.is_gone() {
+            if p.sent {
+                counts.changed_then_failed();
+            } else {
+                counts.add_failed();
+            }
+            o.fail(&Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state });
+            return false;
+        }
+        let stopped = d.state == InstanceState::Stopped;
         let done = if stopped { plan::plan(&seen, wanted) == Plan::Unchanged } else { plan::is_applied(&seen, wanted) };
         if done {
             o.status = match (p.sent, stopped) {
@@ -447,8 +536,6 @@ fn patience(deadline: Instant) -> Instant {
 
 /// A run without `--timeout` still ends: every wait inside it has its own bound; this is only the far end.
 const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
-/// The outer bound lets the run's own deadline handling report first.
-const GRACE: Duration = Duration::from_secs(15);
 
 pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
     let settings = match Settings::from_cli(cli, args) {
@@ -461,7 +548,9 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
     let start = std::time::Instant::now();
     let counts = Counts::new(cli.options.quiet > 0);
     let board = Board::default();
-    let result = crate::run::block_on(settings.timeout.map(|t| t + GRACE), run(&settings, &counts, &board));
+    // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
+    // at the same deadline, so what they decided is on the board by then.
+    let result = crate::run::block_on(settings.timeout, run(&settings, &counts, &board));
     counts.finish();
     let (regions, mut outcomes, failures, ended) = match result {
         Ok((regions, outcomes, failures)) => (regions, outcomes, failures, None),
@@ -472,13 +561,30 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
                  and `imds-hop-limit fleet check` with the same selection shows each instance now"
             );
             let outcomes = board.snapshot();
-            let mut regions: Vec<String> = outcomes.iter().map(|o| o.region.clone()).collect();
-            regions.dedup();
-            (regions, outcomes, Vec::new(), Some(err.exit_code()))
+            let regions = board.regions.borrow().clone();
+            // A region with nothing on the board never got its selection read.
+            let failures = regions
+                .iter()
+                .filter(|r| !outcomes.iter().any(|o| &o.region == *r))
+                .map(|r| RegionFailure {
+                    region: r.clone(),
+                    error: format!("not read before the run ended: {err}"),
+                    code: err.exit_code(),
+                })
+                .collect();
+            (regions, outcomes, failures, Some(err.exit_code()))
         }
         Err(err) => {
+            // Before any region's selection could be read (the regions themselves, say): no instance to
+            // report, but `--output json` still gets its one object.
             tracing::error!("{err}");
-            return err.exit_code();
+            let code = err.exit_code();
+            if settings.output == Output::Json {
+                let summary = report::Summary::new(&[], Vec::new(), &[], code, start.elapsed().as_millis() as u64);
+                let json = serde_json::json!({ "summary": summary, "instances": [], "error": err.to_string() });
+                crate::run::emit(&format!("{json}\n"));
+            }
+            return code;
         }
     };
     if ended.is_none() {
@@ -513,21 +619,33 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
 
 type Done = (Vec<String>, Vec<Outcome>, Vec<RegionFailure>);
 
-/// Every region's outcomes while they are being changed, kept outside the run, so that a run ended by a signal
-/// or its deadline still reports each instance as far as it got.
+/// Every region's outcomes once its selection is read, kept outside the run, so that a run ended by a signal
+/// or its deadline still reports each instance as far as it got, and the regions it was working on.
 #[derive(Default)]
-pub struct Board(RefCell<Vec<Rc<RefCell<Vec<Outcome>>>>>);
+pub struct Board {
+    regions: RefCell<Vec<String>>,
+    outcomes: RefCell<Vec<Rc<RefCell<Vec<Outcome>>>>>,
+}
 
 impl Board {
     fn snapshot(&self) -> Vec<Outcome> {
-        self.0.borrow().iter().flat_map(|o| o.borrow().clone()).collect()
+        self.outcomes.borrow().iter().flat_map(|o| o.borrow().clone()).collect()
     }
 }
 
+/// How much sooner than `--timeout` the run's own waits and retries end: enough for them to conclude with
+/// their own messages (which bound ended a wait, what EC2 answered last) before the deadline cuts whatever
+/// is still in flight.
+pub const CONCLUDE: Duration = Duration::from_millis(250);
+
 async fn run(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done> {
     let account = Account::load().await;
-    let deadline = Instant::now() + settings.timeout.unwrap_or(NO_DEADLINE);
+    let deadline = match settings.timeout {
+        Some(t) => Instant::now() + t.saturating_sub(CONCLUDE),
+        None => Instant::now() + NO_DEADLINE,
+    };
     let regions = regions(&settings.regions, &account, deadline).await?;
+    board.regions.borrow_mut().clone_from(&regions);
     tracing::debug!(?regions, "regions");
     let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
     let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), settings, counts, board, deadline));

@@ -199,7 +199,7 @@ impl Probe for Imds {
             .provide_credentials()
             .await
             .map(drop)
-            .map_err(|e| Error::NoCredentials { detail: remote::root_cause(&e, 300) })
+            .map_err(|e| Error::NoCredentials { detail: crate::ec2::credentials_failure(&e) })
     }
 }
 

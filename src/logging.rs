@@ -2,7 +2,6 @@
 //! journald adds its own.
 
 use std::io::IsTerminal;
-use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::prelude::*;
@@ -25,13 +24,15 @@ pub fn init(verbose: u8, quiet: u8) {
     // Under systemd, journald stamps every line itself: a second timestamp is noise.
     let layer = if std::env::var_os("JOURNAL_STREAM").is_some() { layer.without_time().boxed() } else { layer.boxed() };
     tracing_subscriber::registry()
-        .with(layer.with_filter(filter).with_filter(third_party_at_most_info()).with_filter(LevelFilter::TRACE))
+        .with(layer.with_filter(filter).with_filter(ours_only()).with_filter(LevelFilter::TRACE))
         .init();
 }
 
-/// The SDK's debug and trace events carry secrets: the endpoint resolver prints the access key id at
-/// debug, and at trace the raw requests and responses hold the IMDS token and the role's credentials.
-/// So they are never shown, whatever RUST_LOG asks; `-v` and `-vv` raise this program's own detail.
-fn third_party_at_most_info<S>() -> impl tracing_subscriber::layer::Filter<S> {
-    filter_fn(|meta| *meta.level() <= Level::INFO || meta.target().starts_with("imds_hop_limit"))
+/// Only this program's own events are shown, at any level and whatever RUST_LOG asks. Other crates' events
+/// carry secrets and raw remote text: the endpoint resolver prints the access key id at debug, trace dumps
+/// raw requests and responses, and even a WARN of the credentials provider renders IMDS's whole error
+/// response (an error page can echo the request's token header). Every failure the SDK reports reaches this
+/// program as an error value, which it shows through `remote`, bounded and redacted.
+fn ours_only<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    filter_fn(|meta| meta.target().starts_with("imds_hop_limit"))
 }

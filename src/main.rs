@@ -15,6 +15,7 @@ mod reconcile;
 mod remote;
 mod report;
 mod run;
+mod sense;
 mod wait;
 
 use std::process::ExitCode;

@@ -50,6 +50,29 @@ pub enum State {
     Applied,
 }
 
+/// An instance's life-cycle state as EC2 names it, or what this program knows instead: a name this build
+/// does not know (never shown as EC2 sent it: remote text), or an instance asked for by id and not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+    Unknown,
+    #[serde(rename = "not found")]
+    NotFound,
+}
+
+impl InstanceState {
+    /// Gone, or going: its metadata options no longer matter and can no longer be changed.
+    pub fn is_gone(self) -> bool {
+        matches!(self, InstanceState::ShuttingDown | InstanceState::Terminated)
+    }
+}
+
 macro_rules! display_as_serde_name {
     ($($ty:ty => { $($variant:ident = $name:literal),+ })+) => {$(
         impl $ty {
@@ -69,6 +92,10 @@ display_as_serde_name! {
     HttpTokens => { Required = "required", Optional = "optional" }
     Toggle => { Enabled = "enabled", Disabled = "disabled" }
     State => { Pending = "pending", Applied = "applied" }
+    InstanceState => {
+        Pending = "pending", Running = "running", ShuttingDown = "shutting-down", Terminated = "terminated",
+        Stopping = "stopping", Stopped = "stopped", Unknown = "unknown", NotFound = "not found"
+    }
 }
 
 /// An instance's metadata options as EC2 reports them. `None` is a field EC2 left out: unknown, not an

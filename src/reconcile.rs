@@ -1,5 +1,6 @@
 //! One run: identity -> current options -> plan -> modify -> poll until applied, inside one deadline.
 
+use crate::cli::EvidenceSource;
 use crate::config::{Config, Mode};
 use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
@@ -33,8 +34,13 @@ pub struct Report {
     /// The options after the run: as last read, or as EC2's answer to the change with `--no-wait`.
     pub after: MetadataOptions,
     pub action: Action,
-    /// Whether `after` was read back from EC2 as applied.
+    /// Whether `after` was read back from EC2 as applied, or the token answer was seen at the wanted TTL.
     pub verified: bool,
+    /// How the outcome is known: `imds` (the token answer's TTL, no EC2 call for it) or `ec2`.
+    pub evidence: EvidenceSource,
+    /// What IMDS itself proved, when it was asked and could prove it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensed: Option<crate::sense::Sensed>,
 }
 
 /// Where the run is, for the message when a deadline or a signal ends it.
@@ -262,12 +268,15 @@ impl<E> Patient<'_, E> {
     }
 }
 
+/// `data_plane`: IMDS's address where sensing showed that the kernel enforces the minimum TTL on the way to
+/// it, so that a change can be verified by the token answer arriving at the wanted TTL.
 pub async fn reconcile(
     ec2: &impl Ec2,
     target: &Target,
     config: &Config,
     progress: &Progress,
     deadline: Instant,
+    data_plane: Option<std::net::SocketAddr>,
 ) -> Result<Report> {
     progress.set(Stage::Ec2);
     let ec2 = Patient::new(ec2);
@@ -282,6 +291,8 @@ pub async fn reconcile(
         after,
         action,
         verified,
+        evidence: EvidenceSource::Ec2,
+        sensed: None,
     };
     let change = match plan::decide(&known, &config.wanted) {
         Decision::Change(change) => change,
@@ -316,6 +327,15 @@ pub async fn reconcile(
                 return Ok(report(accepted, Action::Changed, false));
             }
             let expected = change.applied_to(&known);
+            // On the data plane where the change is one sensing sees (the hop limit, the endpoint): what a
+            // container will see, with no EC2 call; otherwise EC2's `applied`.
+            if let Some(addr) = data_plane.filter(|_| {
+                change.http_tokens.is_none() && change.ipv6_endpoint.is_none() && change.instance_tags.is_none()
+            }) {
+                wait_data_plane(addr, instance_id, config, progress, deadline).await?;
+                let after = MetadataOptions { state: None, ..expected };
+                return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
+            }
             let after = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
             Ok(report(after, Action::Changed, true))
         }
@@ -371,6 +391,52 @@ async fn wait_applied<E: Ec2>(
         last = describe_last(&current);
     }
 }
+
+/// Probes the token answer at the wanted TTL about every 200 to 300 ms until it arrives: the change is in
+/// effect where a container gets its token. Bounded by `--wait-timeout` (or `--timeout`, if sooner).
+async fn wait_data_plane(
+    addr: std::net::SocketAddr,
+    instance_id: &str,
+    config: &Config,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<()> {
+    progress.set(Stage::Waiting);
+    let start = Instant::now();
+    let give_up = (start + config.wait_timeout).min(deadline);
+    let bound = if give_up < start + config.wait_timeout { "--timeout" } else { "--wait-timeout" };
+    let wanted = config.wanted.hop_limit;
+    let mut probes = 0u32;
+    loop {
+        probes += 1;
+        let probe = Instant::now();
+        if crate::sense::arrives(addr, wanted, DATA_PLANE_PROBE).await {
+            tracing::debug!(
+                after_ms = start.elapsed().as_millis() as u64,
+                probes,
+                "the token answer arrives at TTL >= {wanted}"
+            );
+            return Ok(());
+        }
+        let next = probe + DATA_PLANE_PROBE + DATA_PLANE_JITTER.mul_f64(fastrand::f64());
+        if next >= give_up {
+            return Err(Error::WaitTimeout {
+                instance_id: instance_id.into(),
+                waited: start.elapsed(),
+                last: format!(
+                    "the token answer does not yet reach this process with TTL >= {wanted} ({probes} probes)"
+                ),
+                bound,
+            });
+        }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// Each data-plane probe waits this long for the token answer; the next starts up to `DATA_PLANE_JITTER`
+/// later, so the probes come about every 200 to 300 ms.
+const DATA_PLANE_PROBE: Duration = Duration::from_millis(200);
+const DATA_PLANE_JITTER: Duration = Duration::from_millis(100);
 
 /// Room left before the deadline for the last poll's round trip.
 const LAST_POLL_MARGIN: Duration = Duration::from_millis(300);
@@ -428,7 +494,7 @@ mod tests {
             region: "us-west-2".into(),
             endpoint_vouched: config.instance_id.is_none(),
         };
-        reconcile(ec2, &target, config, &Progress::default(), deadline).await
+        reconcile(ec2, &target, config, &Progress::default(), deadline, None).await
     }
 
     #[tokio::test(start_paused = true)]

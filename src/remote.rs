@@ -13,7 +13,10 @@ const SECRET_NAMES: &[&str] = &[
     "securitytoken",
     "sessiontoken",
     "secretaccesskey",
+    "secret_access_key",
     "accesskeyid",
+    "access_key_id",
+    "session_token",
     "token",
 ];
 
@@ -54,7 +57,7 @@ fn redact_named(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
-        let at_word_start = i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric();
+        let at_word_start = i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric() || after_escape(text, i);
         let hit = SECRET_NAMES.iter().find(|name| at_word_start && lower[i..].starts_with(*name));
         let Some(name) = hit else {
             let c = text[i..].chars().next().unwrap();
@@ -77,7 +80,7 @@ fn redact_named(text: &str) -> String {
             continue;
         }
         let value_end = text[j..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '&' | ',' | '<' | ';'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '&' | ',' | '<' | ';' | '\\'))
             .map_or(text.len(), |k| j + k);
         if value_end > j {
             out.push_str(REDACTED);
@@ -85,6 +88,13 @@ fn redact_named(text: &str) -> String {
         i = value_end;
     }
     out
+}
+
+/// Whether `text[..i]` ends with an escaped control character (`\n`, `\r`, `\t`, as a `Debug` rendering of
+/// an echoed request writes the line breaks between its headers): the name that follows starts a word.
+fn after_escape(text: &str, i: usize) -> bool {
+    let b = text.as_bytes();
+    i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b'r' | b't')
 }
 
 /// Every long run of key-like characters with letters and digits becomes `<redacted>`.
@@ -115,13 +125,31 @@ fn redact_runs(text: &str) -> String {
 /// credentials provider's reason), as one sanitized line: such causes can carry remote text.
 pub fn root_cause(err: &(dyn std::error::Error + 'static), max: usize) -> String {
     let root = crate::error::chain(err).last().map(ToString::to_string).unwrap_or_default();
-    sanitize(&root, max)
+    sanitize(without_dump(&root), max)
 }
 
-/// An AWS request id as EC2 sends it (a UUID, or a shorter id of letters, digits and dashes), or nothing:
-/// it is remote text too.
+/// `text` up to where a `Debug` rendering of a response, its headers or its body begins: some errors of the
+/// SDK print the whole raw response (`error response from IMDS (code: 500). Response { ... body: ... }`), and
+/// an error page can echo the request's headers, the IMDS token among them. What comes before is the
+/// error's own words.
+pub fn without_dump(text: &str) -> &str {
+    const DUMPS: &[&str] = &["Response {", "Response{", "SdkBody", "Headers {", "HeaderMap", "body:", "headers:"];
+    let cut = DUMPS.iter().filter_map(|d| text.find(d)).min().unwrap_or(text.len());
+    text[..cut].trim_end_matches([' ', '.', ',', ':', '('])
+}
+
+/// A value EC2 put in a field whose values this build knows (an enum, a state name), for a message about a
+/// value it does not know: one short line, redacted like any remote text.
+pub fn value(text: &str) -> String {
+    sanitize(text, 40)
+}
+
+/// An AWS request id as EC2 sends it, a UUID (`8f0e7d3c-1b2a-4c5d-9e8f-0a1b2c3d4e5f`), or nothing: anything
+/// else in that header is remote text that only pretends to be one (an echo of a key id, say), never shown.
 pub fn request_id(id: &str) -> Option<String> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let groups: Vec<&str> = id.split('-').collect();
+    let shape = groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12];
+    let ok = shape && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
     ok.then(|| id.to_string())
 }
 
@@ -192,5 +220,33 @@ mod tests {
         assert_eq!(request_id("<html>"), None);
         assert_eq!(request_id(&"a".repeat(65)), None);
         assert_eq!(request_id(""), None);
+        // Shaped like an id of letters and dashes, but not a UUID: an echo of an access key id, say.
+        assert_eq!(request_id("AKIAIOSFODNN7EXAMPLE"), None);
+        assert_eq!(request_id("AKIAIOSF-ODNN-7EXA-MPLE-000000000000"), None);
+        assert_eq!(request_id("8f0e7d3c-1b2a-4c5d-9e8f-0a1b2c3d4e5"), None, "one digit short");
+    }
+
+    #[test]
+    fn a_debug_dump_of_a_response_is_cut_before_it_starts() {
+        let err = "error response from IMDS (code: 500). Response { status: StatusCode(500), headers: Headers { \
+            headers: {\"content-type\": HeaderValue { _private: H0(\"text/html\") }} }, body: SdkBody { inner: \
+            Once(Some(b\"<pre>GET / HTTP/1.1\\nx-aws-ec2-metadata-token: tok-en-VALUE\\n</pre>\")) } }";
+        assert_eq!(without_dump(err), "error response from IMDS (code: 500)");
+        assert_eq!(without_dump("connection refused"), "connection refused");
+    }
+
+    #[test]
+    fn a_secret_name_after_an_escaped_line_break_still_names_a_secret() {
+        let debug = r"GET / HTTP/1.1\nx-aws-ec2-metadata-token: tok-en-VALUE\nuser-agent: x";
+        let shown = sanitize(debug, 500);
+        assert!(!shown.contains("tok-en-VALUE"), "{shown}");
+        assert!(shown.contains("user-agent"), "{shown}");
+    }
+
+    #[test]
+    fn an_unknown_value_is_one_short_line() {
+        let forged = format!("required\ni-0000000000000000f  us-west-2  running  {}", "x".repeat(200_000));
+        let shown = value(&forged);
+        assert!(!shown.contains('\n') && shown.chars().count() < 80, "{shown}");
     }
 }

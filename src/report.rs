@@ -4,7 +4,7 @@
 
 use crate::ec2::Described;
 use crate::error::{Error, ExitCode};
-use crate::plan::{Change, MetadataOptions};
+use crate::plan::{Change, InstanceState, MetadataOptions};
 use serde::Serialize;
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -34,8 +34,8 @@ pub enum Status {
 pub struct Outcome {
     pub instance_id: String,
     pub region: String,
-    /// EC2's instance state: running or stopped.
-    pub state: String,
+    /// EC2's instance state when it was selected (running or stopped), or as last read back.
+    pub state: InstanceState,
     pub before: Option<MetadataOptions>,
     /// As last read back (or as EC2's answer to the change).
     pub after: Option<MetadataOptions>,
@@ -56,7 +56,7 @@ impl Outcome {
         Outcome {
             instance_id: d.instance_id.clone(),
             region: region.to_string(),
-            state: d.state.clone(),
+            state: d.state,
             before: Some(d.options.clone()),
             after: None,
             status: Status::Unchanged,
@@ -72,7 +72,7 @@ impl Outcome {
         Outcome {
             instance_id: id.to_string(),
             region: region.to_string(),
-            state: "not found".into(),
+            state: InstanceState::NotFound,
             before: None,
             after: None,
             status: Status::Failed,
@@ -151,6 +151,12 @@ impl Counts {
     pub fn add_failed(&self) {
         self.failed.set(self.failed.get() + 1);
     }
+    /// A change EC2 accepted that then failed (not applied in time, read back refused): counted once, as
+    /// failed, as the report counts it.
+    pub fn changed_then_failed(&self) {
+        self.changed.set(self.changed.get().saturating_sub(1));
+        self.add_failed();
+    }
 
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -227,7 +233,7 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
             let after = after.unwrap_or_else(|| before.clone());
             let hop = before_after(before.hop_limit, after.hop_limit);
             let endpoint = before_after(before.http_endpoint, after.http_endpoint);
-            [o.instance_id.clone(), o.region.clone(), o.state.clone(), hop, endpoint, result(o)]
+            [o.instance_id.clone(), o.region.clone(), o.state.to_string(), hop, endpoint, result(o)].map(cell)
         })
         .collect();
     if !rows.is_empty() {
@@ -265,7 +271,8 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
             let _ = writeln!(out, "  {}: {}", o.instance_id, o.error.as_deref().unwrap_or("failed"));
         }
     }
-    let stopped = outcomes.iter().filter(|o| o.state == "stopped" && o.status != Status::Unchanged).count();
+    let stopped =
+        outcomes.iter().filter(|o| o.state == InstanceState::Stopped && o.status != Status::Unchanged).count();
     if stopped > 0 {
         let _ = writeln!(
             out,
@@ -279,6 +286,16 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
         );
     }
     out
+}
+
+/// A table cell that nothing can break out of: one line, bounded. Every cell is this program's own text or
+/// validated (ids, regions, typed states), so this only holds if that ever stops being true.
+fn cell(text: String) -> String {
+    if text.chars().any(char::is_control) || text.chars().count() > 80 {
+        crate::remote::sanitize(&text, 80)
+    } else {
+        text
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -379,8 +396,8 @@ mod tests {
     use crate::fakes::options;
     use crate::plan::{HopLimit, State};
 
-    fn outcome(id: &str, state: &str, status: Status) -> Outcome {
-        let d = Described { instance_id: id.into(), state: state.into(), options: options(1, State::Applied) };
+    fn outcome(id: &str, state: InstanceState, status: Status) -> Outcome {
+        let d = Described { instance_id: id.into(), state, options: options(1, State::Applied) };
         let mut o = Outcome::new(&d, "us-west-2");
         o.status = status;
         if status != Status::Unchanged {
@@ -397,7 +414,7 @@ mod tests {
 
     #[test]
     fn the_text_report_is_golden() {
-        let mut failed = outcome("i-00000000000000003", "running", Status::Failed);
+        let mut failed = outcome("i-00000000000000003", InstanceState::Running, Status::Failed);
         failed.fail(&Error::NotAuthorized {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-00000000000000003".into(),
@@ -405,9 +422,9 @@ mod tests {
             hint: "grant it",
         });
         let outcomes = vec![
-            outcome("i-00000000000000001", "running", Status::Unchanged),
-            outcome("i-00000000000000002", "running", Status::Applied),
-            outcome("i-00000000000000004", "stopped", Status::AppliesAtStart),
+            outcome("i-00000000000000001", InstanceState::Running, Status::Unchanged),
+            outcome("i-00000000000000002", InstanceState::Running, Status::Applied),
+            outcome("i-00000000000000004", InstanceState::Stopped, Status::AppliesAtStart),
             failed,
         ];
         let regions = ["us-west-2".to_string(), "eu-west-1".to_string()];
@@ -434,9 +451,9 @@ mod tests {
     #[test]
     fn the_summary_counts_each_outcome_once() {
         let outcomes = vec![
-            outcome("i-00000000000000001", "running", Status::Unchanged),
-            outcome("i-00000000000000002", "running", Status::NotCompliant),
-            outcome("i-00000000000000003", "running", Status::Applied),
+            outcome("i-00000000000000001", InstanceState::Running, Status::Unchanged),
+            outcome("i-00000000000000002", InstanceState::Running, Status::NotCompliant),
+            outcome("i-00000000000000003", InstanceState::Running, Status::Applied),
             Outcome::missing("i-00000000000000009", "us-west-2"),
         ];
         let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);

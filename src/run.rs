@@ -1,13 +1,16 @@
 //! Wires the real metadata and EC2 sides to the reconcile loop, under the deadline and the signals,
 //! and reports the outcome.
 
+use crate::cli::EvidenceSource;
 use crate::cli::Output;
 use crate::config::{Config, Mode};
 use crate::doctor::{self, Check};
 use crate::ec2::Ec2Api;
 use crate::error::{Error, ExitCode, Result};
 use crate::imds::{Imds, Metadata, Probe};
+use crate::plan::MetadataOptions;
 use crate::reconcile::{self, Action, Progress, Report};
+use crate::sense::{self, Evidence};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -33,7 +36,13 @@ pub fn main(config: Config) -> ExitCode {
     };
     result.unwrap_or_else(|err| {
         tracing::error!("{err}");
-        err.exit_code()
+        let code = err.exit_code();
+        // `--output json` gets its one object on a failure too: what failed, and the exit code.
+        if config.output == Output::Json {
+            let json = serde_json::json!({ "error": err.to_string(), "exit_code": code as u8 });
+            emit(&format!("{json}\n"));
+        }
+        code
     })
 }
 
@@ -131,9 +140,49 @@ async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<
     let imds = Imds::new(&config.imds_endpoint)?;
     let target = reconcile::identity(&imds, config, deadline).await?;
     tracing::debug!(?target, "identity");
+    let sensed = sense_first(config).await;
+    if let Some(Evidence::Proven(sensed)) = &sensed {
+        if sense::compliant(sensed, &config.wanted) {
+            return Ok(Report {
+                instance_id: target.instance_id,
+                region: target.region,
+                before: MetadataOptions::default(),
+                after: MetadataOptions::default(),
+                action: Action::Unchanged,
+                verified: true,
+                evidence: EvidenceSource::Imds,
+                sensed: Some(sensed.clone()),
+            });
+        }
+    }
+    // Where the kernel showed it enforces the minimum TTL on the way to IMDS, a change is verified there.
+    let data_plane = match sensed {
+        Some(Evidence::Proven(_) | Evidence::Below) => sense::address(&config.imds_endpoint),
+        _ => None,
+    };
     let ec2 = Ec2Api::new(&target.region, imds.client()).await;
-    let result = reconcile::reconcile(&ec2, &target, config, progress, deadline).await;
+    let result = reconcile::reconcile(&ec2, &target, config, progress, deadline, data_plane).await;
     explain_credentials(&imds, result).await
+}
+
+/// What IMDS itself shows, before any EC2 call, where it can: this instance (not `--instance-id`), a hop
+/// limit that is "at least" (not `--exact`), no IPv6 endpoint setting (sensing cannot see it), an `http://`
+/// endpoint at an IP address, and `--evidence imds`.
+async fn sense_first(config: &Config) -> Option<Evidence> {
+    let w = &config.wanted;
+    if config.evidence == EvidenceSource::Ec2 || config.instance_id.is_some() || w.exact || w.ipv6_endpoint.is_some() {
+        return None;
+    }
+    let addr = sense::address(&config.imds_endpoint)?;
+    let evidence = sense::sense(addr, w.hop_limit, w.instance_tags.is_some()).await;
+    match &evidence {
+        Evidence::Proven(_) => {}
+        Evidence::Below => {
+            tracing::debug!("the token answer does not reach this process with TTL >= {}: asking EC2", w.hop_limit)
+        }
+        Evidence::Unproven(why) => tracing::debug!("the hop limit could not be proven from IMDS ({why}): asking EC2"),
+    }
+    Some(evidence)
 }
 
 /// A credentials failure, said in the instance's own terms: no role attached is the commonest cause; a role
@@ -159,23 +208,41 @@ async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
 }
 
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
+    if let (EvidenceSource::Imds, Some(sensed)) = (report.evidence, &report.sensed) {
+        tracing::info!(
+            "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
+             limit is at least {}; no EC2 call, in {:.3} s",
+            report.instance_id,
+            report.region,
+            sensed.hop_limit_at_least,
+            sensed.hop_limit_at_least,
+            elapsed.as_secs_f64()
+        );
+    }
     let change = reconcile::describe_change(&report.before, &report.after);
     let outcome = match report.action {
+        _ if report.sensed.is_some() => String::new(),
+        Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
+            "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",
+            config.wanted.hop_limit
+        ),
         Action::Unchanged => "already compliant, nothing changed".to_string(),
         Action::Changed if report.verified => format!("changed ({change}), applied"),
         Action::Changed => format!("changed ({change}), accepted; not waiting for applied (--no-wait)"),
         Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
         Action::NotCompliant => "not compliant".into(),
     };
-    tracing::info!(
-        "{} ({}): hop limit {}, endpoint {}: {} in {:.2} s",
-        report.instance_id,
-        report.region,
-        show(report.after.hop_limit),
-        show(report.after.http_endpoint),
-        outcome,
-        elapsed.as_secs_f64()
-    );
+    if report.sensed.is_none() {
+        tracing::info!(
+            "{} ({}): hop limit {}, endpoint {}: {} in {:.2} s",
+            report.instance_id,
+            report.region,
+            show(report.after.hop_limit),
+            show(report.after.http_endpoint),
+            outcome,
+            elapsed.as_secs_f64()
+        );
+    }
     if config.output == Output::Json {
         #[derive(serde::Serialize)]
         struct Json<'a> {

@@ -122,7 +122,8 @@ fn unauthorized_names_the_action_and_the_policy() {
 /// machine to machine (the container signs) is normalized.
 #[test]
 fn the_no_role_verdict_renders_exactly() {
-    let sim = Simulator::start(Scenario { role_attached: false, ..Scenario::default() });
+    // IMDS's own TTL (hop limit 1): doctor reads the hop limit from it with no role at all.
+    let sim = Simulator::start(Scenario { role_attached: false, ttl_is_hop_limit: true, ..Scenario::default() });
     let (code, out, _) = doctor(&sim, &[]);
     assert_eq!(code, 5);
     let port = sim.imds_url.rsplit(':').next().unwrap().to_string();
@@ -144,6 +145,7 @@ fn the_no_role_verdict_renders_exactly() {
 [ok]   metadata service                   IMDSv2 token from http://127.0.0.1:PORT in N ms
 [ok]   where                              (this machine's)
 [ok]   hops to IMDS                       this process is 1 hop from IMDS; the instance's hop limit must be at least 1
+[ok]   token answer TTL                   the token answer reaches this process with TTL 1; 1 hop from IMDS, so the instance's hop limit is 1 (read from IMDS itself, no IAM needed)
 [ok]   environment                        no proxy for the metadata address; AWS_EC2_METADATA_DISABLED not set
 [ok]   identity                           i-0123456789abcdef0 in us-west-2, zone us-west-2a
 [FAIL] instance role                      no IAM role is attached to this instance (IMDS has nothing under iam/security-credentials/): attach an instance profile whose role allows ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions (packaging/iam-policy.json), or give credentials through the environment

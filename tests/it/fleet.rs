@@ -2,46 +2,10 @@
 //! tag and by id, pages, pacing and throttling, stopped instances, one failure among many, the merged exit
 //! code, the JSON shape, regions, and the account defaults with a declarative policy.
 
-use crate::simulator::{
-    Buckets, INSTANCE_ID, InstanceSpec, Options, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator, fleet_instance,
-};
-use crate::support::{Run, agent, expect, json, modifies, run, scenario};
+use crate::simulator::{Buckets, INSTANCE_ID, InstanceSpec, REGION, Scenario, Simulator, fleet_instance};
+use crate::support::{Run, expect, fleet, fleet_process, json, modifies, run, scenario, web};
 use assert_cmd::Command;
 use std::collections::BTreeSet;
-
-/// What a fleet run needs besides the simulator's endpoints: static credentials, no IMDS, us-west-2.
-const FLEET_ENV: [(&str, &str); 5] = [
-    ("AWS_ACCESS_KEY_ID", STATIC_KEY),
-    ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-    ("AWS_REGION", REGION),
-    ("HOME", "/nonexistent"),
-];
-
-/// The fleet command, with static credentials (no IMDS: `AWS_EC2_METADATA_DISABLED`), in us-west-2 unless
-/// the arguments say otherwise.
-fn fleet(sim: &Simulator, args: &[&str]) -> Command {
-    let mut cmd = agent(sim);
-    cmd.envs(FLEET_ENV).args(args);
-    cmd
-}
-
-/// The binary as a plain process (for a signal or a terminal), with the fleet's environment and nothing else.
-fn fleet_process(sim: &Simulator, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
-    cmd.env_clear().envs(sim.env()).envs(FLEET_ENV);
-    cmd
-}
-
-fn web(n: usize, region: &'static str, state: &'static str, hop: i64) -> InstanceSpec {
-    InstanceSpec {
-        id: format!("i-4{n:016x}"),
-        region,
-        tags: vec![("team".into(), "web".into()), ("env".into(), "prod".into())],
-        state,
-        options: Options { hop_limit: Some(hop), ..Options::default() },
-    }
-}
 
 fn untagged(n: usize, hop: i64) -> InstanceSpec {
     InstanceSpec { tags: Vec::new(), ..web(n, REGION, "running", hop) }

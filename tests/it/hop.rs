@@ -60,7 +60,9 @@ fn in_ns(ns: &str, env: &[String], program: &str) -> Command {
 
 impl Topology {
     fn build() -> Topology {
-        let id = std::process::id();
+        // Unique per topology: the tests that build one run side by side in one process.
+        static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = format!("{}-{}", std::process::id(), BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let mut t = Topology {
             imds: format!("ihl-imds-{id}"),
             host: format!("ihl-host-{id}"),
@@ -157,12 +159,16 @@ impl Topology {
     }
 
     fn start_simulator(&mut self) {
+        self.start_simulator_at(1);
+    }
+
+    fn start_simulator_at(&mut self, hop_limit: u8) {
         self.stop_simulator();
         let sim = assert_cmd::cargo::cargo_bin("imds-hop-limit").parent().unwrap().join("examples/simulated-instance");
         assert!(sim.exists(), "{} is built by `cargo test` (or `cargo build --examples`)", sim.display());
         let mut child = in_ns(&self.imds, &[], sim.to_str().unwrap())
             .args(["--imds", "169.254.169.254:80", "--also-imds", "[fd00:ec2::254]:80", "--ec2", "198.18.0.2:8080"])
-            .args(["--ttl-is-hop-limit", "--hop-limit", "1", "--pending-ms", "300"])
+            .args(["--ttl-is-hop-limit", "--hop-limit", &hop_limit.to_string(), "--pending-ms", "300"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -232,7 +238,8 @@ fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
         let (out, _) = t.agent(&t.host, mode);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{mode}: the agent on the host: {stderr}");
-        assert!(stderr.contains("hop limit 1 -> 2") && stderr.contains("applied"), "{mode}: {stderr}");
+        // Verified where a container gets its token: the token answer arrives at TTL 2 (issue 21).
+        assert!(stderr.contains("hop limit 1 -> 2") && stderr.contains("in effect"), "{mode}: {stderr}");
 
         assert!(t.container_gets_token(url), "{mode}: after the agent ran, the container gets its token");
 
@@ -258,4 +265,30 @@ fn the_container_gets_a_token_only_after_the_agent_ran_on_the_host() {
             assert!(stdout.contains("this process is 1 hop from IMDS"), "{stdout}");
         }
     }
+}
+
+/// Sensing across real hops (issue 21). At hop limit 3 the token answer reaches a container one bridge away
+/// with TTL 2: compliant at W = 2 by IMDS's own answer, with no EC2 call. Behind a second bridge it arrives
+/// with TTL 1: not proof, so EC2 is asked, says 3, and nothing is lowered.
+#[test]
+fn sensing_proves_compliance_two_hops_away_and_never_lowers_three_hops_away() {
+    let mut t = Topology::build();
+    t.start_simulator_at(3);
+    let (out, _) = t.agent(&t.container, "IPv4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("compliant by IMDS itself: the token answer reaches this process with TTL >= 2"),
+        "{stderr}"
+    );
+
+    let (out, _) = t.agent(&t.nested, "IPv4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("compliant by IMDS itself"), "TTL 1 at W = 2 is no proof: {stderr}");
+    assert!(stderr.contains("hop limit 3") && stderr.contains("already compliant, nothing changed"), "{stderr}");
+
+    let (out, _) = t.agent_with(&t.host, "IPv4", &["check", "--evidence", "ec2", "--output", "json"], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["after"]["hop_limit"], 3, "EC2 still says 3: {doc}");
 }

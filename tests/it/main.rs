@@ -11,6 +11,8 @@ mod doctor;
 mod fleet;
 mod hardening;
 mod hop;
+mod hostile;
 mod moto;
+mod sensing;
 mod ssm;
 mod storm;

@@ -2,7 +2,9 @@
 //! simulator and nothing else, at the most verbose log level, and a run whose whole output is searched for
 //! every secret the simulator handed out (they all carry `SECRET_MARK`) before anything else is asserted.
 
-use crate::simulator::{Logged, SECRET_MARK, Scenario, Simulator};
+use crate::simulator::{
+    InstanceSpec, Logged, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario, Simulator,
+};
 use assert_cmd::Command;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +19,45 @@ pub fn agent(sim: &Simulator) -> Command {
         .env("RUST_LOG", "trace")
         .timeout(Duration::from_secs(90));
     cmd
+}
+
+/// What a fleet run needs besides the simulator's endpoints: static credentials, no IMDS, us-west-2.
+pub const FLEET_ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+    ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_REGION", REGION),
+    ("HOME", "/nonexistent"),
+];
+
+/// The fleet command, with static credentials (no IMDS: `AWS_EC2_METADATA_DISABLED`), in us-west-2 unless
+/// the arguments say otherwise.
+pub fn fleet(sim: &Simulator, args: &[&str]) -> Command {
+    let mut cmd = agent(sim);
+    cmd.envs(FLEET_ENV).args(args);
+    cmd
+}
+
+/// The binary as a plain process (for a signal or a terminal), with the fleet's environment and nothing else.
+pub fn fleet_process(sim: &Simulator, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear().envs(sim.env()).envs(FLEET_ENV);
+    cmd
+}
+
+pub fn web(n: usize, region: &'static str, state: &'static str, hop: i64) -> InstanceSpec {
+    InstanceSpec {
+        id: format!("i-4{n:016x}"),
+        region,
+        tags: vec![("team".into(), "web".into()), ("env".into(), "prod".into())],
+        state,
+        options: Options { hop_limit: Some(hop), ..Options::default() },
+    }
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Run {

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -153,6 +153,37 @@ pub struct Scenario {
     pub extra_imds: Vec<SocketAddr>,
     /// Serve EC2 over HTTPS with this certificate chain and key (PEM files), as EC2 is served.
     pub ec2_tls: Option<(String, String)>,
+    /// Each RequestExpired answer moves the simulator's clock another hour ahead: a skew that does not go
+    /// away however the agent corrects for it.
+    pub skew_keeps_moving: bool,
+    /// The role-credentials document answers a 500 page that echoes the request, its token header included.
+    pub credentials_echo_500: bool,
+    /// Paged DescribeInstances answers the first page with the page tokens A, B, A, B, ...: a cycle.
+    pub page_token_cycle: bool,
+    /// DescribeInstances reports HttpTokens as an echo of the request with 200,000 characters more, and the
+    /// instance state name as a line break and a forged table row.
+    pub echo_in_enums: bool,
+    /// Every signed EC2 request is refused (400 InvalidRequest) with the signing access key id as its request
+    /// id, in the header and in the XML.
+    pub echo_request_id: bool,
+    /// UnauthorizedOperation carries the request's access key id and session token as its encoded message.
+    pub echo_encoded_message: bool,
+    /// The first N answers to ModifyInstanceMetadataOptions (carried out) and to DescribeInstances are cut
+    /// off mid-body: the connection closes before the length the headers promised.
+    pub cut_modify_answers: usize,
+    pub cut_describe_answers: usize,
+    /// DescribeRegions answers 200 with HTML; or lists no region.
+    pub regions_garbage: bool,
+    pub no_regions: bool,
+    /// Requests signed for these regions are never answered.
+    pub hang_regions: Vec<&'static str>,
+    /// These actions are always answered RequestLimitExceeded.
+    pub throttle_actions: Vec<&'static str>,
+    /// An instance whose change EC2 took is terminated (its change never applies).
+    pub terminate_on_modify: bool,
+    /// After the first change EC2 took, every DescribeInstances is refused with this code (AuthFailure,
+    /// ExpiredToken): the accepted change cannot be read back.
+    pub refuse_reads_after_modify: Option<&'static str>,
 }
 
 impl Default for Scenario {
@@ -196,6 +227,20 @@ impl Default for Scenario {
             ttl_is_hop_limit: false,
             extra_imds: Vec::new(),
             ec2_tls: None,
+            skew_keeps_moving: false,
+            credentials_echo_500: false,
+            page_token_cycle: false,
+            echo_in_enums: false,
+            echo_request_id: false,
+            echo_encoded_message: false,
+            cut_modify_answers: 0,
+            cut_describe_answers: 0,
+            regions_garbage: false,
+            no_regions: false,
+            hang_regions: Vec::new(),
+            throttle_actions: Vec::new(),
+            terminate_on_modify: false,
+            refuse_reads_after_modify: None,
         }
     }
 }
@@ -215,6 +260,8 @@ pub struct Logged {
     pub via_proxy: bool,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
+    /// The token lifetime a PUT /latest/api/token asked for (X-aws-ec2-metadata-token-ttl-seconds).
+    pub token_ttl: Option<u64>,
 }
 
 impl Logged {
@@ -472,6 +519,8 @@ pub fn select(account: &Account, region: &str, q: &Query) -> Result<(Vec<String>
         }
     }
     let start: usize = match &q.next_token {
+        // The tokens of `page_token_cycle`: the first page again.
+        Some(token) if token == "A" || token == "B" => 0,
         Some(token) => {
             token.parse().map_err(|_| ("InvalidParameterValue".to_string(), "Invalid NextToken".to_string()))?
         }
@@ -539,6 +588,10 @@ struct State {
     log: Vec<Logged>,
     started: Instant,
     counter: u64,
+    /// Answers cut off so far, per action.
+    cut: HashMap<String, usize>,
+    /// A change has been taken (for `refuse_reads_after_modify`).
+    modified: bool,
 }
 
 impl State {
@@ -556,6 +609,8 @@ impl State {
             log: Vec::new(),
             started: now,
             counter: 0,
+            cut: HashMap::new(),
+            modified: false,
         }
     }
 
@@ -656,8 +711,14 @@ impl Simulator {
         self.requests().iter().filter(|r| r.server == server && (r.action == what || r.path == what)).count()
     }
 
+    /// Session tokens the agent's SDK client asked for (it asks for 300 s); the sensing probes' tokens (60 s,
+    /// used at once and only sent back to IMDS) are `probe_requests`.
     pub fn token_requests(&self) -> usize {
-        self.requests().iter().filter(|r| r.server == "imds" && r.method == "PUT").count()
+        self.requests().iter().filter(|r| r.server == "imds" && r.method == "PUT" && r.token_ttl != Some(60)).count()
+    }
+
+    pub fn probe_requests(&self) -> usize {
+        self.requests().iter().filter(|r| r.server == "imds" && r.method == "PUT" && r.token_ttl == Some(60)).count()
     }
 
     /// (state, hop limit, endpoint, tokens) of the agent's own instance, as DescribeInstances would say now.
@@ -847,7 +908,32 @@ fn echo(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
     text
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'static str) -> Result<Reply, hyper::Error> {
+/// An answer cut off: its data, then a failure, so the server closes the connection before the length its
+/// headers promised (1,000 bytes more).
+struct Cut(Option<Bytes>);
+
+impl hyper::body::Body for Cut {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(data) => Ok(hyper::body::Frame::data(data)),
+            None => Err(std::io::Error::other("the answer is cut here")),
+        }))
+    }
+}
+
+type Answer = Response<Either<Full<Bytes>, Cut>>;
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    server: &'static str,
+) -> Result<Answer, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let method = parts.method.clone();
@@ -864,6 +950,11 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'stat
         status: 0,
         via_proxy: parts.uri.authority().is_some(),
         at_ms: 0,
+        token_ttl: parts
+            .headers
+            .get("x-aws-ec2-metadata-token-ttl-seconds")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
     };
     if server == "imds" {
         let (reply, delay) = imds(&parts, &method, &path, &state);
@@ -871,21 +962,58 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>, server: &'stat
             tokio::time::sleep(delay).await;
         }
         state.lock().unwrap().record(entry, reply.status().as_u16());
-        return Ok(reply);
+        return Ok(reply.map(Either::Left));
     }
-    let delay = state.lock().unwrap().scenario.ec2_delay;
-    tokio::time::sleep(delay).await;
-    let mut s = state.lock().unwrap();
-    let mut reply = ec2(&parts, &body, &params, &mut s);
-    // EC2 names every answer in a header, as the SDK reads it.
-    s.counter += 1;
-    let request_id = format!("5e2a7c3d-0b1f-4e8a-9c6d-{:012x}", s.counter);
-    reply.headers_mut().insert("x-amzn-requestid", request_id.parse().unwrap());
-    s.record(entry, reply.status().as_u16());
-    Ok(reply)
+    let (delay, hang) = {
+        let s = state.lock().unwrap();
+        let region = signed_region(&parts);
+        (s.scenario.ec2_delay, s.scenario.hang_regions.iter().any(|r| Some(*r) == region.as_deref()))
+    };
+    tokio::time::sleep(if hang { Duration::from_secs(3600) } else { delay }).await;
+    let (reply, cut) = {
+        let mut s = state.lock().unwrap();
+        // EC2's clock as its answers carry it (`Date`), read when the request arrives.
+        let date = aws_smithy_types::DateTime::from(SystemTime::now() + s.scenario.clock_ahead)
+            .fmt(aws_smithy_types::date_time::Format::HttpDate)
+            .unwrap();
+        let mut reply = ec2(&parts, &body, &params, &mut s);
+        reply.headers_mut().insert("date", date.parse().unwrap());
+        // EC2 names every answer in a header, as the SDK reads it (unless a fault named it already).
+        s.counter += 1;
+        if !reply.headers().contains_key("x-amzn-requestid") {
+            let request_id = format!("5e2a7c3d-0b1f-4e8a-9c6d-{:012x}", s.counter);
+            reply.headers_mut().insert("x-amzn-requestid", request_id.parse().unwrap());
+        }
+        // A cut answer: the headers promise more than the body holds, and the connection closes after it.
+        let cut_limit = match entry.action.as_str() {
+            "ModifyInstanceMetadataOptions" => s.scenario.cut_modify_answers,
+            "DescribeInstances" => s.scenario.cut_describe_answers,
+            _ => 0,
+        };
+        let cuts = s.cut.entry(entry.action.clone()).or_default();
+        let cut = reply.status() == StatusCode::OK && *cuts < cut_limit;
+        *cuts += usize::from(cut);
+        s.record(entry, reply.status().as_u16());
+        (reply, cut)
+    };
+    if !cut {
+        return Ok(reply.map(Either::Left));
+    }
+    let (mut parts, body) = reply.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    parts.headers.insert("content-length", (bytes.len() + 1000).to_string().parse().unwrap());
+    Ok(Response::from_parts(parts, Either::Right(Cut(Some(bytes)))))
 }
 
 const TEXT: &str = "text/plain";
+
+/// The region of a SigV4 signature's credential scope, if the request carries one.
+fn signed_region(parts: &hyper::http::request::Parts) -> Option<String> {
+    let auth = parts.headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(2).map(str::to_string)
+}
 
 /// The IMDS answer, and how long to wait before giving it (`Some(forever)` is a token that never comes).
 fn imds(
@@ -923,10 +1051,11 @@ fn imds(
     if method != Method::GET {
         return (reply(405, TEXT, "Method Not Allowed"), None);
     }
-    let valid = header("x-aws-ec2-metadata-token")
-        .and_then(|t| s.tokens.get(&t).copied())
-        .is_some_and(|expires| Instant::now() < expires);
-    if !valid {
+    let given = header("x-aws-ec2-metadata-token");
+    let valid = given.as_ref().and_then(|t| s.tokens.get(t).copied()).is_some_and(|expires| Instant::now() < expires);
+    // IMDSv1 (no token at all) is answered only where HttpTokens is optional; a bad token never is.
+    let v1_allowed = given.is_none() && s.own().options.http_tokens == Some("optional");
+    if !valid && !v1_allowed {
         return (reply(401, TEXT, "Unauthorized"), None);
     }
     s.imds_reads += 1;
@@ -946,6 +1075,9 @@ fn imds(
         {
             reply(200, "text/html", s.scenario.garbage_identity.unwrap())
         }
+        "/latest/meta-data/" => reply(200, TEXT, "ami-id\nhostname\niam/\ninstance-id\nplacement/\n"),
+        // Instance tags in IMDS: listed only where InstanceMetadataTags is enabled.
+        "/latest/meta-data/tags/instance" if s.own().options.tags == Some("enabled") => reply(200, TEXT, "Name\n"),
         "/latest/meta-data/instance-id" => reply(200, TEXT, id.clone()),
         "/latest/meta-data/placement/region" => reply(200, TEXT, REGION),
         "/latest/meta-data/placement/availability-zone" => reply(200, TEXT, format!("{REGION}a")),
@@ -958,6 +1090,13 @@ fn imds(
         ),
         p if p == creds_prefix && s.scenario.role_attached => reply(200, TEXT, ROLE),
         p if p.starts_with(creds_prefix) && s.scenario.role_attached && p[creds_prefix.len()..] == *ROLE => {
+            if s.scenario.credentials_echo_500 {
+                let page = format!(
+                    "<html><body><h1>500 Internal Server Error</h1><pre>{}</pre></body></html>",
+                    echo(parts, b"")
+                );
+                return (reply(500, "text/html", page), None);
+            }
             if s.scenario.malformed_credentials {
                 return (reply(200, TEXT, "{\"Code\": \"Success\", \"AccessKeyId\": "), None);
             }
@@ -986,7 +1125,8 @@ fn imds(
     (answer, None)
 }
 
-const ENCODED: &str = "SIMENCODED-4fQ_b2x1dGlvbi1pcy1ub3QtYS1zZWNyZXQ";
+/// An encoded authorization message of the shape EC2 gives: URL-safe base64, hundreds of characters.
+pub const ENCODED: &str = "SIMENCODED-UvImZaYMEtKJGF2VDuiBNgkWb2sRPReNbA_TkB_yOaGglfIPk5VlDPk4C47bIkprJIoekk6P0K4uGpSSozBfGIy2EJAPnjR_rohtxlB3lex0XEw_yy6yxz4Uk0yGfuBXunJJm_oSHoNrKsFXJu59awr2qxPDjpLK4NFQV7FZmH-UzHQR1xfxRXmyqhAPu7NPpZP-rtJySLdi46tYBfB2WiucHX4PN8RJIb0_ZWTq338UKnJm";
 
 fn ec2_error(status: u16, code: &str, message: &str) -> Reply {
     reply(
@@ -999,12 +1139,12 @@ fn ec2_error(status: u16, code: &str, message: &str) -> Reply {
     )
 }
 
-fn unauthorized(action: &str) -> Reply {
+fn unauthorized(action: &str, encoded: &str) -> Reply {
     ec2_error(
         403,
         "UnauthorizedOperation",
         &format!(
-            "You are not authorized to perform this operation. User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/{INSTANCE_ID} is not authorized to perform: ec2:{action} on resource: arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID} because no identity-based policy allows the ec2:{action} action. Encoded authorization failure message: {ENCODED}"
+            "You are not authorized to perform this operation. User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/{INSTANCE_ID} is not authorized to perform: ec2:{action} on resource: arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID} because no identity-based policy allows the ec2:{action} action. Encoded authorization failure message: {encoded}"
         ),
     )
 }
@@ -1119,15 +1259,39 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
     if let Some(size) = s.scenario.huge_answer {
         return reply(500, "text/html", "Z9".repeat(size / 2));
     }
-    let region = match verify(parts, body, s) {
-        Ok((_, region)) => region,
-        Err(answer) => return answer,
+    let (key, region) = match verify(parts, body, s) {
+        Ok(signed) => signed,
+        Err(answer) => {
+            if s.scenario.skew_keeps_moving && answer.status() == 400 {
+                s.scenario.clock_ahead += Duration::from_secs(3600);
+            }
+            return answer;
+        }
     };
+    if s.scenario.echo_request_id {
+        let mut r = ec2_error(400, "InvalidRequest", "The request is invalid.");
+        *r.body_mut() = Full::new(Bytes::from(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidRequest</Code><Message>The request is invalid.</Message></Error></Errors><RequestID>{key}</RequestID></Response>"
+        )));
+        r.headers_mut().insert("x-amzn-requestid", key.parse().unwrap());
+        return r;
+    }
+    // The encoded authorization message: EC2's, or the signing key ten times over (URL-safe base64 in shape,
+    // long enough to look like one).
+    let encoded = if s.scenario.echo_encoded_message { key.repeat(10) } else { ENCODED.to_string() };
     if s.scenario.echo_in_message {
         return ec2_error(400, "InvalidRequest", &format!("The request is invalid: {}", echo(parts, body)));
     }
     let action = param("Action").unwrap_or("");
     s.signed += 1;
+    if s.scenario.throttle_actions.contains(&action) {
+        return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
+    }
+    if action == "DescribeInstances" && s.modified {
+        if let Some(code) = s.scenario.refuse_reads_after_modify {
+            return ec2_error(401, code, "The security token included in the request is expired");
+        }
+    }
     if s.scenario.throttle_requests.contains(&(s.signed - 1)) {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
@@ -1147,7 +1311,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
         "DescribeRegions" | "GetInstanceMetadataDefaults" | "ModifyInstanceMetadataDefaults" => {
             if s.scenario.unauthorized.contains(&action) {
-                return unauthorized(action);
+                return unauthorized(action, &encoded);
             }
             if dry_run {
                 return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -1158,7 +1322,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
     }
     if action == "DescribeInstances" {
         if s.scenario.unauthorized.contains(&action) {
-            return unauthorized(action);
+            return unauthorized(action, &encoded);
         }
         if dry_run {
             return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -1180,12 +1344,24 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         if let Some(bad) = query.ids.iter().find(|id| !well_formed(id)) {
             return ec2_error(400, "InvalidInstanceID.Malformed", &format!("Invalid id: \"{bad}\""));
         }
-        let (ids, next) = match select(&s.account, &region, &query) {
+        let (ids, mut next) = match select(&s.account, &region, &query) {
             Ok(page) => page,
             Err((code, message)) => return ec2_error(400, &code, &message),
         };
-        let reservations: String =
-            ids.iter().map(|id| describe_xml(id, &s.account.instances[id], !s.scenario.no_metadata_options)).collect();
+        if s.scenario.page_token_cycle && query.max_results.is_some() {
+            next = Some(if query.next_token.as_deref() == Some("A") { "B" } else { "A" }.to_string());
+        }
+        let echo_enums = s.scenario.echo_in_enums.then(|| echo(parts, body));
+        let reservations: String = ids
+            .iter()
+            .map(|id| {
+                let xml = describe_xml(id, &s.account.instances[id], !s.scenario.no_metadata_options);
+                match &echo_enums {
+                    Some(echo) => forge_enums(&xml, id, echo),
+                    None => xml,
+                }
+            })
+            .collect();
         let next = next.map(|t| format!("<nextToken>{t}</nextToken>")).unwrap_or_default();
         return reply(
             200,
@@ -1206,7 +1382,7 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
     });
     if s.scenario.unauthorized.contains(&action) || over_cap || s.scenario.unauthorized_instances.contains(&id) {
-        return unauthorized(action);
+        return unauthorized(action, &encoded);
     }
     if dry_run {
         return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -1230,6 +1406,12 @@ fn ec2(parts: &hyper::http::request::Parts, body: &[u8], params: &[(String, Stri
         return answer;
     }
     s.account.change(&id, next, now);
+    s.modified = true;
+    if s.scenario.terminate_on_modify {
+        let instance = s.account.instances.get_mut(&id).unwrap();
+        instance.run_state = "terminated";
+        instance.applied_at = Some(now + UNTIL_STARTED);
+    }
     if s.scenario.lose_first_modify_answer {
         s.scenario.lose_first_modify_answer = false;
         return ec2_error(500, "InternalError", "An internal error has occurred");
@@ -1251,6 +1433,16 @@ fn account_action(action: &str, params: &[(String, String)], region: &str, s: &m
     const XMLNS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
     let by_policy = s.scenario.defaults_by_policy.contains(&region);
     match action {
+        "DescribeRegions" if s.scenario.regions_garbage => {
+            reply(200, "text/html", "<html><body>Sign in to the network</body></html>")
+        }
+        "DescribeRegions" if s.scenario.no_regions => reply(
+            200,
+            XML,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeRegionsResponse {XMLNS}><requestId>sim</requestId><regionInfo/></DescribeRegionsResponse>"
+            ),
+        ),
         "DescribeRegions" => {
             let items: String = s
                 .account
@@ -1371,9 +1563,26 @@ fn well_formed(id: &str) -> bool {
     id.strip_prefix("i-").is_some_and(|h| matches!(h.len(), 8 | 17) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `xml` (one reservation) with HttpTokens an echo of the request and 200,000 characters more, and the state
+/// name a line break and a forged table row: remote text in fields whose values the agent knows.
+fn forge_enums(xml: &str, id: &str, echo: &str) -> String {
+    let tokens = xml_escape(&format!("{echo}{}", "x".repeat(200_000)));
+    let state = format!("running\n{id}  {REGION}  running  2  enabled  changed, applied");
+    let xml = match (xml.find("<httpTokens>"), xml.find("</httpTokens>")) {
+        (Some(a), Some(b)) => format!("{}<httpTokens>{tokens}{}", &xml[..a], &xml[b..]),
+        _ => xml.to_string(),
+    };
+    let (a, b) = (xml.find("<name>").unwrap(), xml.find("</name>").unwrap());
+    format!("{}<name>{}{}", &xml[..a], xml_escape(&state), &xml[b..])
+}
+
 /// One reservation holding one instance, as DescribeInstances gives it: id, state, tags, metadata options.
 fn describe_xml(id: &str, i: &Instance, with_options: bool) -> String {
-    let code = if i.run_state == "running" { 16 } else { 80 };
+    let code = match i.run_state {
+        "running" => 16,
+        "terminated" => 48,
+        _ => 80,
+    };
     let tags: String = i
         .tags
         .iter()

@@ -1,0 +1,140 @@
+//! Sensing the hop limit from IMDS itself (issue 21), black-box from the simulator's request log: the
+//! simulator sends each IMDS answer with TTL = the applied hop limit (`ttl_is_hop_limit`), as IMDS sends the
+//! token answer, on loopback; without it, it answers with the system's default TTL of 64, as a local
+//! emulator or proxy would, which must never be taken as proof.
+
+use crate::simulator::{Options, Scenario, Simulator};
+use crate::support::{agent, ec2_calls, expect, json, modifies, run, scenario};
+
+fn imds_like(hop: i64) -> Scenario {
+    scenario(|s| {
+        s.ttl_is_hop_limit = true;
+        s.options = Options { hop_limit: Some(hop), ..Options::default() };
+    })
+}
+
+fn credential_reads(sim: &Simulator) -> usize {
+    sim.requests().iter().filter(|r| r.server == "imds" && r.path.contains("security-credentials")).count()
+}
+
+#[test]
+fn a_compliant_instance_costs_no_ec2_call_no_credentials_and_says_how_it_knows() {
+    let sim = Simulator::start(imds_like(2));
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0, "{:?}", sim.requests());
+    assert_eq!(credential_reads(&sim), 0, "no credentials fetched");
+    assert!(r.stderr.contains("compliant by IMDS itself: the token answer reaches this process with TTL >= 2"));
+    let doc = json(&r);
+    assert_eq!(doc["evidence"], "imds");
+    assert_eq!(doc["action"], "unchanged");
+    assert_eq!(doc["sensed"]["hop_limit_at_least"], 2);
+    assert_eq!(doc["sensed"]["http_tokens"], "optional", "a GET without a token was answered");
+}
+
+#[test]
+fn check_needs_no_role_on_a_compliant_instance() {
+    let mut s = imds_like(3);
+    s.role_attached = false;
+    let sim = Simulator::start(s);
+    let r = run(agent(&sim).arg("check"));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0);
+}
+
+/// Hop limit 1 -> 2: DescribeInstances and ModifyInstanceMetadataOptions, then the run ends once the token
+/// answer arrives at TTL 2, which no EC2 poll is needed for; a second run makes no EC2 call.
+#[test]
+fn a_change_costs_two_ec2_calls_and_is_verified_on_the_data_plane() {
+    let sim = Simulator::start(imds_like(1));
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    let calls: Vec<String> = sim.requests().iter().filter(|r| r.server == "ec2").map(|r| r.action.clone()).collect();
+    assert_eq!(calls, ["DescribeInstances", "ModifyInstanceMetadataOptions"]);
+    let doc = json(&r);
+    assert_eq!(
+        (doc["action"].as_str(), doc["evidence"].as_str(), doc["verified"].as_bool()),
+        (Some("changed"), Some("imds"), Some(true))
+    );
+    assert!(r.stderr.contains("the token answer now reaches this process with TTL >= 2"), "{}", r.stderr);
+    assert_eq!(sim.effective_hop_limit(), 2);
+    sim.reset_log();
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0, "the second run: {:?}", sim.requests());
+}
+
+/// An IMDS that answers with TTL 64 whatever the hop limit (an emulator, a proxy): never proof. The run asks
+/// EC2 and changes what EC2 says must change; a compliant one costs its one DescribeInstances.
+#[test]
+fn an_answer_at_ttl_64_is_never_taken_for_proof() {
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(1)));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert!(r.stderr.contains("an answer arrived with TTL 64"), "{}", r.stderr);
+    assert_eq!(modifies(&sim).len(), 1);
+    assert_eq!(sim.options().1, Some(2));
+    sim.reset_log();
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 1, "EC2 was asked: {:?}", sim.requests());
+}
+
+/// What sensing cannot see goes to EC2 exactly as before: `--evidence ec2`, `--exact`, `--instance-id`, the
+/// IPv6 endpoint; and HttpTokens asked for and sensed otherwise.
+#[test]
+fn what_cannot_be_sensed_is_asked_of_ec2() {
+    let sim = Simulator::start(imds_like(2));
+    for args in [
+        &["--evidence", "ec2"][..],
+        &["--exact"],
+        &["--ipv6-endpoint", "disabled"],
+        &["--instance-id", "i-0123456789abcdef0"],
+        &["check", "--http-tokens", "required"],
+    ] {
+        sim.reset_log();
+        let r = run(agent(&sim).args(args));
+        assert!(ec2_calls(&sim) >= 1, "{args:?}: EC2 asked: {}", r.stderr);
+    }
+}
+
+/// Over IPv6 (IPV6_MINHOPCOUNT, unicast hops): the same proof, on ::1.
+#[test]
+fn ipv6_senses_too() {
+    let sim = Simulator::start_on("[::1]:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), imds_like(2));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0, "{}", r.stderr);
+    let sim = Simulator::start_on("[::1]:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), imds_like(1));
+    let r = run(&mut agent(&sim));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 2, "{}", r.stderr);
+}
+
+/// doctor reads the instance's hop limit from the token answer's TTL, with no IAM at all.
+#[test]
+fn doctor_reads_the_hop_limit_from_imds_itself() {
+    let mut s = imds_like(3);
+    s.role_attached = false;
+    let sim = Simulator::start(s);
+    let r = run(agent(&sim).arg("doctor"));
+    let line = r.stdout.lines().find(|l| l.contains("token answer TTL")).unwrap_or_default().to_string();
+    assert!(line.starts_with("[ok]") && line.contains("TTL 3;") && line.contains("hop limit is 3"), "{}", r.stdout);
+    let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(3)));
+    let r = run(agent(&sim).arg("doctor"));
+    let line = r.stdout.lines().find(|l| l.contains("token answer TTL")).unwrap_or_default().to_string();
+    assert!(line.starts_with("[warn]") && line.contains("TTL 64"), "{}", r.stdout);
+}
+
+/// An IMDS too slow to answer a probe in time (1.5 s) proves nothing either way: EC2 is asked and polled, and
+/// the run does not wait on the data plane for an answer that comes too late for any probe.
+#[test]
+fn a_slow_imds_is_not_taken_for_a_low_hop_limit() {
+    let mut s = imds_like(1);
+    s.token_delay = std::time::Duration::from_millis(1500);
+    let sim = Simulator::start(s);
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    assert!(r.stderr.contains("too slow to tell"), "{}", r.stderr);
+    assert_eq!(json(&r)["evidence"], "ec2", "verified by EC2's `applied`");
+}
