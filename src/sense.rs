@@ -100,21 +100,25 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
             }
         }
     }
-    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly.
-    match token_at(addr, CONTROL_TTL, PROBE_WAIT).await {
-        Ok(Some(_)) => {
-            return Evidence::Unproven(format!(
-                "an answer arrived with TTL {CONTROL_TTL}: something other than IMDS's hop limit sets it (a proxy, a \
-                 NAT to a metadata emulator, or a hop limit of 64)"
-            ));
-        }
-        Ok(None) => {}
-        Err(why) => return Evidence::Unproven(why),
-    }
-    if !dropped_since(before).await {
-        return Evidence::Unproven(format!(
-            "the control probe's answer did not come, but the kernel counted no {COUNTER}: not proof"
-        ));
+    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly. It ends as soon as the
+    // kernel counts the drop: no need to wait out an answer that will not come.
+    tokio::select! {
+        control = token_at(addr, CONTROL_TTL, PROBE_WAIT) => match control {
+            Ok(Some(_)) => {
+                return Evidence::Unproven(format!(
+                    "an answer arrived with TTL {CONTROL_TTL}: something other than IMDS's hop limit sets it (a \
+                     proxy, a NAT to a metadata emulator, or a hop limit of 64)"
+                ));
+            }
+            Ok(None) if !dropped_since(before).await => {
+                return Evidence::Unproven(format!(
+                    "the control probe's answer did not come, but the kernel counted no {COUNTER}: not proof"
+                ));
+            }
+            Ok(None) => {}
+            Err(why) => return Evidence::Unproven(why),
+        },
+        true = dropped_since(before) => {}
     }
     let Some(token) = token else { return Evidence::Below };
     let http_tokens = match get(addr, "/latest/meta-data/", None).await {

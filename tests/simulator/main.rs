@@ -39,6 +39,7 @@ fn main() {
             "--imds" => imds = value(),
             "--ec2" => ec2 = value(),
             "--ttl-is-hop-limit" => scenario.ttl_is_hop_limit = true,
+            "--imds-per-instance" => scenario.imds_per_instance = true,
             "--also-imds" => {
                 scenario.extra_imds.push(value().parse().unwrap_or_else(|_| usage("--also-imds ADDR:PORT")))
             }
@@ -104,6 +105,12 @@ fn main() {
             Ok(line) if line.starts_with("applied-count ") => {
                 let hop = line["applied-count ".len()..].trim().parse().unwrap_or(2);
                 println!("{}", sim.applied_count(hop));
+            }
+            Ok("imds-urls") => {
+                for (id, url) in &sim.imds_urls {
+                    println!("{id} {url}");
+                }
+                println!("end");
             }
             Ok("ids") => {
                 for id in sim.instance_ids() {

@@ -184,6 +184,10 @@ pub struct Scenario {
     /// After the first change EC2 took, every DescribeInstances is refused with this code (AuthFailure,
     /// ExpiredToken): the accepted change cannot be read back.
     pub refuse_reads_after_modify: Option<&'static str>,
+    /// Every instance of the account gets an IMDS of its own on loopback (`Simulator::imds_urls`), answering
+    /// for it (and, with `ttl_is_hop_limit`, with its hop limit as TTL): a storm of agents that each sense
+    /// their own instance, as on EC2.
+    pub imds_per_instance: bool,
 }
 
 impl Default for Scenario {
@@ -241,6 +245,7 @@ impl Default for Scenario {
             throttle_actions: Vec::new(),
             terminate_on_modify: false,
             refuse_reads_after_modify: None,
+            imds_per_instance: false,
         }
     }
 }
@@ -631,11 +636,21 @@ impl State {
         let id = self.scenario.instance_id.clone();
         self.account.instances.get_mut(&id).expect("the agent's own instance")
     }
+
+    /// The instance an IMDS answers for: its own (`imds_per_instance`), else the agent's.
+    fn imds_instance(&mut self, id: Option<&str>) -> &mut Instance {
+        match id {
+            Some(id) => self.account.instances.get_mut(id).expect("an instance of the account"),
+            None => self.own(),
+        }
+    }
 }
 
 pub struct Simulator {
     pub imds_url: String,
     pub ec2_url: String,
+    /// (instance id, its IMDS's URL) with `imds_per_instance`.
+    pub imds_urls: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -650,6 +665,7 @@ impl Simulator {
     pub fn start_on(imds_addr: SocketAddr, ec2_addr: SocketAddr, scenario: Scenario) -> Self {
         let state = Arc::new(Mutex::new(State::new(scenario)));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (urls_tx, urls_rx) = std::sync::mpsc::channel();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
         let st = state.clone();
         let thread = std::thread::spawn(move || {
@@ -666,11 +682,26 @@ impl Simulator {
                 tokio::spawn(serve_imds(imds, imds_local, refuse_for, st.clone()));
                 for addr in extra {
                     let listener = TcpListener::bind(addr).await.expect("bind extra IMDS address");
-                    tokio::spawn(serve(listener, st.clone(), "imds"));
+                    tokio::spawn(serve(listener, st.clone(), "imds", None));
                 }
+                let per_instance: Vec<String> = {
+                    let s = st.lock().unwrap();
+                    if s.scenario.imds_per_instance {
+                        s.account.instances.keys().cloned().collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let mut urls = Vec::new();
+                for id in per_instance {
+                    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an instance's IMDS");
+                    urls.push((id.clone(), format!("http://{}", listener.local_addr().unwrap())));
+                    tokio::spawn(serve(listener, st.clone(), "imds", Some(Arc::from(id.as_str()))));
+                }
+                urls_tx.send(urls).unwrap();
                 match tls {
                     Some((cert, key)) => tokio::spawn(serve_tls(ec2, tls_acceptor(&cert, &key), st.clone())),
-                    None => tokio::spawn(serve(ec2, st.clone(), "ec2")),
+                    None => tokio::spawn(serve(ec2, st.clone(), "ec2", None)),
                 };
                 let _ = shutdown_rx.await;
             });
@@ -679,6 +710,7 @@ impl Simulator {
         let (imds_local, ec2_local) = addr_rx.recv().expect("simulator started");
         let ec2_scheme = if state.lock().unwrap().scenario.ec2_tls.is_some() { "https" } else { "http" };
         Simulator {
+            imds_urls: urls_rx.recv().expect("the instances' IMDS started"),
             imds_url: format!("http://{}", url_host(imds_local)),
             ec2_url: format!("{ec2_scheme}://{}", url_host(ec2_local)),
             state,
@@ -832,17 +864,17 @@ async fn serve_imds(listener: std::net::TcpListener, addr: SocketAddr, refuse_fo
         tokio::time::sleep(refuse_for).await;
         TcpListener::bind(addr).await.expect("rebind IMDS")
     };
-    serve(listener, state, "imds").await
+    serve(listener, state, "imds", None).await
 }
 
-async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static str) {
+async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static str, instance: Option<Arc<str>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         {
             let mut s = state.lock().unwrap();
             if server == "imds" && s.scenario.ttl_is_hop_limit {
                 s.account.settle(Instant::now());
-                let hops = s.own().effective_hop_limit as u32;
+                let hops = s.imds_instance(instance.as_deref()).effective_hop_limit as u32;
                 let sock = socket2::SockRef::from(&stream);
                 let _ = if stream.local_addr().map(|a| a.is_ipv6()).unwrap_or(false) {
                     sock.set_unicast_hops_v6(hops)
@@ -852,8 +884,9 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, server: &'static
             }
         }
         let state = state.clone();
+        let instance = instance.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, state.clone(), server));
+            let svc = service_fn(move |req| handle(req, state.clone(), server, instance.clone()));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
@@ -881,7 +914,7 @@ async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
         let (state, acceptor) = (state.clone(), acceptor.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else { return };
-            let svc = service_fn(move |req| handle(req, state.clone(), "ec2"));
+            let svc = service_fn(move |req| handle(req, state.clone(), "ec2", None));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
         });
     }
@@ -933,6 +966,7 @@ async fn handle(
     req: Request<Incoming>,
     state: Arc<Mutex<State>>,
     server: &'static str,
+    instance: Option<Arc<str>>,
 ) -> Result<Answer, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -957,7 +991,7 @@ async fn handle(
             .and_then(|v| v.parse().ok()),
     };
     if server == "imds" {
-        let (reply, delay) = imds(&parts, &method, &path, &state);
+        let (reply, delay) = imds(&parts, &method, &path, &state, instance.as_deref());
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
@@ -1021,13 +1055,14 @@ fn imds(
     method: &Method,
     path: &str,
     state: &Arc<Mutex<State>>,
+    instance: Option<&str>,
 ) -> (Reply, Option<Duration>) {
     let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut s = state.lock().unwrap();
     if header("x-forwarded-for").is_some() || parts.uri.authority().is_some() {
         return (reply(403, TEXT, "Forbidden"), None);
     }
-    if s.own().options.http_endpoint == Some("disabled") {
+    if s.imds_instance(instance).options.http_endpoint == Some("disabled") {
         return (reply(403, TEXT, "Forbidden"), None);
     }
     if path == "/latest/api/token" {
@@ -1054,7 +1089,7 @@ fn imds(
     let given = header("x-aws-ec2-metadata-token");
     let valid = given.as_ref().and_then(|t| s.tokens.get(t).copied()).is_some_and(|expires| Instant::now() < expires);
     // IMDSv1 (no token at all) is answered only where HttpTokens is optional; a bad token never is.
-    let v1_allowed = given.is_none() && s.own().options.http_tokens == Some("optional");
+    let v1_allowed = given.is_none() && s.imds_instance(instance).options.http_tokens == Some("optional");
     if !valid && !v1_allowed {
         return (reply(401, TEXT, "Unauthorized"), None);
     }
@@ -1067,7 +1102,7 @@ fn imds(
             format!("<html><body><h1>500 Internal Server Error</h1><pre>{}</pre></body></html>", echo(parts, b""));
         return (reply(500, "text/html", page), None);
     }
-    let id = s.scenario.instance_id.clone();
+    let id = instance.map_or_else(|| s.scenario.instance_id.clone(), str::to_string);
     let creds_prefix = "/latest/meta-data/iam/security-credentials/";
     let answer = match path {
         "/latest/meta-data/instance-id" | "/latest/meta-data/placement/region"
@@ -1077,7 +1112,9 @@ fn imds(
         }
         "/latest/meta-data/" => reply(200, TEXT, "ami-id\nhostname\niam/\ninstance-id\nplacement/\n"),
         // Instance tags in IMDS: listed only where InstanceMetadataTags is enabled.
-        "/latest/meta-data/tags/instance" if s.own().options.tags == Some("enabled") => reply(200, TEXT, "Name\n"),
+        "/latest/meta-data/tags/instance" if s.imds_instance(instance).options.tags == Some("enabled") => {
+            reply(200, TEXT, "Name\n")
+        }
         "/latest/meta-data/instance-id" => reply(200, TEXT, id.clone()),
         "/latest/meta-data/placement/region" => reply(200, TEXT, REGION),
         "/latest/meta-data/placement/availability-zone" => reply(200, TEXT, format!("{REGION}a")),
