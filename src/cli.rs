@@ -35,6 +35,12 @@ pub enum Command {
     Check,
     /// Explain, step by step, why this instance or container gets no credentials. Changes nothing.
     Doctor,
+    /// Apply, then keep the instance compliant: look again every interval (by IMDS itself, at no API cost)
+    /// and apply again when the hop limit drifted lower. Ends with exit 0 on SIGTERM or SIGINT.
+    #[command(after_help = "Logs one line per change or failure, not per look. Failures back off (up to 15 minutes) \
+                      without exiting. Where IMDS cannot prove the hop limit, each look is one DescribeInstances, \
+                      taken every --ec2-interval instead.")]
+    Watch(WatchArgs),
     /// Every matching instance of one or more regions, from a laptop or CI: no IMDS needed.
     #[command(
         long_about = "Selects instances with DescribeInstances (tags ANDed, instance ids, state running or stopped), \
@@ -84,6 +90,18 @@ pub struct FleetArgs {
     /// with everything else the account runs.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub modify_burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WatchArgs {
+    /// How often to look through IMDS itself (two token requests to IMDS, no EC2 call).
+    #[arg(long, value_name = "DURATION", default_value = "60s", env = "IMDS_HOP_LIMIT_INTERVAL")]
+    pub interval: String,
+
+    /// How often to look where IMDS cannot prove the hop limit: each look is one DescribeInstances from the
+    /// account's shared budget (1,000 nodes at 30m: about one call every 2 s).
+    #[arg(long, value_name = "DURATION", default_value = "30m", env = "IMDS_HOP_LIMIT_EC2_INTERVAL")]
+    pub ec2_interval: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]

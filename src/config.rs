@@ -36,6 +36,8 @@ pub struct Config {
     pub imds_endpoint: String,
     /// `--evidence`: sense from IMDS where it can prove (the default), or always ask EC2.
     pub evidence: crate::cli::EvidenceSource,
+    /// `watch`: apply, then keep looking.
+    pub watch: Option<Watch>,
 }
 
 const DEFAULT_IMDS_V4: &str = "http://169.254.169.254";
@@ -50,12 +52,15 @@ impl Config {
     pub fn from_cli_and_env(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let o = &cli.options;
         let mode = match (cli.command.clone().unwrap_or(Command::Apply), o.dry_run) {
-            (Command::Apply, false) => Mode::Apply,
+            (Command::Apply | Command::Watch(_), false) => Mode::Apply,
             (Command::Apply, true) => Mode::DryRun,
             (Command::Check, false) => Mode::Check,
             (Command::Doctor, false) => Mode::Doctor,
             (Command::Check | Command::Doctor, true) => {
                 return Err(Error::Usage("check and doctor change nothing already: drop --dry-run".into()));
+            }
+            (Command::Watch(_), true) => {
+                return Err(Error::Usage("watch keeps the instance compliant: use `check` to change nothing".into()));
             }
             (Command::Fleet(_) | Command::Defaults(_), _) => {
                 return Err(Error::Usage("fleet and defaults have their own settings".into()));
@@ -86,7 +91,26 @@ impl Config {
                 }
             },
         };
+        let watch = match &cli.command {
+            Some(Command::Watch(w)) => {
+                let interval = parse_duration("--interval", &w.interval)?;
+                let ec2_interval = parse_duration("--ec2-interval", &w.ec2_interval)?;
+                if interval < Duration::from_millis(100) || ec2_interval < interval {
+                    return Err(Error::Usage(
+                        "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
+                    ));
+                }
+                if instance_id.is_some() {
+                    return Err(Error::Usage(
+                        "watch keeps this instance compliant: drop --instance-id (fleet covers other instances)".into(),
+                    ));
+                }
+                Some(Watch { interval, ec2_interval })
+            }
+            _ => None,
+        };
         Ok(Config {
+            watch,
             mode,
             wanted: wanted(o)?,
             instance_id,
@@ -100,6 +124,15 @@ impl Config {
             evidence: o.evidence,
         })
     }
+}
+
+/// `watch`: how often to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// Where IMDS proves the hop limit: no API cost.
+    pub interval: Duration,
+    /// Where it cannot: one DescribeInstances each.
+    pub ec2_interval: Duration,
 }
 
 /// The one instance or region the single-instance commands take.

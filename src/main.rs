@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod sense;
 mod wait;
+mod watch;
 
 use std::process::ExitCode;
 

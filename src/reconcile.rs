@@ -322,7 +322,12 @@ pub async fn reconcile(
                 Modified::Accepted(options) => options,
                 Modified::WouldSucceed => MetadataOptions::default(),
             };
-            tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+            // `watch` says it once, when the change is in effect.
+            if config.watch.is_some() {
+                tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+            } else {
+                tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+            }
             if !config.wait {
                 return Ok(report(accepted, Action::Changed, false));
             }

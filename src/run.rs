@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub fn main(config: Config) -> ExitCode {
+    if let Some(watch) = config.watch {
+        return crate::watch::main(&config, watch);
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(err) => {
@@ -59,7 +62,7 @@ pub fn block_on<T>(limit: Option<Duration>, work: impl Future<Output = Result<T>
 }
 
 /// Every command's runtime: one thread is plenty for a handful of calls, and for a fleet's paced ones.
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,6 +143,18 @@ async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<
     let imds = Imds::new(&config.imds_endpoint)?;
     let target = reconcile::identity(&imds, config, deadline).await?;
     tracing::debug!(?target, "identity");
+    pass(config, &imds, target, progress, deadline).await
+}
+
+/// One look at an instance whose identity is known: sense, and where that cannot prove compliance, EC2's
+/// read, decide, change and verify. The agent makes one; `watch` one every interval.
+pub async fn pass(
+    config: &Config,
+    imds: &Imds,
+    target: reconcile::Target,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<Report> {
     let sensed = sense_first(config).await;
     if let Some(Evidence::Proven(sensed)) = &sensed {
         if sense::compliant(sensed, &config.wanted) {
@@ -162,7 +177,7 @@ async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<
     };
     let ec2 = Ec2Api::new(&target.region, imds.client()).await;
     let result = reconcile::reconcile(&ec2, &target, config, progress, deadline, data_plane).await;
-    explain_credentials(&imds, result).await
+    explain_credentials(imds, result).await
 }
 
 /// What IMDS itself shows, before any EC2 call, where it can: this instance (not `--instance-id`), a hop

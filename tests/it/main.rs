@@ -4,6 +4,7 @@
 mod simulator;
 
 mod support;
+mod watch;
 
 mod agent;
 mod channels;

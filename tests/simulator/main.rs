@@ -112,6 +112,10 @@ fn main() {
                 }
                 println!("end");
             }
+            Ok(line) if line.starts_with("set-hop-limit ") => {
+                sim.set_hop_limit(line["set-hop-limit ".len()..].trim().parse().unwrap_or(1));
+                println!("ok");
+            }
             Ok("ids") => {
                 for id in sim.instance_ids() {
                     println!("{id}");

@@ -766,6 +766,15 @@ impl Simulator {
         (i.state().into(), i.options.hop_limit, i.options.http_endpoint, i.options.http_tokens)
     }
 
+    /// Somebody else set the agent's own instance's hop limit (a drift), in effect at once.
+    pub fn set_hop_limit(&self, hop: i64) {
+        let mut s = self.state.lock().unwrap();
+        let instance = s.own();
+        instance.options.hop_limit = Some(hop);
+        instance.effective_hop_limit = hop;
+        instance.applied_at = None;
+    }
+
     pub fn instance_ids(&self) -> Vec<String> {
         self.state.lock().unwrap().account.instances.keys().cloned().collect()
     }
