@@ -239,6 +239,9 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
             "imds-hop-limit.1.gz",
             "README.md",
             "completions/imds-hop-limit.bash",
+            "deploy/kubernetes/daemonset.yaml",
+            "deploy/ecs/task-definition.json",
+            "deploy/bottlerocket/user-data.toml",
         ] {
             assert!(dir.join(&name).join(file).exists(), "{file} in {name}");
         }

@@ -8,11 +8,13 @@ mod watch;
 
 mod agent;
 mod channels;
+mod deploy;
 mod doctor;
 mod fleet;
 mod hardening;
 mod hop;
 mod hostile;
+mod image;
 mod moto;
 mod sensing;
 mod ssm;
