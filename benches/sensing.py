@@ -139,6 +139,64 @@ def sense_storm(agent, simulator, n, hop, timeout_s):
         sim.close()
 
 
+def proc_cpu_s(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def watch_run(agent, simulator, seconds, interval_ms):
+    """`watch` at a short interval for `seconds` (time-scaled: at 100 ms, a minute is 600 looks, ten hours of the
+    default 60 s): CPU and EC2 calls per look, and RSS sampled every second (growth = a leak)."""
+    sim = storm.Simulator(simulator, "--hop-limit", "2", "--ttl-is-hop-limit")
+    try:
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
+               **{k: v for k, v in sim.env.items() if k.startswith("AWS_")}}
+        p = subprocess.Popen([agent, "watch", "--interval", f"{interval_ms}ms", "-q"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        sim.ask("reset-log")
+        cpu0, t0 = proc_cpu_s(p.pid), time.monotonic()
+        rss = []
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1)
+            rss.append(proc_rss_kib(p.pid))
+        cpu1 = proc_cpu_s(p.pid)
+        log = sim.requests()
+        probes = sum(1 for r in log if r[1] == "imds" and r[2] == "PUT")
+        ec2 = sum(1 for r in log if r[1] == "ec2")
+        p.terminate()
+        p.wait(timeout=10)
+        looks = probes / 2
+        third = max(1, len(rss) // 3)
+        return {"seconds": seconds, "interval_ms": interval_ms, "looks": looks, "ec2_calls": ec2,
+                "cpu_per_look_ms": round((cpu1 - cpu0) * 1000 / max(looks, 1), 3),
+                "rss_first_third_kib": max(rss[:third]), "rss_last_third_kib": max(rss[-third:]),
+                "rss_peak_kib": max(rss), "exit": p.returncode}
+    finally:
+        sim.close()
+
+
+def image_sizes(archive):
+    """The compressed layer of each architecture in the OCI archive."""
+    import tarfile
+    with tarfile.open(archive) as t:
+        read = lambda name: t.extractfile(name).read()
+        blob = lambda d: read("blobs/sha256/" + d.split(":", 1)[1])
+        top = json.loads(read("index.json"))["manifests"][0]["digest"]
+        out = {}
+        for m in json.loads(blob(top))["manifests"]:
+            manifest = json.loads(blob(m["digest"]))
+            out[m["platform"]["architecture"]] = manifest["layers"][0]["size"]
+        return out
+
+
 def med(rows, key):
     return statistics.median(r[key] for r in rows)
 
@@ -200,6 +258,21 @@ def report(r):
         lines += [f"| storm of {noop_storm['n']} already compliant: 0 EC2 calls, every agent done within seconds | "
                   f"{noop_storm['ec2_calls']} calls; slowest agent {noop_storm['slowest_agent_s']} s | "
                   f"{ok(noop_storm['ec2_calls'] == 0 and noop_storm['slowest_agent_s'] < 10)} |"]
+    w = r.get("watch")
+    if w:
+        lines += [f"| watch: 0 EC2 calls per look while compliant | {w['ec2_calls']} calls in {w['looks']:.0f} looks | "
+                  f"{ok(w['ec2_calls'] == 0)} |",
+                  f"| watch: peak RSS at most 8 MiB, no growth | {w['rss_peak_kib'] / 1024:.1f} MiB peak; "
+                  f"{w['rss_first_third_kib'] / 1024:.1f} MiB in the first third, {w['rss_last_third_kib'] / 1024:.1f} "
+                  f"in the last | {ok(w['rss_peak_kib'] <= 8192 and w['rss_last_third_kib'] <= w['rss_first_third_kib'] + 256)} |"]
+        lines += ["", f"watch, time-scaled: --interval {w['interval_ms']} ms for {w['seconds']} s, {w['looks']:.0f} looks "
+                  f"(at the default 60 s, {w['looks'] / 60:.0f} hours of looks): {w['cpu_per_look_ms']} ms of CPU per "
+                  f"look, {w['ec2_calls']} EC2 calls, RSS sampled every second."]
+    images = r.get("images")
+    if images:
+        lines += ["", "The image, compressed layer per architecture: "
+                  + ", ".join(f"{arch} {size / 2**20:.2f} MiB" for arch, size in images.items())
+                  + " (goal: at most 4 MiB each)."]
     lines.append("")
     return "\n".join(lines)
 
@@ -211,6 +284,8 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--storms", default="500")
     ap.add_argument("--timeout", type=int, default=240)
+    ap.add_argument("--watch-seconds", type=int, default=60)
+    ap.add_argument("--image", help="dist/'s OCI archive, for its layers' sizes")
     ap.add_argument("--report", action="store_true", help="only render BENCHMARKS.md's section from sensing.json")
     a = ap.parse_args()
     if not a.report:
@@ -224,6 +299,10 @@ def main():
         results["noop"] = noop(a.agent, a.simulator, a.runs, work)
         print("sensing.py: change runs", file=sys.stderr)
         results["change"] = change(a.agent, a.simulator, a.runs)
+        print("sensing.py: watch", file=sys.stderr)
+        results["watch"] = watch_run(a.agent, a.simulator, a.watch_seconds, 100)
+        if a.image:
+            results["images"] = image_sizes(a.image)
         results["storms"] = []
         for n in sizes:
             for hop in (1, 2):
