@@ -82,10 +82,12 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     let Some(before) = drops() else {
         return Evidence::Unproven(format!("the kernel does not count {COUNTER} (/proc/net/netstat)"));
     };
+    let asked = Instant::now();
     let token = match token_at(addr, wanted.get(), PROBE_WAIT).await {
         Ok(token) => token,
         Err(why) => return Evidence::Unproven(why),
     };
+    let round_trip = asked.elapsed();
     // No answer at the bound: too low a hop limit, or an IMDS too slow to tell. A plain token request (no
     // bound) must be answered at once for "below" to mean the hop limit; the counter alone cannot say whose
     // drop it counted (it is one per network namespace).
@@ -100,8 +102,14 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
             }
         }
     }
-    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly. It ends as soon as the
-    // kernel counts the drop: no need to wait out an answer that will not come.
+    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly. A counted drop ends it
+    // early (no need to wait out an answer that will not come), but not before three round trips of the bounded
+    // probe: the counter is the whole network namespace's, and an answer that does arrive at 64 would have by
+    // then.
+    let counted = async {
+        tokio::time::sleep((round_trip * 3).max(Duration::from_millis(5))).await;
+        dropped_since(before).await
+    };
     tokio::select! {
         control = token_at(addr, CONTROL_TTL, PROBE_WAIT) => match control {
             Ok(Some(_)) => {
@@ -118,7 +126,7 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
             Ok(None) => {}
             Err(why) => return Evidence::Unproven(why),
         },
-        true = dropped_since(before) => {}
+        true = counted => {}
     }
     let Some(token) = token else { return Evidence::Below };
     let http_tokens = match get(addr, "/latest/meta-data/", None).await {
