@@ -140,10 +140,39 @@ pub fn emit_usage(message: &str, help: bool) -> ExitCode {
 }
 
 async fn run(config: &Config, progress: &Progress, deadline: Instant) -> Result<Report> {
+    // Sense first: a compliant instance proven by IMDS needs nothing else, its identity read with the probe's
+    // token over the same raw connections, with no HTTP client, credentials or EC2.
+    let sensed = sense_first(config).await;
+    if let (Some(Evidence::Proven(s, token)), Some(addr)) = (&sensed, sense::address(&config.imds_endpoint)) {
+        if sense::compliant(s, &config.wanted) {
+            if let Some((instance_id, region)) = sense::identity(addr, token).await {
+                let region = config.region.clone().unwrap_or(region);
+                return Ok(compliant_by_imds(reconcile::Target::named(instance_id, region), s));
+            }
+        }
+    }
     let imds = Imds::new(&config.imds_endpoint)?;
     let target = reconcile::identity(&imds, config, deadline).await?;
     tracing::debug!(?target, "identity");
-    pass(config, &imds, target, progress, deadline).await
+    // Nothing answered the probes (IMDS not up yet at boot) but the identity's retries found it: sense again.
+    let sensed = match sensed {
+        Some(e) if sense::unreachable(&e) => sense_first(config).await,
+        other => other,
+    };
+    look(config, &imds, target, sensed, progress, deadline).await
+}
+
+fn compliant_by_imds(target: reconcile::Target, sensed: &sense::Sensed) -> Report {
+    Report {
+        instance_id: target.instance_id,
+        region: target.region,
+        before: MetadataOptions::default(),
+        after: MetadataOptions::default(),
+        action: Action::Unchanged,
+        verified: true,
+        evidence: EvidenceSource::Imds,
+        sensed: Some(sensed.clone()),
+    }
 }
 
 /// One look at an instance whose identity is known: sense, and where that cannot prove compliance, EC2's
@@ -156,23 +185,26 @@ pub async fn pass(
     deadline: Instant,
 ) -> Result<Report> {
     let sensed = sense_first(config).await;
-    if let Some(Evidence::Proven(sensed)) = &sensed {
-        if sense::compliant(sensed, &config.wanted) {
-            return Ok(Report {
-                instance_id: target.instance_id,
-                region: target.region,
-                before: MetadataOptions::default(),
-                after: MetadataOptions::default(),
-                action: Action::Unchanged,
-                verified: true,
-                evidence: EvidenceSource::Imds,
-                sensed: Some(sensed.clone()),
-            });
+    look(config, imds, target, sensed, progress, deadline).await
+}
+
+/// The rest of a pass once sensing has spoken: compliant by IMDS, or EC2's read, decision, change and check.
+async fn look(
+    config: &Config,
+    imds: &Imds,
+    target: reconcile::Target,
+    sensed: Option<Evidence>,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<Report> {
+    if let Some(Evidence::Proven(s, _)) = &sensed {
+        if sense::compliant(s, &config.wanted) {
+            return Ok(compliant_by_imds(target, s));
         }
     }
     // Where the kernel showed it enforces the minimum TTL on the way to IMDS, a change is verified there.
     let data_plane = match sensed {
-        Some(Evidence::Proven(_) | Evidence::Below) => sense::address(&config.imds_endpoint),
+        Some(Evidence::Proven(..) | Evidence::Below) => sense::address(&config.imds_endpoint),
         _ => None,
     };
     let ec2 = Ec2Api::new(&target.region, imds.client()).await;
@@ -191,7 +223,7 @@ async fn sense_first(config: &Config) -> Option<Evidence> {
     let addr = sense::address(&config.imds_endpoint)?;
     let evidence = sense::sense(addr, w.hop_limit, w.instance_tags.is_some()).await;
     match &evidence {
-        Evidence::Proven(_) => {}
+        Evidence::Proven(..) => {}
         Evidence::Below => {
             tracing::debug!("the token answer does not reach this process with TTL >= {}: asking EC2", w.hop_limit)
         }

@@ -53,11 +53,22 @@ pub fn compliant(sensed: &Sensed, wanted: &Wanted) -> bool {
         && wanted.instance_tags.is_none_or(|t| sensed.instance_tags == Some(t))
 }
 
+/// An IMDSv2 token a probe received: a secret, only ever sent back to IMDS, never shown (no `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// The outcome of sensing: proven, or why not (the run then asks EC2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
-    /// The token answer arrived at the wanted bound, and the kernel showed it enforces the bound here.
-    Proven(Sensed),
+    /// The token answer arrived at the wanted bound, and the kernel showed it enforces the bound here; with the
+    /// token it brought, for the identity's reads.
+    Proven(Sensed, Token),
     /// The kernel enforces the bound on this path (the control probe's drop was counted), but the token
     /// answer did not arrive at the wanted bound: the hop limit is probably lower. Data-plane verification
     /// of a change works.
@@ -143,8 +154,36 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     } else {
         None
     };
-    Evidence::Proven(Sensed { hop_limit_at_least: wanted, http_tokens, instance_tags })
+    Evidence::Proven(Sensed { hop_limit_at_least: wanted, http_tokens, instance_tags }, Token(token))
 }
+
+/// The instance id and region, read with a probe's token over the same kind of raw connection, validated as
+/// strictly as the SDK path validates them; `None` on any doubt (the run then reads them as usual). A compliant
+/// run so needs no HTTP client at all.
+pub async fn identity(addr: SocketAddr, token: &Token) -> Option<(String, String)> {
+    let read = |path: &'static str| async move {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nX-aws-ec2-metadata-token: {}\r\nConnection: close\r\n\r\n",
+            host_header(addr),
+            token.0
+        );
+        match exchange(addr, None, &request, PROBE_WAIT).await {
+            Ok(Some((200, body))) => Some(body),
+            _ => None,
+        }
+    };
+    let id = crate::config::parse_instance_id(&read("/latest/meta-data/instance-id").await?).ok()?;
+    let region = crate::config::parse_region(&read("/latest/meta-data/placement/region").await?).ok()?;
+    Some((id, region))
+}
+
+/// Whether sensing failed because nothing accepted the connection (IMDS not up yet, early in boot): worth
+/// sensing again once the identity's retries found IMDS up.
+pub fn unreachable(evidence: &Evidence) -> bool {
+    matches!(evidence, Evidence::Unproven(why) if why.starts_with(NO_CONNECTION))
+}
+
+const NO_CONNECTION: &str = "no connection to";
 
 /// Whether a token answer reaches this process with TTL at least `wanted`: one probe, for the verification of
 /// a change, where the control already showed that the kernel enforces the bound on this path.
@@ -229,7 +268,7 @@ async fn exchange(
     }
     let deadline = Instant::now() + wait;
     let Ok(connected) = timeout(wait, socket.connect(addr)).await else { return Ok(None) };
-    let stream = connected.map_err(|e| format!("no connection to {addr}: {}", e.kind()))?;
+    let stream = connected.map_err(|e| format!("{NO_CONNECTION} {addr}: {}", e.kind()))?;
     match tokio::time::timeout_at(deadline, talk(&stream, request.as_bytes())).await {
         Err(_) => Ok(None),
         Ok(Err(e)) => Err(format!("the exchange failed: {}", e.kind())),
