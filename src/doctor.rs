@@ -509,8 +509,11 @@ mod tests {
     /// The scripted EC2 behind an Rc, so a test can look at what doctor sent it.
     struct Shared(std::rc::Rc<Scripted>);
     impl Ec2 for Shared {
-        async fn describe(&self, id: &str) -> crate::error::Result<MetadataOptions> {
-            self.0.describe(id).await
+        async fn describe_instance(
+            &self,
+            id: &str,
+        ) -> crate::error::Result<(crate::plan::InstanceState, MetadataOptions)> {
+            self.0.describe_instance(id).await
         }
         async fn modify(&self, id: &str, c: &Change, dry: bool) -> crate::error::Result<crate::ec2::Modified> {
             self.0.modify(id, c, dry).await

@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime};
 
 /// What the rest of the program needs from EC2 for one instance.
 pub trait Ec2 {
-    async fn describe(&self, instance_id: &str) -> Result<MetadataOptions>;
+    /// The instance's life-cycle state with its options: a stopped instance applies a change when it starts,
+    /// a terminated one never will.
+    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)>;
     /// Sends `change`; with `dry_run`, only asks whether it would be authorized.
     async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified>;
 }
@@ -444,7 +446,7 @@ pub fn proxy_for(endpoint: &str) -> Option<String> {
 }
 
 impl Ec2 for Ec2Api {
-    async fn describe(&self, instance_id: &str) -> Result<MetadataOptions> {
+    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)> {
         tracing::trace!(%instance_id, "ec2:DescribeInstances");
         let out = self
             .client
@@ -472,7 +474,8 @@ impl Ec2 for Ec2Api {
                 region: self.region.clone(),
                 detail: "EC2's complete DescribeInstances answer did not include it".into(),
             })?;
-        Ok(instance.metadata_options().map(options_from).unwrap_or_default())
+        let state = instance_state(instance.state().and_then(|s| s.name()));
+        Ok((state, instance.metadata_options().map(options_from).unwrap_or_default()))
     }
 
     async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified> {

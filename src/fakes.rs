@@ -59,9 +59,9 @@ impl Scripted {
 }
 
 impl Ec2 for Scripted {
-    async fn describe(&self, _: &str) -> Result<MetadataOptions> {
+    async fn describe_instance(&self, _: &str) -> Result<(crate::plan::InstanceState, MetadataOptions)> {
         let mut d = self.describes.borrow_mut();
-        Ok(if d.len() > 1 { d.remove(0) } else { d[0].clone() })
+        Ok((crate::plan::InstanceState::Running, if d.len() > 1 { d.remove(0) } else { d[0].clone() }))
     }
     async fn modify(&self, _: &str, change: &Change, dry_run: bool) -> Result<Modified> {
         self.modifies.borrow_mut().push((*change, dry_run));

@@ -5,7 +5,7 @@ use crate::config::{Config, Mode};
 use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
-use crate::plan::{self, Change, Decision, MetadataOptions, State, Toggle};
+use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, State, Toggle};
 use crate::wait::{Backoff, Pace, PollSchedule};
 use serde::Serialize;
 use std::cell::Cell;
@@ -24,6 +24,9 @@ pub enum Action {
     WouldChange,
     /// `check`: a change is needed.
     NotCompliant,
+    /// Changed a stopped instance, and read back with the new values: EC2 applies them when it starts.
+    #[serde(rename = "changed-applies-at-start")]
+    AppliesAtStart,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,11 +196,19 @@ impl<'a, E> Patient<'a, E> {
 
 impl<E: Ec2> Patient<'_, E> {
     pub async fn describe(&self, instance_id: &str, until: Instant) -> Result<MetadataOptions> {
+        Ok(self.describe_instance(instance_id, until).await?.1)
+    }
+
+    pub async fn describe_instance(
+        &self,
+        instance_id: &str,
+        until: Instant,
+    ) -> Result<(InstanceState, MetadataOptions)> {
         let mut attempt = 0;
         let start = Instant::now();
         loop {
-            let err = match self.inner.describe(instance_id).await {
-                Ok(options) => return Ok(options),
+            let err = match self.inner.describe_instance(instance_id).await {
+                Ok(found) => return Ok(found),
                 Err(err) => err,
             };
             self.back_off("DescribeInstances", err, &mut attempt, start, until).await?;
@@ -281,8 +292,11 @@ pub async fn reconcile(
     progress.set(Stage::Ec2);
     let ec2 = Patient::new(ec2);
     let instance_id = &target.instance_id;
-    let before = ec2.describe(instance_id, deadline).await?;
-    tracing::debug!(?before, "current metadata options");
+    let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
+    tracing::debug!(?state, ?before, "current metadata options");
+    if state.is_gone() {
+        return Err(Error::InstanceGone { instance_id: instance_id.clone(), state });
+    }
     let known = target.known(&before);
     let report = |after: MetadataOptions, action, verified| Report {
         instance_id: instance_id.clone(),
@@ -304,7 +318,7 @@ pub async fn reconcile(
                 // Right values, still pending: somebody's change is in flight; see it through.
                 Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
                 Mode::Apply => {
-                    let after = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
+                    let (after, _) = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
                     report(after, Action::Unchanged, true)
                 }
             });
@@ -341,15 +355,17 @@ pub async fn reconcile(
                 let after = MetadataOptions { state: None, ..expected };
                 return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
             }
-            let after = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
-            Ok(report(after, Action::Changed, true))
+            let (after, stopped) = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
+            Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
         }
     }
 }
 
 /// Polls on `PollSchedule::APPLIED` until EC2 reports the state `applied` with the wanted values. A value
 /// EC2 leaves out of its answer is taken from `expected` (EC2 keeps what a change does not send; moto, for
-/// one, then omits those fields); the state never is: an unreported state is not `applied`.
+/// one, then omits those fields); the state never is: an unreported state is not `applied`. A stopped
+/// instance is done once its values are reflected (EC2 applies them when it starts): `(options, true)`; a
+/// terminated one is gone.
 async fn wait_applied<E: Ec2>(
     ec2: &Patient<'_, E>,
     instance_id: &str,
@@ -357,7 +373,7 @@ async fn wait_applied<E: Ec2>(
     config: &Config,
     progress: &Progress,
     deadline: Instant,
-) -> Result<MetadataOptions> {
+) -> Result<(MetadataOptions, bool)> {
     progress.set(Stage::Waiting);
     let start = Instant::now();
     let give_up = (start + config.wait_timeout).min(deadline);
@@ -378,17 +394,24 @@ async fn wait_applied<E: Ec2>(
         }
         tokio::time::sleep_until(wake).await;
         poll += 1;
-        let current = match ec2.describe(instance_id, give_up).await {
-            Ok(current) => current,
+        let (state, current) = match ec2.describe_instance(instance_id, give_up).await {
+            Ok(found) => found,
             Err(Error::GaveUp { last: failure, .. }) => {
                 return Err(timeout(format!("EC2 answered the poll: {failure}")));
             }
             Err(other) => return Err(other),
         };
         tracing::trace!(poll, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
+        if state.is_gone() {
+            return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
+        }
+        if state == InstanceState::Stopped && plan::plan(&seen(&current), &config.wanted) == Plan::Unchanged {
+            tracing::debug!(polls = poll, "stopped, with the wanted values: EC2 applies them when it starts");
+            return Ok((current, true));
+        }
         if plan::is_applied(&seen(&current), &config.wanted) {
             tracing::debug!(after_ms = start.elapsed().as_millis() as u64, polls = poll, "change applied");
-            return Ok(current);
+            return Ok((current, false));
         }
         if last_chance {
             return Err(timeout(describe_last(&current)));

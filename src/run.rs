@@ -276,6 +276,9 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
         Action::Unchanged => "already compliant, nothing changed".to_string(),
         Action::Changed if report.verified => format!("changed ({change}), applied"),
         Action::Changed => format!("changed ({change}), accepted; not waiting for applied (--no-wait)"),
+        Action::AppliesAtStart => {
+            format!("changed ({change}); the instance is stopped: EC2 applies the change when it starts")
+        }
         Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
         Action::NotCompliant => "not compliant".into(),
     };
@@ -304,7 +307,7 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
         }
     }
     match report.action {
-        Action::Unchanged | Action::Changed => ExitCode::Compliant,
+        Action::Unchanged | Action::Changed | Action::AppliesAtStart => ExitCode::Compliant,
         Action::WouldChange | Action::NotCompliant => ExitCode::NotCompliant,
     }
 }

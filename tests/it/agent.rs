@@ -337,3 +337,25 @@ fn sigterm_ends_the_run_promptly_with_143() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SIGTERM") && stderr.contains("waiting"), "{stderr}");
 }
+
+/// Remote mode on a stopped instance: EC2 takes the change and applies it when the instance starts, so the
+/// agent reports that at the first read (exit 0), as the fleet does, instead of waiting out --wait-timeout
+/// (issue 20's drift). A terminated instance is gone: exit 7 at once.
+#[test]
+fn a_stopped_instance_applies_at_start_and_a_terminated_one_is_gone() {
+    use crate::support::{FLEET_ENV, web};
+    let stopped = web(1, REGION, "stopped", 1);
+    let gone = web(2, REGION, "terminated", 1);
+    let (stopped_id, gone_id) = (stopped.id.clone(), gone.id.clone());
+    let sim = Simulator::start(scenario(|s| s.instances = vec![stopped, gone]));
+    let r =
+        run(agent(&sim).envs(FLEET_ENV).args(["--instance-id", &stopped_id, "--region", REGION, "--output", "json"]));
+    expect(&r, 0);
+    assert!(r.took < Duration::from_secs(20), "not the whole --wait-timeout: {:?}", r.took);
+    assert_eq!(json(&r)["action"], "changed-applies-at-start", "{}", r.stdout);
+    assert!(r.stderr.contains("the instance is stopped: EC2 applies the change when it starts"), "{}", r.stderr);
+    let r = run(agent(&sim).envs(FLEET_ENV).args(["--instance-id", &gone_id, "--region", REGION]));
+    expect(&r, 7);
+    assert!(r.stderr.contains("is terminated"), "{}", r.stderr);
+    assert!(modifies(&sim).iter().all(|m| m.instance() != Some(gone_id.as_str())), "nothing sent to it");
+}
