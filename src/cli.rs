@@ -207,8 +207,54 @@ impl Cli {
     /// On `Err`, the text to print and whether it is `--help` or `--version` (stdout, exit 0) rather than a
     /// usage error (stderr, exit 2).
     pub fn parse_or_explain(args: Vec<std::ffi::OsString>) -> Result<Cli, (String, bool)> {
-        Cli::try_parse_from(&args).map_err(|err| (explain(&err, &args), !err.use_stderr()))
+        let cli = Cli::try_parse_from(&args).map_err(|err| (explain(&err, &args), !err.use_stderr()))?;
+        match unused_flag(&args) {
+            Some(message) => Err((message, false)),
+            None => Ok(cli),
+        }
     }
+}
+
+/// The flags each command does not use (the options are shared, so clap takes them all): given on the
+/// command line, each is a usage error (exit 2) rather than silently ignored. From the environment they are
+/// allowed: one EnvironmentFile serves `apply`, `check` and `watch` alike.
+fn not_used_by(command: &str) -> &'static [(&'static str, &'static str)] {
+    const WAIT: (&str, &str) = ("wait_timeout", "it changes nothing, so it waits for nothing");
+    const NO_WAIT: (&str, &str) = ("no_wait", "it changes nothing, so it waits for nothing");
+    match command {
+        "check" => &[WAIT, NO_WAIT],
+        "doctor" => &[WAIT, NO_WAIT, ("evidence", "it reads IMDS and EC2 both, and says what each shows")],
+        "watch" => &[
+            ("no_wait", "it verifies each change before its next look"),
+            ("output", "it reports by its log, one line per change or failure"),
+        ],
+        "fleet" => &[("imds_timeout", "it reads no IMDS"), ("evidence", "it reads every instance from EC2")],
+        "defaults" => &[
+            ("no_wait", "the defaults are read back at once"),
+            ("wait_timeout", "the defaults are read back at once"),
+            ("imds_timeout", "it reads no IMDS"),
+            ("evidence", "the defaults are only in EC2"),
+        ],
+        _ => &[],
+    }
+}
+
+fn unused_flag(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::parser::ValueSource;
+    let matches = Cli::command().try_get_matches_from(args).ok()?;
+    let (name, sub) = matches.subcommand()?;
+    let command = name.to_string();
+    let name = match sub.try_get_raw("act").ok().flatten().and_then(|mut v| v.next()) {
+        Some(act) => format!("{name} {}", act.to_string_lossy()),
+        None => name.to_string(),
+    };
+    not_used_by(&command).iter().find_map(|(id, why)| {
+        let given = [&matches, sub].iter().any(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+        given.then(|| {
+            let flag = format!("--{}", id.replace('_', "-"));
+            format!("error: `imds-hop-limit {name}` does not take {flag}: {why}\n")
+        })
+    })
 }
 
 fn explain(err: &clap::Error, args: &[std::ffi::OsString]) -> String {

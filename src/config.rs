@@ -250,13 +250,22 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
     } else {
         (text, 1000)
     };
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .map(Duration::from_millis)
-        .ok_or_else(|| Error::Usage(format!("{flag} {text:?} is not a duration such as 120, 90s, 2m or 500ms")))
+    number.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(unit_ms)).map(Duration::from_millis).ok_or_else(|| {
+        let var = duration_variable(flag).map(|v| format!(" (or {v})")).unwrap_or_default();
+        Error::Usage(format!("{flag}{var} {text:?} is not a duration such as 120, 90s, 2m or 500ms"))
+    })
+}
+
+/// The variable that sets a duration flag, so that an EnvironmentFile's typo is found by its name.
+fn duration_variable(flag: &str) -> Option<&'static str> {
+    Some(match flag {
+        "--wait-timeout" => "IMDS_HOP_LIMIT_WAIT_TIMEOUT",
+        "--imds-timeout" => "IMDS_HOP_LIMIT_IMDS_TIMEOUT",
+        "--timeout" => "IMDS_HOP_LIMIT_TIMEOUT",
+        "--interval" => "IMDS_HOP_LIMIT_INTERVAL",
+        "--ec2-interval" => "IMDS_HOP_LIMIT_EC2_INTERVAL",
+        _ => return None,
+    })
 }
 
 /// A duration as a flag takes it and as the operator gave it: `10s`, `2m`, `500ms`.

@@ -359,3 +359,36 @@ fn a_stopped_instance_applies_at_start_and_a_terminated_one_is_gone() {
     assert!(r.stderr.contains("is terminated"), "{}", r.stderr);
     assert!(modifies(&sim).iter().all(|m| m.instance() != Some(gone_id.as_str())), "nothing sent to it");
 }
+
+/// Each command refuses, with exit 2 and the reason, a flag it does not use, rather than running and ignoring
+/// it; the same setting from the environment is allowed (one EnvironmentFile serves every command). Every
+/// command refuses `--timeout 0`, and a bad duration names its variable too (issue 20).
+#[test]
+fn flags_a_command_does_not_use_are_usage_errors() {
+    let sim = Simulator::start(Scenario::default());
+    for (args, says) in [
+        (&["check", "--wait-timeout", "5s"][..], "`imds-hop-limit check` does not take --wait-timeout"),
+        (&["check", "--no-wait"], "`imds-hop-limit check` does not take --no-wait"),
+        (&["doctor", "--evidence", "ec2"], "`imds-hop-limit doctor` does not take --evidence"),
+        (&["watch", "--output", "json"], "`imds-hop-limit watch` does not take --output"),
+        (
+            &["fleet", "check", "--imds-timeout", "5", "--no-wait"],
+            "`imds-hop-limit fleet check` does not take --imds-timeout",
+        ),
+        (
+            &["defaults", "check", "--wait-timeout", "1m"],
+            "`imds-hop-limit defaults check` does not take --wait-timeout",
+        ),
+        (&["--timeout", "0"], "--timeout must be more than 0"),
+        (&["fleet", "check", "--timeout", "0"], "--timeout must be more than 0"),
+        (&["defaults", "check", "--timeout", "0"], "--timeout must be more than 0"),
+        (&["--wait-timeout", "soon"], "--wait-timeout (or IMDS_HOP_LIMIT_WAIT_TIMEOUT) \"soon\" is not a duration"),
+    ] {
+        let r = run(agent(&sim).args(args));
+        expect(&r, 2);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        assert!(sim.requests().is_empty(), "{args:?}: nothing was asked of anyone");
+    }
+    let r = run(agent(&sim).arg("check").env("IMDS_HOP_LIMIT_WAIT_TIMEOUT", "5s").env("IMDS_HOP_LIMIT_NO_WAIT", "1"));
+    expect(&r, 3);
+}
