@@ -76,7 +76,7 @@ pub struct RegionDefaults {
     pub before: Option<MetadataOptions>,
     pub after: Option<MetadataOptions>,
     pub action: Action,
-    pub managed_by: Option<String>,
+    pub managed_by: Option<crate::ec2::ManagedBy>,
     pub error: Option<String>,
     #[serde(skip)]
     pub code: ExitCode,
@@ -114,7 +114,7 @@ async fn decide<D: Defaults>(ec2: &D, out: &mut RegionDefaults, settings: &Setti
     let before: AccountDefaults = patient.retry("GetInstanceMetadataDefaults", deadline, |ec2| ec2.defaults()).await?;
     out.before = Some(before.options.clone());
     out.managed_by.clone_from(&before.managed_by);
-    if before.managed_by.as_deref() == Some("declarative-policy") {
+    if before.managed_by == Some(crate::ec2::ManagedBy::DeclarativePolicy) {
         return Err(Error::ManagedElsewhere {
             region: out.region.clone(),
             managed_by: "an AWS Organizations declarative policy".into(),

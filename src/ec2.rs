@@ -74,10 +74,22 @@ pub struct Page {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountDefaults {
     pub options: MetadataOptions,
-    /// `account`, or `declarative-policy` when AWS Organizations manages them.
-    pub managed_by: Option<String>,
+    /// Who manages them; `None` when EC2 does not say.
+    pub managed_by: Option<ManagedBy>,
     /// Why they are managed elsewhere, as EC2 says it (sanitized).
     pub managed_message: Option<String>,
+}
+
+/// Who manages a region's metadata defaults, as EC2 names it (`account`, `declarative-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManagedBy {
+    /// The account itself: `defaults apply` may change them.
+    Account,
+    /// An AWS Organizations declarative policy: only the organization may.
+    DeclarativePolicy,
+    /// A value this build does not know (never shown as EC2 sent it).
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -589,7 +601,11 @@ impl Defaults for Ec2Api {
         };
         Ok(AccountDefaults {
             options,
-            managed_by: d.managed_by().map(|m| remote::sanitize(m.as_str(), 40)),
+            managed_by: d.managed_by().map(|m| match m {
+                aws_sdk_ec2::types::ManagedBy::Account => ManagedBy::Account,
+                aws_sdk_ec2::types::ManagedBy::DeclarativePolicy => ManagedBy::DeclarativePolicy,
+                other => unknown("ManagedBy", other.as_str()).unwrap_or(ManagedBy::Unknown),
+            }),
             managed_message: d.managed_exception_message().map(|m| remote::sanitize(m, 300)),
         })
     }

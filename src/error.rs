@@ -295,7 +295,7 @@ pub enum Error {
     Deadline { stage: Stage, limit: Duration },
 
     #[error("interrupted by {signal} while {stage}")]
-    Signal { signal: &'static str, stage: Stage },
+    Signal { signal: Signal, stage: Stage },
 }
 
 fn decode_hint(encoded: &Option<String>) -> String {
@@ -306,6 +306,22 @@ fn decode_hint(encoded: &Option<String>) -> String {
              sts:DecodeAuthorizationMessage)"
         ),
         None => String::new(),
+    }
+}
+
+/// The signals that end a run: SIGTERM (systemd, a kubelet, `docker stop`) and SIGINT (Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Int,
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+        })
     }
 }
 
@@ -362,13 +378,8 @@ impl Error {
                 Stage::Waiting => ExitCode::WaitTimeout,
                 Stage::Ec2 => ExitCode::Throttled,
             },
-            Error::Signal { signal, .. } => {
-                if *signal == "SIGTERM" {
-                    ExitCode::Terminated
-                } else {
-                    ExitCode::Interrupted
-                }
-            }
+            Error::Signal { signal: Signal::Term, .. } => ExitCode::Terminated,
+            Error::Signal { signal: Signal::Int, .. } => ExitCode::Interrupted,
         }
     }
 }
@@ -469,8 +480,8 @@ mod tests {
             (Error::Deadline { stage: Stage::Identity, limit: Duration::from_secs(1) }, 4),
             (Error::Deadline { stage: Stage::Waiting, limit: Duration::from_secs(1) }, 6),
             (Error::Deadline { stage: Stage::Ec2, limit: Duration::from_secs(1) }, 8),
-            (Error::Signal { signal: "SIGTERM", stage: Stage::Ec2 }, 143),
-            (Error::Signal { signal: "SIGINT", stage: Stage::Ec2 }, 130),
+            (Error::Signal { signal: Signal::Term, stage: Stage::Ec2 }, 143),
+            (Error::Signal { signal: Signal::Int, stage: Stage::Ec2 }, 130),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code() as u8, code, "{err}");

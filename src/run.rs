@@ -6,7 +6,7 @@ use crate::cli::Output;
 use crate::config::{Config, Mode};
 use crate::doctor::{self, Check};
 use crate::ec2::Ec2Api;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::{Imds, Metadata, Probe};
 use crate::plan::MetadataOptions;
 use crate::reconcile::{self, Action, Progress, Report};
@@ -94,8 +94,8 @@ async fn watched<T>(
         result = tokio::time::timeout_at(deadline, work) => {
             result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
         }
-        _ = term.recv() => Err(Error::Signal { signal: "SIGTERM", stage: progress.get() }),
-        _ = int.recv() => Err(Error::Signal { signal: "SIGINT", stage: progress.get() }),
+        _ = term.recv() => Err(Error::Signal { signal: Signal::Term, stage: progress.get() }),
+        _ = int.recv() => Err(Error::Signal { signal: Signal::Int, stage: progress.get() }),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::cli::EvidenceSource;
 use crate::config::{Config, Watch};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
 use crate::reconcile::{self, Action, Progress, Report, Target};
 use std::time::Duration;
@@ -46,8 +46,8 @@ pub fn main(config: &Config, watch: Watch) -> ExitCode {
     }
 }
 
-/// Looks until a signal comes; the signal's name.
-async fn watch_until_signal(config: &Config, watch: Watch) -> Result<&'static str> {
+/// Looks until a signal comes; which one.
+async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::Unexpected(format!("cannot watch SIGTERM: {e}")))?;
     let mut int =
@@ -72,8 +72,8 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<&'static st
         };
         let outcome = tokio::select! {
             outcome = look => outcome,
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
+            _ = term.recv() => return Ok(Signal::Term),
+            _ = int.recv() => return Ok(Signal::Int),
         };
         let wait = match outcome {
             Ok((t, report)) => {
@@ -97,8 +97,8 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<&'static st
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
+            _ = term.recv() => return Ok(Signal::Term),
+            _ = int.recv() => return Ok(Signal::Int),
         }
     }
 }
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn the_log_says_what_a_look_costs() {
         let w = Watch { interval: Duration::from_secs(60), ec2_interval: Duration::from_secs(1800) };
-        assert_eq!(cost(EvidenceSource::Imds, w), "60s through IMDS itself (no EC2 call)");
+        assert_eq!(cost(EvidenceSource::Imds, w), "1m through IMDS itself (no EC2 call)");
         assert!(cost(EvidenceSource::Ec2, w).starts_with("30m through EC2"));
     }
 }
