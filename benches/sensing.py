@@ -117,18 +117,7 @@ def sense_storm(agent, simulator, n, hop, timeout_s):
             procs.append((time.monotonic(), subprocess.Popen(
                 [agent, "--timeout", f"{timeout_s}s", "-q"], env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
-        exits, walls, messages = {}, [], {}
-        hard_stop = t0 + timeout_s + 60
-        for began, p in procs:
-            try:
-                _, err = p.communicate(timeout=max(1, hard_stop - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
-            walls.append(time.monotonic() - began)
-            exits[p.returncode] = exits.get(p.returncode, 0) + 1
-            if p.returncode != 0:
-                messages.setdefault(p.returncode, err.strip().splitlines()[-1:] if err else [])
+        exits, walls, messages = storm.wait_all(procs, t0 + timeout_s + 60)
         log = ec2_calls(sim)
         by_action = {}
         for r in log:

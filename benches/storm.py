@@ -57,6 +57,23 @@ def agent_env(sim):
     }
 
 
+def wait_all(procs, hard_stop):
+    """Waits for every (started_at, process) until `hard_stop` (then kills what is left): (exit codes counted,
+    each agent's wall time, the last stderr line of each failing exit code)."""
+    exits, walls, messages = {}, [], {}
+    for began, p in procs:
+        try:
+            _, err = p.communicate(timeout=max(1, hard_stop - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        walls.append(time.monotonic() - began)
+        exits[p.returncode] = exits.get(p.returncode, 0) + 1
+        if p.returncode != 0:
+            messages.setdefault(p.returncode, err.strip().splitlines()[-1:] if err else [])
+    return exits, walls, messages
+
+
 def storm(agent, simulator, n, timeout_s):
     sim = Simulator(simulator, "--more-instances", str(n - 1), "--documented-buckets", "--pending-ms", "2000")
     try:
@@ -74,18 +91,7 @@ def storm(agent, simulator, n, timeout_s):
                 [agent, "--instance-id", instance, "--region", "us-west-2", "--timeout", f"{timeout_s}s", "-q"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
         started_within = time.monotonic() - t0
-        exits, walls, messages = {}, [], {}
-        hard_stop = t0 + timeout_s + 60
-        for instance, began, p in procs:
-            try:
-                _, err = p.communicate(timeout=max(1, hard_stop - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
-            walls.append(time.monotonic() - began)
-            exits[p.returncode] = exits.get(p.returncode, 0) + 1
-            if p.returncode != 0:
-                messages.setdefault(p.returncode, err.strip().splitlines()[-1:] if err else [])
+        exits, walls, messages = wait_all([(began, p) for _, began, p in procs], t0 + timeout_s + 60)
         last_applied = sim.ask("all-applied-at 2")
         log = [r for r in sim.requests() if r[1] == "ec2"]
         applied = int(sim.ask("applied-count 2"))

@@ -95,7 +95,8 @@ fn recv_errors(socket: &UdpSocket, v6: bool) -> io::Result<()> {
     }
 }
 
-fn set_int(socket: &UdpSocket, level: i32, name: i32, value: i32) -> io::Result<()> {
+/// An integer socket option (`setsockopt`), for the probes here and sensing's minimum TTL.
+pub fn set_int(socket: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: a valid socket descriptor, and a pointer to an int that lives across the call, with its size.
     let rc = unsafe {
         libc::setsockopt(

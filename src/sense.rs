@@ -18,7 +18,6 @@
 
 use crate::plan::{HopLimit, HttpTokens, Toggle, Wanted};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
@@ -316,22 +315,8 @@ fn parse(answer: &[u8]) -> Option<(u16, String)> {
 fn set_min_ttl(socket: &TcpSocket, v6: bool, ttl: u8) -> Result<(), String> {
     let (level, name) =
         if v6 { (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT) } else { (libc::IPPROTO_IP, libc::IP_MINTTL) };
-    let value = libc::c_int::from(ttl);
-    // SAFETY: a valid socket descriptor, a c_int option value and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(format!("the kernel refused the minimum TTL option: {}", std::io::Error::last_os_error()))
-    }
+    crate::hops::set_int(socket, level, name, i32::from(ttl))
+        .map_err(|e| format!("the kernel refused the minimum TTL option: {e}"))
 }
 
 /// `TcpExtTCPMinTTLDrop` from /proc/net/netstat (a header line of names, then a line of values).
