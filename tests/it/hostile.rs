@@ -132,7 +132,10 @@ fn the_timeout_ends_the_run_with_always_throttled_modifies() {
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--timeout", "4s", "--output", "json"]));
     expect(&r, 8);
     assert!(r.took < Duration::from_secs(7), "{:?}", r.took);
-    assert!(!r.stderr.contains("25 s") && !r.stderr.contains("raise --wait-timeout"), "{}", r.stderr);
+    // The deadline as given, not the 4 + 15 s it used to be padded to ("25 s" alone would match a jittered
+    // "retrying in 0.25 s").
+    assert!(r.stderr.contains("(--timeout 4s)") && !r.stderr.contains("deadline of"), "{}", r.stderr);
+    assert!(!r.stderr.contains("raise --wait-timeout"), "{}", r.stderr);
     let doc = json(&r);
     assert_eq!(doc["summary"]["exit_code"], 8);
     assert_eq!(doc["instances"].as_array().unwrap().len(), 30, "every instance reported");
