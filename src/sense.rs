@@ -140,14 +140,14 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     }
     let Some(token) = token else { return Evidence::Below };
     let http_tokens = match get(addr, "/latest/meta-data/", None).await {
-        Some(401) => Some(HttpTokens::Required),
-        Some(200) => Some(HttpTokens::Optional),
+        Some((401, _)) => Some(HttpTokens::Required),
+        Some((200, _)) => Some(HttpTokens::Optional),
         _ => None,
     };
     let instance_tags = if tags {
         match get(addr, "/latest/meta-data/tags/instance", Some(&token)).await {
-            Some(200) => Some(Toggle::Enabled),
-            Some(404) => Some(Toggle::Disabled),
+            Some((200, _)) => Some(Toggle::Enabled),
+            Some((404, _)) => Some(Toggle::Disabled),
             _ => return Evidence::Unproven("the instance tags' answer was neither 200 nor 404".into()),
         }
     } else {
@@ -161,13 +161,8 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
 /// run so needs no HTTP client at all.
 pub async fn identity(addr: SocketAddr, token: &Token) -> Option<(String, String)> {
     let read = |path: &'static str| async move {
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nX-aws-ec2-metadata-token: {}\r\nConnection: close\r\n\r\n",
-            host_header(addr),
-            token.0
-        );
-        match exchange(addr, None, &request, PROBE_WAIT).await {
-            Ok(Some((200, body))) => Some(body),
+        match get(addr, path, Some(&token.0)).await {
+            Some((200, body)) => Some(body),
             _ => None,
         }
     };
@@ -220,8 +215,7 @@ pub async fn measure(addr: SocketAddr) -> Result<Option<Measured>, String> {
     Ok(Some(Measured { ttl: lo, enforced }))
 }
 
-/// The token, if its answer arrived at `min_ttl`; `None` if it did not come in time; an error when the probe
-/// could not be made or IMDS answered something else. The token is a secret: it is only ever sent back to IMDS.
+/// A token request (the probes' tokens live 60 s: they are used at once).
 fn token_request(addr: SocketAddr) -> String {
     format!(
         "PUT /latest/api/token HTTP/1.1\r\nHost: {}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\
@@ -230,6 +224,8 @@ fn token_request(addr: SocketAddr) -> String {
     )
 }
 
+/// The token, if its answer arrived at `min_ttl`; `None` if it did not come in time; an error when the probe
+/// could not be made or IMDS answered something else. The token is a secret: it is only ever sent back to IMDS.
 async fn token_at(addr: SocketAddr, min_ttl: u8, wait: Duration) -> Result<Option<String>, String> {
     match exchange(addr, Some(min_ttl), &token_request(addr), wait).await? {
         None => Ok(None),
@@ -238,11 +234,11 @@ async fn token_at(addr: SocketAddr, min_ttl: u8, wait: Duration) -> Result<Optio
     }
 }
 
-/// The status IMDS answers a GET of `path` with (with `token`, if given), on a plain socket.
-async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
+/// (status, body) of IMDS's answer to a GET of `path` (with `token`, if given), on a plain socket.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let token = token.map(|t| format!("X-aws-ec2-metadata-token: {t}\r\n")).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{token}Connection: close\r\n\r\n", host_header(addr));
-    exchange(addr, None, &request, PROBE_WAIT).await.ok().flatten().map(|(status, _)| status)
+    exchange(addr, None, &request, PROBE_WAIT).await.ok().flatten()
 }
 
 fn host_header(addr: SocketAddr) -> String {
@@ -253,7 +249,7 @@ fn host_header(addr: SocketAddr) -> String {
 }
 
 /// One HTTP/1.1 exchange on a fresh socket (never pooled, never through a proxy) that drops every segment
-/// below `min_ttl`: (status, body), or `None` when no whole answer came within `PROBE_WAIT`.
+/// below `min_ttl`: (status, body), or `None` when no whole answer came within `wait`.
 async fn exchange(
     addr: SocketAddr,
     min_ttl: Option<u8>,
