@@ -255,7 +255,7 @@ async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
 }
 
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
-    if let (EvidenceSource::Imds, Some(sensed)) = (report.evidence, &report.sensed) {
+    if let Some(sensed) = &report.sensed {
         tracing::info!(
             "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
              limit is at least {}; no EC2 call, in {:.3} s",
@@ -265,24 +265,22 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             sensed.hop_limit_at_least,
             elapsed.as_secs_f64()
         );
-    }
-    let change = reconcile::describe_change(&report.before, &report.after);
-    let outcome = match report.action {
-        _ if report.sensed.is_some() => String::new(),
-        Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
-            "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",
-            config.wanted.hop_limit
-        ),
-        Action::Unchanged => "already compliant, nothing changed".to_string(),
-        Action::Changed if report.verified => format!("changed ({change}), applied"),
-        Action::Changed => format!("changed ({change}), accepted; not waiting for applied (--no-wait)"),
-        Action::AppliesAtStart => {
-            format!("changed ({change}); the instance is stopped: EC2 applies the change when it starts")
-        }
-        Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
-        Action::NotCompliant => "not compliant".into(),
-    };
-    if report.sensed.is_none() {
+    } else {
+        let change = reconcile::describe_change(&report.before, &report.after);
+        let outcome = match report.action {
+            Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
+                "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",
+                config.wanted.hop_limit
+            ),
+            Action::Unchanged => "already compliant, nothing changed".to_string(),
+            Action::Changed if report.verified => format!("changed ({change}), applied"),
+            Action::Changed => format!("changed ({change}), accepted; not waiting for applied (--no-wait)"),
+            Action::AppliesAtStart => {
+                format!("changed ({change}); the instance is stopped: EC2 applies the change when it starts")
+            }
+            Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
+            Action::NotCompliant => "not compliant".into(),
+        };
         tracing::info!(
             "{} ({}): hop limit {}, endpoint {}: {} in {:.2} s",
             report.instance_id,
