@@ -403,18 +403,14 @@ async fn verify<E: Fleet>(
                     Some(err) => format!("EC2 answered the read: {err}"),
                     None => o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last),
                 };
-                if p.sent {
-                    counts.changed_then_failed();
-                } else {
-                    counts.add_failed();
-                }
-                o.fail(&Error::WaitTimeout {
+                let err = Error::WaitTimeout {
                     instance_id: o.instance_id.clone(),
                     waited: now.saturating_duration_since(p.since),
                     last,
                     // Whichever bound came first ended the wait.
                     bound: if p.give_up > deadline { "--timeout" } else { "--wait-timeout" },
-                });
+                };
+                end_wait(o, p, &err, counts);
                 false
             });
         }
@@ -453,6 +449,16 @@ async fn verify<E: Fleet>(
     }
 }
 
+/// Ends a pending instance's wait with `err`, counted once: as failed, no longer as changed if a change was sent.
+fn end_wait(o: &mut Outcome, p: &Pending, err: &Error, counts: &Counts) {
+    if p.sent {
+        counts.changed_then_failed();
+    } else {
+        counts.add_failed();
+    }
+    o.fail(err);
+}
+
 /// Ends the wait of each pending instance of `batch`: EC2 refused to let it be read back.
 fn unverifiable(ledger: &Ledger, batch: &[String], err: &Error, counts: &Counts) {
     let mut outcomes = ledger.outcomes.borrow_mut();
@@ -461,12 +467,8 @@ fn unverifiable(ledger: &Ledger, batch: &[String], err: &Error, counts: &Counts)
         if !batch.contains(&o.instance_id) {
             return true;
         }
-        if p.sent {
-            counts.changed_then_failed();
-        } else {
-            counts.add_failed();
-        }
-        o.fail(&Error::NotVerified { instance_id: o.instance_id.clone(), cause: Box::new(err.clone()) });
+        let err = Error::NotVerified { instance_id: o.instance_id.clone(), cause: Box::new(err.clone()) };
+        end_wait(o, p, &err, counts);
         false
     });
 }
@@ -482,12 +484,7 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
         o.after = Some(seen.clone());
         o.state = d.state;
         if d.state.is_gone() {
-            if p.sent {
-                counts.changed_then_failed();
-            } else {
-                counts.add_failed();
-            }
-            o.fail(&Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state });
+            end_wait(o, p, &Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state }, counts);
             return false;
         }
         let stopped = d.state == InstanceState::Stopped;
