@@ -82,7 +82,7 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
                 let now = Seen::Compliant(report.evidence);
                 tell(&report, &seen, &now, watch);
                 seen = now;
-                if report.evidence == EvidenceSource::Imds { watch.interval } else { watch.ec2_interval }
+                jittered(if report.evidence == EvidenceSource::Imds { watch.interval } else { watch.ec2_interval })
             }
             Err(err) => {
                 failures += 1;
@@ -137,6 +137,12 @@ fn cost(evidence: EvidenceSource, watch: Watch) -> String {
     }
 }
 
+/// `interval`, give or take a tenth: nodes started together (a node group, a DaemonSet rolled out at once)
+/// drift apart instead of looking, and where IMDS cannot prove, calling DescribeInstances, at the same moment.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + 0.2 * fastrand::f64())
+}
+
 /// After `failures` failures in a row: the interval doubled each time, jittered, at most `MAX_BACKOFF`.
 fn backoff(interval: Duration, failures: u32) -> Duration {
     let window = interval.saturating_mul(1u32 << failures.min(16)).min(MAX_BACKOFF);
@@ -156,6 +162,16 @@ mod tests {
             let late = backoff(i, 30);
             assert!(late >= MAX_BACKOFF / 2 && late <= MAX_BACKOFF, "{late:?}");
         }
+    }
+
+    #[test]
+    fn healthy_looks_are_spread_by_a_tenth() {
+        let i = Duration::from_secs(60);
+        let draws: Vec<Duration> = (0..2000).map(|_| jittered(i)).collect();
+        assert!(draws.iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
+        assert!(
+            draws.iter().any(|d| *d < Duration::from_secs(56)) && draws.iter().any(|d| *d > Duration::from_secs(64))
+        );
     }
 
     #[test]
