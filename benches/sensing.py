@@ -107,16 +107,9 @@ def sense_storm(agent, simulator, n, hop, timeout_s):
         ids = sim.ask("ids", lines=True)[:n]
         base = storm.agent_env(sim)
         start_ms = int(sim.ask("now"))
-        t0 = time.monotonic()
-        procs = []
-        for i, instance in enumerate(ids):
-            delay = t0 + i / n - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            env = dict(base, AWS_EC2_METADATA_SERVICE_ENDPOINT=urls[instance])
-            procs.append((time.monotonic(), subprocess.Popen(
-                [agent, "--timeout", f"{timeout_s}s", "-q"], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        t0, procs = storm.start_over_a_second([
+            ([agent, "--timeout", f"{timeout_s}s", "-q"], dict(base, AWS_EC2_METADATA_SERVICE_ENDPOINT=urls[instance]))
+            for instance in ids])
         exits, walls, messages = storm.wait_all(procs, t0 + timeout_s + 60)
         log = ec2_calls(sim)
         by_action = {}

@@ -74,24 +74,31 @@ def wait_all(procs, hard_stop):
     return exits, walls, messages
 
 
+def start_over_a_second(runs):
+    """Starts each (argv, env) of `runs` over one second, as instances that booted together: (when the first
+    was due, [(when each started, its process)])."""
+    t0 = time.monotonic()
+    procs = []
+    for i, (argv, env) in enumerate(runs):
+        delay = t0 + i / len(runs) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        procs.append((time.monotonic(), subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    return t0, procs
+
+
 def storm(agent, simulator, n, timeout_s):
     sim = Simulator(simulator, "--more-instances", str(n - 1), "--documented-buckets", "--pending-ms", "2000")
     try:
         ids = sim.ask("ids", lines=True)[:n]
         env = agent_env(sim)
         start_ms = int(sim.ask("now"))
-        t0 = time.monotonic()
-        procs = []
-        for i, instance in enumerate(ids):
-            # Started over one second, as instances that booted together.
-            delay = t0 + i / n - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            procs.append((instance, time.monotonic(), subprocess.Popen(
-                [agent, "--instance-id", instance, "--region", "us-west-2", "--timeout", f"{timeout_s}s", "-q"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        t0, procs = start_over_a_second([
+            ([agent, "--instance-id", instance, "--region", "us-west-2", "--timeout", f"{timeout_s}s", "-q"], env)
+            for instance in ids])
         started_within = time.monotonic() - t0
-        exits, walls, messages = wait_all([(began, p) for _, began, p in procs], t0 + timeout_s + 60)
+        exits, walls, messages = wait_all(procs, t0 + timeout_s + 60)
         last_applied = sim.ask("all-applied-at 2")
         log = [r for r in sim.requests() if r[1] == "ec2"]
         applied = int(sim.ask("applied-count 2"))
