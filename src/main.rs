@@ -1,23 +1,21 @@
+mod agent;
 mod cli;
+mod commands;
 mod config;
-mod defaults;
-mod doctor;
 mod ec2;
 mod error;
 #[cfg(test)]
 mod fakes;
-mod fleet;
 mod hops;
 mod imds;
 mod logging;
 mod plan;
+mod process;
 mod reconcile;
+mod regions;
 mod remote;
-mod report;
-mod run;
 mod sense;
 mod wait;
-mod watch;
 
 use std::process::ExitCode;
 
@@ -26,19 +24,20 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::parse_or_explain(std::env::args_os().collect()) {
         Ok(cli) => cli,
         // --help and --version are "errors" that print to stdout and succeed.
-        Err((message, help)) => return run::emit_usage(&message, help).into(),
+        Err((message, help)) => return process::emit_usage(&message, help).into(),
     };
     logging::init(cli.options.verbose, cli.options.quiet);
-    let code = match &cli.command {
-        Some(cli::Command::Fleet(args)) => fleet::main(&cli, args),
-        Some(cli::Command::Defaults(args)) => defaults::main(&cli, args),
-        _ => match config::Config::from_cli(&cli) {
-            Ok(config) => run::main(config),
-            Err(err) => {
-                tracing::error!("{err}");
-                err.exit_code()
+    let code = match commands::run(&cli) {
+        Ok(code) => code,
+        // The one path from an error to its exit code; `--output json` gets its one object on a failure too.
+        Err(err) => {
+            tracing::error!("{err}");
+            let code = err.exit_code();
+            if cli.options.output == cli::Output::Json {
+                process::emit_json(&serde_json::json!({ "error": err.to_string(), "exit_code": code as u8 }));
             }
-        },
+            code
+        }
     };
     code.into()
 }

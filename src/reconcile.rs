@@ -6,10 +6,10 @@ use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
 use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, State, Toggle};
+use crate::process::Progress;
 use crate::wait::{Backoff, Pace, PollSchedule};
 use serde::Serialize;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -44,24 +44,6 @@ pub struct Report {
     /// What IMDS itself proved, when it was asked and could prove it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensed: Option<crate::sense::Sensed>,
-}
-
-/// Where the run is, for the message when a deadline or a signal ends it.
-#[derive(Debug, Default)]
-pub struct Progress(AtomicU8);
-
-impl Progress {
-    pub fn set(&self, stage: Stage) {
-        self.0.store(stage as u8, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> Stage {
-        match self.0.load(Ordering::Relaxed) {
-            x if x == Stage::Ec2 as u8 => Stage::Ec2,
-            x if x == Stage::Waiting as u8 => Stage::Waiting,
-            _ => Stage::Identity,
-        }
-    }
 }
 
 /// One instance to bring to the wanted options, as apply, doctor and the fleet hand it to the same decision.

@@ -4,10 +4,21 @@
 //! moment; jitter is what spreads their calls over EC2's shared, per-account request budget.
 
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A uniformly random fraction in `[0, 1)`; the one source of randomness, so tests can bound its effect.
 fn unit() -> f64 {
     fastrand::f64()
+}
+
+/// How long one EC2 call is retried while EC2 throttles it or fails (then it fails, exit 8), unless the run's
+/// `--timeout` comes sooner. Throttling by a shared budget passes in seconds; five minutes of it means
+/// something else is spending the account's budget.
+pub const CALL_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Until when one call made now is retried: `CALL_PATIENCE`, or the run's deadline if sooner.
+pub fn patience(deadline: Instant) -> Instant {
+    (Instant::now() + CALL_PATIENCE).min(deadline)
 }
 
 /// Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th

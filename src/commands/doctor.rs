@@ -1,17 +1,35 @@
 //! `imds-hop-limit doctor`: explains, step by step, why this instance or this container gets no
 //! credentials, and changes nothing. A step that cannot run because an earlier one failed is skipped.
 
+use crate::cli::{Cli, Output};
 use crate::config::Config;
-use crate::ec2::Ec2;
-use crate::error::{Error, ExitCode, POLICY_HINT};
+use crate::ec2::{Ec2, Ec2Api};
+use crate::error::{Error, ExitCode, POLICY_HINT, Result};
 use crate::hops::{self, Hops};
-use crate::imds::Probe;
+use crate::imds::{Imds, Probe};
 use crate::plan::{self, Change, Decision, HttpTokens};
+use crate::process::{self, Progress};
 use crate::reconcile::{self, Patient, Target, describe_change};
 use crate::sense;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
+
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let config = Config::from_cli(cli)?;
+    let checks = process::block_on(config.timeout, &Progress::default(), async {
+        let imds = Imds::new(&config.imds_endpoint)?;
+        let around = surroundings(&config.imds_endpoint).await;
+        let ec2 = async |region: &str| Ec2Api::new(region, imds.client()).await;
+        Ok(diagnose(&config, &around, &imds, ec2).await)
+    })?;
+    let code = exit_code(&checks);
+    match config.output {
+        Output::Json => process::emit_json(&serde_json::json!({ "checks": checks, "exit_code": code as u8 })),
+        Output::Text => process::emit(&render(&checks)),
+    }
+    Ok(code)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

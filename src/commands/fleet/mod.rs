@@ -6,50 +6,24 @@
 //!
 //! To add a selection criterion: a flag in `cli::FleetArgs`, a field in `Settings`, a `Filter` in `filters`.
 
+pub mod report;
+
 use crate::cli::{Act, Cli, FleetArgs, Output};
-use crate::config::{self, parse_duration, parse_instance_id, parse_region};
-use crate::ec2::{Account, Defaults as _, Described, Filter, Fleet, Modified};
-use crate::error::{Error, ExitCode, Result};
+use crate::config::{self, parse_duration, parse_instance_id};
+use crate::ec2::{Account, Described, Filter, Fleet, Modified};
+use crate::error::{Error, ExitCode, Result, Stage};
 use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, Wanted};
+use crate::process::{self, Progress};
 use crate::reconcile::{Patient, Target};
-use crate::report::{self, Counts, Outcome, RegionFailure, Status};
-use crate::wait::{Pace, PollSchedule};
+use crate::regions::Regions;
+use crate::wait::{Pace, PollSchedule, patience};
 use futures_util::StreamExt;
+use report::{Counts, Outcome, RegionFailure, Status};
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Which regions: those given (or the default chain's), or every region enabled for the account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Regions {
-    Given(Vec<String>),
-    /// The default chain's region (`AWS_REGION`, the profile's), known once the SDK has loaded.
-    Default,
-    All,
-}
-
-impl Regions {
-    /// `--all-regions` wins over `--region` and AWS_REGION; each given region is validated and taken once, in
-    /// the order given (the same region twice would be changed twice, side by side).
-    pub fn from_flags(all: bool, given: &[String]) -> Result<Self> {
-        if all {
-            return Ok(Regions::All);
-        }
-        if given.is_empty() {
-            return Ok(Regions::Default);
-        }
-        let mut regions: Vec<String> = Vec::with_capacity(given.len());
-        for region in given {
-            let region = parse_region(region)?;
-            if !regions.contains(&region) {
-                regions.push(region);
-            }
-        }
-        Ok(Regions::Given(regions))
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -522,32 +496,18 @@ pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) 
         .collect()
 }
 
-/// How long one call is retried while EC2 throttles it or fails (then it fails for its instance, exit 8),
-/// unless the run's `--timeout` comes sooner. Throttling by a shared budget passes in seconds; five minutes of it
-/// means something else is spending the account's budget.
-const CALL_PATIENCE: Duration = Duration::from_secs(300);
-
-fn patience(deadline: Instant) -> Instant {
-    (Instant::now() + CALL_PATIENCE).min(deadline)
-}
-
 /// A run without `--timeout` still ends: every wait inside it has its own bound; this is only the far end.
 const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 
-pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
-    let settings = match Settings::from_cli(cli, args) {
-        Ok(settings) => settings,
-        Err(err) => {
-            tracing::error!("{err}");
-            return err.exit_code();
-        }
-    };
+pub fn run(cli: &Cli, args: &FleetArgs) -> Result<ExitCode> {
+    let settings = Settings::from_cli(cli, args)?;
     let start = std::time::Instant::now();
     let counts = Counts::new(cli.options.quiet > 0);
     let board = Board::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, so what they decided is on the board by then.
-    let result = crate::run::block_on(settings.timeout, run(&settings, &counts, &board));
+    let limit = settings.timeout.unwrap_or(NO_DEADLINE);
+    let result = process::block_on(limit, &Progress::at(Stage::Ec2), every_region(&settings, &counts, &board));
     counts.finish();
     let (regions, mut outcomes, failures, ended) = match result {
         Ok((regions, outcomes, failures)) => (regions, outcomes, failures, None),
@@ -571,18 +531,8 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
                 .collect();
             (regions, outcomes, failures, Some(err.exit_code()))
         }
-        Err(err) => {
-            // Before any region's selection could be read (the regions themselves, say): no instance to
-            // report, but `--output json` still gets its one object.
-            tracing::error!("{err}");
-            let code = err.exit_code();
-            if settings.output == Output::Json {
-                let summary = report::Summary::new(&[], Vec::new(), &[], code, start.elapsed().as_millis() as u64);
-                let json = serde_json::json!({ "summary": summary, "instances": [], "error": err.to_string() });
-                crate::run::emit(&format!("{json}\n"));
-            }
-            return code;
-        }
+        // Before any region's selection could be read (the regions themselves, say): no instance to report.
+        Err(err) => return Err(err),
     };
     if ended.is_none() {
         outcomes.extend(not_found(&settings, &regions, &outcomes));
@@ -604,14 +554,11 @@ pub fn main(cli: &Cli, args: &FleetArgs) -> ExitCode {
                 summary: report::Summary,
                 instances: &'a [Outcome],
             }
-            match serde_json::to_string(&Json { summary, instances: &outcomes }) {
-                Ok(json) => crate::run::emit(&format!("{json}\n")),
-                Err(err) => tracing::error!("could not render the report as JSON: {err}"),
-            }
+            process::emit_json(&Json { summary, instances: &outcomes });
         }
-        Output::Text => crate::run::emit(&report::render(&outcomes, &regions, &failures, settings.act == Act::Check)),
+        Output::Text => process::emit(&report::render(&outcomes, &regions, &failures, settings.act == Act::Check)),
     }
-    code
+    Ok(code)
 }
 
 type Done = (Vec<String>, Vec<Outcome>, Vec<RegionFailure>);
@@ -630,18 +577,13 @@ impl Board {
     }
 }
 
-/// How much sooner than `--timeout` the run's own waits and retries end: enough for them to conclude with
-/// their own messages (which bound ended a wait, what EC2 answered last) before the deadline cuts whatever
-/// is still in flight.
-pub const CONCLUDE: Duration = Duration::from_millis(250);
-
-async fn run(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done> {
+async fn every_region(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done> {
     let account = Account::load().await;
     let deadline = match settings.timeout {
-        Some(t) => Instant::now() + t.saturating_sub(CONCLUDE),
+        Some(t) => Instant::now() + t.saturating_sub(process::CONCLUDE),
         None => Instant::now() + NO_DEADLINE,
     };
-    let regions = regions(&settings.regions, &account, deadline).await?;
+    let regions = settings.regions.resolve(&account, deadline).await?;
     board.regions.borrow_mut().clone_from(&regions);
     tracing::debug!(?regions, "regions");
     let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
@@ -669,30 +611,6 @@ async fn run(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done
         }
     }
     Ok((regions, outcomes, failures))
-}
-
-/// The regions to work on: as given, the default chain's, or every region enabled for the account
-/// (DescribeRegions, asked in the default chain's region, else us-east-1).
-pub async fn regions(which: &Regions, account: &Account, deadline: Instant) -> Result<Vec<String>> {
-    let default = account.default_region().map(|r| parse_region(&r)).transpose()?;
-    match which {
-        Regions::Given(regions) => Ok(regions.clone()),
-        Regions::Default => default.map(|r| vec![r]).ok_or_else(|| {
-            Error::Usage(
-                "no region: give --region (several, or comma-separated), --all-regions, or set AWS_REGION or the \
-                 profile's region"
-                    .into(),
-            )
-        }),
-        Regions::All => {
-            let ec2 = account.ec2(default.as_deref().unwrap_or("us-east-1"));
-            let regions = Patient::new(&ec2).retry("DescribeRegions", patience(deadline), |ec2| ec2.regions()).await?;
-            if regions.is_empty() {
-                return Err(Error::Unexpected("DescribeRegions listed no enabled region".into()));
-            }
-            Ok(regions)
-        }
-    }
 }
 
 /// Whether an outcome leaves the run compliant, needing a change, or failed: its exit code.

@@ -6,10 +6,11 @@
 use crate::cli::{Act, Cli, DefaultsArgs, Output};
 use crate::config::{self, parse_duration};
 use crate::ec2::{Account, AccountDefaults, Defaults};
-use crate::error::{Error, ExitCode, Result};
-use crate::fleet::{self, Regions};
+use crate::error::{Error, ExitCode, Result, Stage};
 use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
+use crate::process::{self, Progress};
 use crate::reconcile::Patient;
+use crate::regions::Regions;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -185,23 +186,17 @@ pub fn render(regions: &[RegionDefaults]) -> String {
     out
 }
 
-pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
-    let settings = match Settings::from_cli(cli, args) {
-        Ok(settings) => settings,
-        Err(err) => {
-            tracing::error!("{err}");
-            return err.exit_code();
-        }
-    };
+pub fn run(cli: &Cli, args: &DefaultsArgs) -> Result<ExitCode> {
+    let settings = Settings::from_cli(cli, args)?;
     // The regions to do, once known, and each region's result as it comes: a run ended by its deadline or a
     // signal still reports every region, those not finished with what ended them.
     let known: RefCell<Vec<String>> = RefCell::default();
     let done: RefCell<Vec<RegionDefaults>> = RefCell::default();
     // `--timeout` ends the run at that instant, calls in flight included.
-    let result = crate::run::block_on(Some(settings.timeout), async {
+    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), async {
         let account = Account::load().await;
-        let deadline = Instant::now() + settings.timeout.saturating_sub(fleet::CONCLUDE);
-        let regions = fleet::regions(&settings.regions, &account, deadline).await?;
+        let deadline = Instant::now() + settings.timeout.saturating_sub(process::CONCLUDE);
+        let regions = settings.regions.resolve(&account, deadline).await?;
         known.borrow_mut().clone_from(&regions);
         let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
         let runs = clients.iter().map(|ec2| async {
@@ -225,7 +220,8 @@ pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
             }
             (err.exit_code(), Some(err))
         }
-        Err(err) => (err.exit_code(), Some(err)),
+        // Before any region could be read (the regions themselves): nothing to report but the error.
+        Err(err) => return Err(err),
     };
     let order = known.borrow();
     regions.sort_by_key(|r| order.iter().position(|n| *n == r.region));
@@ -243,10 +239,10 @@ pub fn main(cli: &Cli, args: &DefaultsArgs) -> ExitCode {
             if let Some(err) = &error {
                 json["error"] = err.to_string().into();
             }
-            crate::run::emit(&format!("{json}\n"));
+            process::emit_json(&json);
         }
-        Output::Text if error.is_none() || !regions.is_empty() => crate::run::emit(&render(&regions)),
+        Output::Text if error.is_none() || !regions.is_empty() => process::emit(&render(&regions)),
         Output::Text => {}
     }
-    code
+    Ok(code)
 }

@@ -6,13 +6,13 @@
 //! Failures back off without exiting. One log line per change or failure, never per look. SIGTERM and SIGINT
 //! end it at once with exit 0: a node agent that is told to stop has done nothing wrong.
 
-use crate::cli::EvidenceSource;
+use crate::cli::{Cli, EvidenceSource};
 use crate::config::{Config, Watch};
 use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
-use crate::reconcile::{self, Action, Progress, Report, Target};
+use crate::process::{self, Progress, Signals};
+use crate::reconcile::{self, Action, Report, Target};
 use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 /// The longest wait after failures: EC2 or IMDS failing for a long time is looked at every 15 minutes.
@@ -26,32 +26,17 @@ enum Seen {
     Failed(String),
 }
 
-pub fn main(config: &Config, watch: Watch) -> ExitCode {
-    let runtime = match crate::run::runtime() {
-        Ok(rt) => rt,
-        Err(err) => {
-            tracing::error!("{err}");
-            return err.exit_code();
-        }
-    };
-    match runtime.block_on(watch_until_signal(config, watch)) {
-        Ok(signal) => {
-            tracing::info!("{signal}: stopping");
-            ExitCode::Compliant
-        }
-        Err(err) => {
-            tracing::error!("{err}");
-            err.exit_code()
-        }
-    }
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let config = Config::from_cli(cli)?;
+    let watch = config.watch.ok_or_else(|| Error::Unexpected("watch without its settings".into()))?;
+    let signal = process::runtime()?.block_on(watch_until_signal(&config, watch))?;
+    tracing::info!("{signal}: stopping");
+    Ok(ExitCode::Compliant)
 }
 
 /// Looks until a signal comes; which one.
 async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| Error::Unexpected(format!("cannot watch SIGTERM: {e}")))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| Error::Unexpected(format!("cannot watch SIGINT: {e}")))?;
+    let mut signals = Signals::new()?;
     let imds = Imds::new(&config.imds_endpoint)?;
     let mut seen = Seen::Nothing;
     let mut failures = 0u32;
@@ -65,15 +50,14 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
                 None => reconcile::identity(&imds, config, deadline).await?,
             };
             let report =
-                tokio::time::timeout_at(deadline, crate::run::pass(config, &imds, t.clone(), &progress, deadline))
+                tokio::time::timeout_at(deadline, crate::agent::pass(config, &imds, t.clone(), &progress, deadline))
                     .await
                     .unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))?;
             Ok::<_, Error>((t, report))
         };
         let outcome = tokio::select! {
             outcome = look => outcome,
-            _ = term.recv() => return Ok(Signal::Term),
-            _ = int.recv() => return Ok(Signal::Int),
+            signal = signals.recv() => return Ok(signal),
         };
         let wait = match outcome {
             Ok((t, report)) => {
@@ -97,8 +81,7 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = term.recv() => return Ok(Signal::Term),
-            _ = int.recv() => return Ok(Signal::Int),
+            signal = signals.recv() => return Ok(signal),
         }
     }
 }

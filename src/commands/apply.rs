@@ -1,0 +1,76 @@
+//! `imds-hop-limit apply` (the default) and `check`: one pass of the agent over this instance (or
+//! `--instance-id`), under `--timeout` and the signals, reported in one log line (and `--output json`).
+
+use crate::cli::{Cli, EvidenceSource, Output};
+use crate::config::Config;
+use crate::error::{ExitCode, Result};
+use crate::process::{self, Progress};
+use crate::reconcile::{self, Action, Report};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let config = Config::from_cli(cli)?;
+    let start = Instant::now();
+    let progress = Progress::default();
+    let deadline = start + config.timeout;
+    let report = process::block_on(config.timeout, &progress, crate::agent::once(&config, &progress, deadline))?;
+    Ok(finish(&config, &report, start.elapsed()))
+}
+
+fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
+    if let Some(sensed) = &report.sensed {
+        tracing::info!(
+            "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
+             limit is at least {}; no EC2 call, in {:.3} s",
+            report.instance_id,
+            report.region,
+            sensed.hop_limit_at_least,
+            sensed.hop_limit_at_least,
+            elapsed.as_secs_f64()
+        );
+    } else {
+        let change = reconcile::describe_change(&report.before, &report.after);
+        let outcome = match report.action {
+            Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
+                "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",
+                config.wanted.hop_limit
+            ),
+            Action::Unchanged => "already compliant, nothing changed".to_string(),
+            Action::Changed if report.verified => format!("changed ({change}), applied"),
+            Action::Changed => format!("changed ({change}), accepted; not waiting for applied (--no-wait)"),
+            Action::AppliesAtStart => {
+                format!("changed ({change}); the instance is stopped: EC2 applies the change when it starts")
+            }
+            Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
+            Action::NotCompliant => "not compliant".into(),
+        };
+        tracing::info!(
+            "{} ({}): hop limit {}, endpoint {}: {} in {:.2} s",
+            report.instance_id,
+            report.region,
+            show(report.after.hop_limit),
+            show(report.after.http_endpoint),
+            outcome,
+            elapsed.as_secs_f64()
+        );
+    }
+    if config.output == Output::Json {
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            elapsed_ms: u64,
+        }
+        let json = Json { report, elapsed_ms: elapsed.as_millis() as u64 };
+        process::emit_json(&json);
+    }
+    match report.action {
+        Action::Unchanged | Action::Changed | Action::AppliesAtStart => ExitCode::Compliant,
+        Action::WouldChange | Action::NotCompliant => ExitCode::NotCompliant,
+    }
+}
+
+fn show<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "unknown".into(), |v| v.to_string())
+}

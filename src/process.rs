@@ -1,0 +1,134 @@
+//! What every command runs inside: a runtime, the signals that end it, the run's deadline, and output that
+//! survives a closed stdout. Below the commands; knows none of them.
+
+use crate::error::{Error, ExitCode, Result, Signal, Stage};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+/// How much sooner than `--timeout` a run's own waits and retries end: enough for them to conclude with
+/// their own messages (which bound ended a wait, what EC2 answered last) before the deadline cuts whatever
+/// is still in flight.
+pub const CONCLUDE: Duration = Duration::from_millis(250);
+
+/// Every command's runtime: one thread is plenty for a handful of calls, and for a fleet's paced ones.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Unexpected(format!("cannot start the async runtime: {err}")))
+}
+
+/// `work` on a runtime of its own, ended by SIGTERM/SIGINT or at `limit` (`--timeout`), calls in flight and
+/// retries included; `progress` says where it was for the message.
+pub fn block_on<T>(limit: Duration, progress: &Progress, work: impl Future<Output = Result<T>>) -> Result<T> {
+    runtime()?.block_on(bounded(limit, progress, work))
+}
+
+/// `work`, ended at `limit` from now or by SIGTERM/SIGINT, saying where it was.
+pub async fn bounded<T>(limit: Duration, progress: &Progress, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    let mut signals = Signals::new()?;
+    tokio::select! {
+        result = tokio::time::timeout_at(deadline, work) => {
+            result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
+        }
+        signal = signals.recv() => Err(Error::Signal { signal, stage: progress.get() }),
+    }
+}
+
+/// SIGTERM and SIGINT, watched from the moment this is made.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> Result<Self> {
+        let watch = |kind, name| signal(kind).map_err(|e| Error::Unexpected(format!("cannot watch {name}: {e}")));
+        Ok(Signals { term: watch(SignalKind::terminate(), "SIGTERM")?, int: watch(SignalKind::interrupt(), "SIGINT")? })
+    }
+
+    /// The next signal to come.
+    pub async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Term,
+            _ = self.int.recv() => Signal::Int,
+        }
+    }
+}
+
+/// Where a run is, for the message when a deadline or a signal ends it.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU8);
+
+impl Progress {
+    /// A run that starts at `stage` (the fleet and defaults commands, which read no IMDS).
+    pub fn at(stage: Stage) -> Self {
+        let progress = Progress::default();
+        progress.set(stage);
+        progress
+    }
+
+    pub fn set(&self, stage: Stage) {
+        self.0.store(stage as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Stage {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == Stage::Ec2 as u8 => Stage::Ec2,
+            x if x == Stage::Waiting as u8 => Stage::Waiting,
+            _ => Stage::Identity,
+        }
+    }
+}
+
+/// Writes a report to stdout. A closed stdout (`| head`, `| true`) must not turn the run's outcome into a
+/// crash: the failure is logged and the exit code stays what the run earned.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!("could not write the report to stdout: {err}");
+    }
+}
+
+/// A report as one line of JSON on stdout.
+pub fn emit_json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(text) => emit(&format!("{text}\n")),
+        Err(err) => tracing::error!("could not render the report as JSON: {err}"),
+    }
+}
+
+/// Clap's usage errors, `--help` and `--version`, written without a panic on a closed stream.
+pub fn emit_usage(message: &str, help: bool) -> ExitCode {
+    use std::io::Write;
+    if help {
+        emit(message);
+        ExitCode::Compliant
+    } else {
+        let _ = std::io::stderr().lock().write_all(message.as_bytes());
+        ExitCode::Usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_the_work_and_says_where_it_was() {
+        let progress = Progress::at(Stage::Waiting);
+        let start = Instant::now();
+        let err = bounded(Duration::from_secs(3), &progress, async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert!(matches!(err, Error::Deadline { stage: Stage::Waiting, limit } if limit == Duration::from_secs(3)));
+    }
+}
