@@ -304,19 +304,6 @@ mod tests {
     }
 
     #[test]
-    fn boolean_variables_take_the_usual_spellings() {
-        for (value, expected) in [("1", true), ("yes", true), ("true", true), ("on", true), ("0", false), ("no", false)]
-        {
-            let parser = BoolishValueParser::new();
-            let cmd = clap::Command::new("t");
-            let arg = clap::Arg::new("x");
-            let got =
-                clap::builder::TypedValueParser::parse_ref(&parser, &cmd, Some(&arg), std::ffi::OsStr::new(value));
-            assert_eq!(got.unwrap(), expected, "{value}");
-        }
-    }
-
-    #[test]
     fn hop_limit_outside_ec2s_range_is_refused() {
         for bad in ["0", "65", "-1", "two"] {
             assert!(Cli::try_parse_from(["imds-hop-limit", "--hop-limit", bad]).is_err(), "{bad}");

@@ -2,7 +2,7 @@
 
 use crate::cli::{Cli, Command, Options, Output};
 use crate::error::{Error, Result};
-use crate::plan::{HopLimit, Wanted};
+use crate::plan::{HopLimit, Intent, Wanted};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,17 @@ pub struct Config {
     pub evidence: crate::cli::EvidenceSource,
     /// `watch`: apply, then keep looking.
     pub watch: Option<Watch>,
+}
+
+impl Config {
+    /// What this run means to do with the instance: doctor only reads, as check does.
+    pub fn intent(&self) -> Intent {
+        match self.mode {
+            Mode::Apply => Intent::Apply { wait: self.wait },
+            Mode::DryRun => Intent::DryRun,
+            Mode::Check | Mode::Doctor => Intent::Check,
+        }
+    }
 }
 
 const DEFAULT_IMDS_V4: &str = "http://169.254.169.254";
@@ -312,9 +323,7 @@ mod tests {
 
     fn with_env(vars: &[(&str, &str)]) -> Result<Config> {
         let cli = Cli::try_parse_from(["imds-hop-limit"]).unwrap();
-        Config::from_cli_and_env(&cli, |name| {
-            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).filter(|v| !v.is_empty())
-        })
+        Config::from_cli_and_env(&cli, |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
     #[test]
@@ -324,7 +333,6 @@ mod tests {
         assert_eq!(mode.imds_endpoint, "http://[fd00:ec2::254]");
         let given = with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8080/")]).unwrap();
         assert_eq!(given.imds_endpoint, "http://127.0.0.1:8080");
-        assert!(with_env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "")]).is_ok(), "empty is unset");
         for var in ["AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
             for bad in
                 ["169.254.169.254", "ftp://169.254.169.254", "http://", "http://h/latest", "not a url", "http://u:p@h"]

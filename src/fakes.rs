@@ -1,14 +1,17 @@
-//! Fakes of the two sides for unit tests: an EC2 whose answers come from a script, and a metadata service
-//! whose answers are fields. Shared by the reconcile loop's tests and doctor's.
+//! Fakes of every side for unit tests, compiled for tests only: an EC2 whose answers come from a script (the
+//! reconcile loop's and doctor's tests), an account of instances and defaults kept in memory behind the
+//! `Ec2`, `Fleet` and `Defaults` ports (the fleet's and defaults' tests, on tokio's paused clock), and a
+//! metadata service whose answers are fields.
 
 use crate::cli::Output;
 use crate::config::{Config, Mode};
-use crate::ec2::{Ec2, Modified};
-use crate::error::{Error, Result};
+use crate::ec2::{AccountDefaults, Defaults, Described, Ec2, Filter, Fleet, ManagedBy, Modified, Page};
+use crate::error::{Error, Failure, FailureKind, Result};
 use crate::imds::{Metadata, Probe};
-use crate::plan::{Change, HopLimit, HttpTokens, MetadataOptions, State, Toggle, Wanted};
+use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, MetadataOptions, State, Toggle, Wanted};
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 pub fn options(hop: i64, state: State) -> MetadataOptions {
     MetadataOptions {
@@ -118,6 +121,199 @@ impl Probe for FakeImds {
         Ok(self.expiration)
     }
     async fn role_credentials(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One instance of a `FakeAccount`.
+#[derive(Debug, Clone)]
+pub struct FakeInstance {
+    pub id: String,
+    pub state: InstanceState,
+    pub options: MetadataOptions,
+    /// When a change sent to it is applied (its state `pending` until then).
+    pub applies_at: Option<Instant>,
+}
+
+/// A call the fake account answered: the action, and whether it was throttled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub action: &'static str,
+    pub throttled: bool,
+}
+
+/// An EC2 account in one region, in memory, on tokio's clock (paused in the tests, so schedules are exact):
+/// instances read in pages of `page_size`; ModifyInstanceMetadataOptions behind EC2's token bucket
+/// (`burst`, refilled at `rate` a second; a call over it is throttled); a change applied `apply_after` after
+/// it is taken; `pages`, when set, the page tokens to answer with instead (to script a cycle); the region's
+/// metadata defaults. Every call is logged.
+pub struct FakeAccount {
+    pub instances: RefCell<Vec<FakeInstance>>,
+    pub page_size: usize,
+    pub pages: Option<Vec<Option<&'static str>>>,
+    pub burst: f64,
+    pub rate: f64,
+    bucket: RefCell<(f64, Instant)>,
+    pub apply_after: Duration,
+    pub defaults: RefCell<AccountDefaults>,
+    /// What `modify_defaults` leaves the defaults as, when not what was sent (a policy that overrides it).
+    pub defaults_read_back: Option<MetadataOptions>,
+    pub calls: RefCell<Vec<Call>>,
+}
+
+impl FakeAccount {
+    /// `n` running instances at hop limit `hop`, applied; a bucket of 100 at 5 a second, as EC2 documents it.
+    pub fn with(n: usize, hop: i64) -> Self {
+        let instances = (0..n)
+            .map(|i| FakeInstance {
+                id: format!("i-{i:017x}"),
+                state: InstanceState::Running,
+                options: options(hop, State::Applied),
+                applies_at: None,
+            })
+            .collect();
+        FakeAccount {
+            instances: RefCell::new(instances),
+            page_size: 1000,
+            pages: None,
+            burst: 100.0,
+            rate: 5.0,
+            bucket: RefCell::new((100.0, Instant::now())),
+            apply_after: Duration::from_secs(2),
+            defaults: RefCell::default(),
+            defaults_read_back: None,
+            calls: RefCell::default(),
+        }
+    }
+
+    /// EC2's bucket for modifies: `burst` at once, `rate` a second, full now.
+    pub fn bucket(mut self, burst: f64, rate: f64) -> Self {
+        (self.burst, self.rate) = (burst, rate);
+        *self.bucket.borrow_mut() = (burst, Instant::now());
+        self
+    }
+
+    pub fn count(&self, action: &str, throttled: bool) -> usize {
+        self.calls.borrow().iter().filter(|c| c.action == action && c.throttled == throttled).count()
+    }
+
+    pub fn instance(&self, id: &str) -> FakeInstance {
+        self.instances.borrow().iter().find(|i| i.id == id).cloned().expect("an instance of the fake account")
+    }
+
+    fn log(&self, action: &'static str, throttled: bool) {
+        self.calls.borrow_mut().push(Call { action, throttled });
+    }
+
+    /// Applies every change whose time has come, and returns the instance as read now.
+    fn read(&self, i: &mut FakeInstance) -> Described {
+        if i.applies_at.is_some_and(|at| at <= Instant::now()) {
+            i.applies_at = None;
+            i.options.state = Some(State::Applied);
+        }
+        Described { instance_id: i.id.clone(), state: i.state, options: i.options.clone() }
+    }
+
+    /// Takes a token from the modify bucket, or answers as EC2 does when it is empty.
+    fn take_token(&self) -> Result<()> {
+        let mut bucket = self.bucket.borrow_mut();
+        let now = Instant::now();
+        let level = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * self.rate).min(self.burst);
+        if level < 1.0 {
+            *bucket = (level, now);
+            return Err(throttled("ModifyInstanceMetadataOptions"));
+        }
+        *bucket = (level - 1.0, now);
+        Ok(())
+    }
+}
+
+pub fn throttled(operation: &'static str) -> Error {
+    Error::Ec2 {
+        operation,
+        failure: Failure {
+            status: Some(503),
+            code: Some("RequestLimitExceeded".into()),
+            ..Failure::new(FailureKind::Throttled)
+        },
+    }
+}
+
+fn matches(d: &FakeInstance, filters: &[Filter]) -> bool {
+    filters.iter().all(|f| match f.name.as_str() {
+        "instance-id" => f.values.contains(&d.id),
+        "instance-state-name" => f.values.iter().any(|v| v == d.state.as_str()),
+        _ => true,
+    })
+}
+
+impl Ec2 for FakeAccount {
+    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)> {
+        self.log("DescribeInstances", false);
+        let mut all = self.instances.borrow_mut();
+        let i = all.iter_mut().find(|i| i.id == instance_id).expect("an instance of the fake account");
+        let d = self.read(i);
+        Ok((d.state, d.options))
+    }
+
+    async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified> {
+        if let Err(err) = self.take_token() {
+            self.log("ModifyInstanceMetadataOptions", true);
+            return Err(err);
+        }
+        self.log("ModifyInstanceMetadataOptions", false);
+        if dry_run {
+            return Ok(Modified::WouldSucceed);
+        }
+        let mut all = self.instances.borrow_mut();
+        let i = all.iter_mut().find(|i| i.id == instance_id).expect("an instance of the fake account");
+        i.options = MetadataOptions { state: Some(State::Pending), ..change.applied_to(&i.options) };
+        i.applies_at = Some(Instant::now() + self.apply_after);
+        Ok(Modified::Accepted(i.options.clone()))
+    }
+}
+
+impl Fleet for FakeAccount {
+    async fn select(&self, filters: &[Filter], next: Option<&str>) -> Result<Page> {
+        self.log("DescribeInstances", false);
+        let calls = self.count("DescribeInstances", false);
+        if let Some(pages) = &self.pages {
+            // A scripted listing: one instance a page, the tokens as given.
+            let mut all = self.instances.borrow_mut();
+            let instances = all.iter_mut().take(1).map(|i| self.read(i)).collect();
+            return Ok(Page { instances, next: pages.get(calls - 1).copied().flatten().map(String::from) });
+        }
+        let start: usize = next.map_or(0, |t| t.parse().expect("a token of ours"));
+        let mut all = self.instances.borrow_mut();
+        let selected: Vec<&mut FakeInstance> = all.iter_mut().filter(|i| matches(i, filters)).collect();
+        let end = (start + self.page_size).min(selected.len());
+        let more = end < selected.len();
+        let instances = selected.into_iter().skip(start).take(end - start).map(|i| self.read(i)).collect();
+        Ok(Page { instances, next: more.then(|| end.to_string()) })
+    }
+}
+
+impl Defaults for FakeAccount {
+    async fn regions(&self) -> Result<Vec<String>> {
+        self.log("DescribeRegions", false);
+        Ok(vec!["us-west-2".into()])
+    }
+
+    async fn defaults(&self) -> Result<AccountDefaults> {
+        self.log("GetInstanceMetadataDefaults", false);
+        Ok(self.defaults.borrow().clone())
+    }
+
+    async fn modify_defaults(&self, change: &Change) -> Result<()> {
+        self.log("ModifyInstanceMetadataDefaults", false);
+        let mut defaults = self.defaults.borrow_mut();
+        if defaults.managed_by == Some(ManagedBy::DeclarativePolicy) {
+            panic!("a change sent to defaults that a declarative policy manages");
+        }
+        defaults.options = match &self.defaults_read_back {
+            Some(options) => options.clone(),
+            None => change.applied_to(&defaults.options),
+        };
         Ok(())
     }
 }

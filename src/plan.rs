@@ -234,6 +234,77 @@ pub fn is_applied(current: &MetadataOptions, wanted: &Wanted) -> bool {
     plan(current, wanted) == Plan::Unchanged && current.state == Some(State::Applied)
 }
 
+/// What a run means to do with an instance, whatever the command: only read (`check`, doctor), ask EC2
+/// whether the change would be authorized (`--dry-run`), or change it and, unless `--no-wait`, see it applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Check,
+    DryRun,
+    Apply { wait: bool },
+}
+
+/// What to do about one instance: the decision under the run's intent. The agent, the fleet and doctor's
+/// probe all take it from `step`, so they cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// In effect: nothing to send, nothing to wait for.
+    Nothing,
+    /// Not compliant, and this run changes nothing: report it.
+    NotCompliant,
+    /// The wanted values, still pending (somebody's change in flight), and `--no-wait`: left as they are.
+    LeavePending,
+    /// The wanted values, still pending: see them through to `applied`, as a change of ours would be.
+    SeeThrough,
+    /// Send this change; `dry_run`: only ask whether it would be authorized.
+    Send { change: Change, dry_run: bool },
+}
+
+pub fn step(decision: Decision, intent: Intent) -> Step {
+    match (decision, intent) {
+        (Decision::InEffect, _) => Step::Nothing,
+        (Decision::Pending, Intent::Check | Intent::DryRun) => Step::NotCompliant,
+        (Decision::Pending, Intent::Apply { wait: false }) => Step::LeavePending,
+        (Decision::Pending, Intent::Apply { wait: true }) => Step::SeeThrough,
+        (Decision::Change(_), Intent::Check) => Step::NotCompliant,
+        (Decision::Change(change), Intent::DryRun) => Step::Send { change, dry_run: true },
+        (Decision::Change(change), Intent::Apply { .. }) => Step::Send { change, dry_run: false },
+    }
+}
+
+/// What one read of an instance being waited on says: the one rule for the agent's wait and the fleet's
+/// batched verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The wanted values, and EC2 says `applied`.
+    Applied,
+    /// Stopped, with the wanted values: EC2 applies them when it starts, so there is nothing to wait for.
+    AppliesAtStart,
+    /// Terminated or shutting down: it will never apply.
+    Gone,
+    /// Not yet: read it again.
+    Waiting,
+}
+
+/// `read` is EC2's answer; a value it leaves out is taken from `expected` (EC2 keeps what a change does not
+/// send; moto, for one, then omits those fields), the state never is: an unreported state is not `applied`.
+pub fn verdict(state: InstanceState, read: &MetadataOptions, expected: &MetadataOptions, wanted: &Wanted) -> Verdict {
+    let seen = seen(read, expected);
+    if state.is_gone() {
+        Verdict::Gone
+    } else if state == InstanceState::Stopped && plan(&seen, wanted) == Plan::Unchanged {
+        Verdict::AppliesAtStart
+    } else if is_applied(&seen, wanted) {
+        Verdict::Applied
+    } else {
+        Verdict::Waiting
+    }
+}
+
+/// The options as a wait sees them: what EC2 read, the rest from `expected`, the state only as read.
+pub fn seen(read: &MetadataOptions, expected: &MetadataOptions) -> MetadataOptions {
+    MetadataOptions { state: read.state, ..read.or(expected) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,27 +337,28 @@ mod tests {
         assert_eq!(HopLimit::new(-1), None);
     }
 
+    /// For every hop limit and endpoint: once the planned change is applied, nothing is left to change, and a
+    /// hop limit that was enough is not sent.
     #[test]
-    fn every_hop_limit_and_endpoint_combination() {
+    fn a_planned_change_leaves_nothing_to_change() {
         let endpoints = [None, Some(Toggle::Enabled), Some(Toggle::Disabled)];
         for exact in [false, true] {
             for want in 1..=64 {
                 for have in std::iter::once(None).chain((1..=64).map(Some)) {
                     for endpoint in endpoints {
                         let w = Wanted { exact, ..wanted(want) };
-                        let got = plan(&current(have, endpoint), &w);
-                        let hop_ok = match have {
-                            Some(h) if exact => h == want,
-                            Some(h) => h >= want,
-                            None => false,
+                        let before = current(have, endpoint);
+                        let after = match plan(&before, &w) {
+                            Plan::Unchanged => before.clone(),
+                            Plan::Change(change) => {
+                                assert!(!change.is_empty());
+                                if !exact && have >= Some(want) {
+                                    assert_eq!(change.hop_limit, None, "{have:?} is enough for {want}");
+                                }
+                                change.applied_to(&before)
+                            }
                         };
-                        let expected = Change {
-                            hop_limit: (!hop_ok).then(|| hl(want)),
-                            http_endpoint: (endpoint != Some(Toggle::Enabled)).then_some(Toggle::Enabled),
-                            ..Change::default()
-                        };
-                        let expected = if expected.is_empty() { Plan::Unchanged } else { Plan::Change(expected) };
-                        assert_eq!(got, expected, "want {want} exact {exact} have {have:?} endpoint {endpoint:?}");
+                        assert_eq!(plan(&after, &w), Plan::Unchanged, "want {want} exact {exact} have {have:?}");
                     }
                 }
             }
@@ -523,5 +595,49 @@ mod tests {
         cur.hop_limit = Some(hl(1));
         cur.state = Some(State::Applied);
         assert_eq!(decide(&cur, &wanted(2)), Decision::Change(Change { hop_limit: Some(hl(2)), ..Change::default() }));
+    }
+
+    #[test]
+    fn each_decision_under_each_intent() {
+        use Intent::*;
+        let change = Change { hop_limit: Some(hl(2)), ..Change::default() };
+        let apply = Apply { wait: true };
+        let no_wait = Apply { wait: false };
+        let cases = [
+            (Decision::InEffect, Check, Step::Nothing),
+            (Decision::InEffect, apply, Step::Nothing),
+            (Decision::Pending, Check, Step::NotCompliant),
+            (Decision::Pending, DryRun, Step::NotCompliant),
+            (Decision::Pending, no_wait, Step::LeavePending),
+            (Decision::Pending, apply, Step::SeeThrough),
+            (Decision::Change(change), Check, Step::NotCompliant),
+            (Decision::Change(change), DryRun, Step::Send { change, dry_run: true }),
+            (Decision::Change(change), no_wait, Step::Send { change, dry_run: false }),
+            (Decision::Change(change), apply, Step::Send { change, dry_run: false }),
+        ];
+        for (decision, intent, expected) in cases {
+            assert_eq!(step(decision, intent), expected, "{decision:?} {intent:?}");
+        }
+    }
+
+    #[test]
+    fn verdicts_of_a_wait() {
+        let w = wanted(2);
+        let expected = current(Some(2), Some(Toggle::Enabled));
+        let read = |hop, state| MetadataOptions { state: Some(state), hop_limit: Some(hl(hop)), ..expected.clone() };
+        let running = InstanceState::Running;
+        assert_eq!(verdict(running, &read(2, State::Applied), &expected, &w), Verdict::Applied);
+        assert_eq!(verdict(running, &read(2, State::Pending), &expected, &w), Verdict::Waiting);
+        assert_eq!(verdict(running, &read(1, State::Applied), &expected, &w), Verdict::Waiting);
+        let stopped = InstanceState::Stopped;
+        assert_eq!(verdict(stopped, &read(2, State::Pending), &expected, &w), Verdict::AppliesAtStart);
+        assert_eq!(verdict(stopped, &read(1, State::Pending), &expected, &w), Verdict::Waiting);
+        assert_eq!(verdict(InstanceState::Terminated, &read(2, State::Applied), &expected, &w), Verdict::Gone);
+        // moto's way: only the state and the fields sent come back; the rest is as expected.
+        let sparse = MetadataOptions { state: Some(State::Applied), hop_limit: Some(hl(2)), ..Default::default() };
+        assert_eq!(verdict(running, &sparse, &expected, &w), Verdict::Applied);
+        // A state left out is never `applied`.
+        let stateless = MetadataOptions { state: None, ..read(2, State::Applied) };
+        assert_eq!(verdict(running, &stateless, &expected, &w), Verdict::Waiting);
     }
 }

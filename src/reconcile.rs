@@ -1,11 +1,11 @@
 //! One run: identity -> current options -> plan -> modify -> poll until applied, inside one deadline.
 
 use crate::cli::EvidenceSource;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::imds::Metadata;
-use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, State, Toggle};
+use crate::plan::{self, Change, InstanceState, MetadataOptions, State, Step, Toggle, Verdict};
 use crate::process::Progress;
 use crate::wait::{Backoff, Pace, PollSchedule};
 use serde::Serialize;
@@ -290,57 +290,49 @@ pub async fn reconcile(
         evidence: EvidenceSource::Ec2,
         sensed: None,
     };
-    let change = match plan::decide(&known, &config.wanted) {
-        Decision::Change(change) => change,
-        decision => {
+    let (change, dry_run) = match plan::step(plan::decide(&known, &config.wanted), config.intent()) {
+        Step::Nothing => {
             let applied = before.state == Some(State::Applied);
-            return Ok(match config.mode {
-                _ if decision == Decision::InEffect => report(before.clone(), Action::Unchanged, applied),
-                Mode::Check | Mode::DryRun | Mode::Doctor => report(before.clone(), Action::NotCompliant, false),
-                // Right values, still pending: somebody's change is in flight; see it through.
-                Mode::Apply if !config.wait => report(before.clone(), Action::Unchanged, false),
-                Mode::Apply => {
-                    let (after, _) = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
-                    report(after, Action::Unchanged, true)
-                }
-            });
+            return Ok(report(before.clone(), Action::Unchanged, applied));
         }
+        Step::NotCompliant => return Ok(report(before.clone(), Action::NotCompliant, false)),
+        Step::LeavePending => return Ok(report(before.clone(), Action::Unchanged, false)),
+        Step::SeeThrough => {
+            let (after, _) = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
+            return Ok(report(after, Action::Unchanged, true));
+        }
+        Step::Send { change, dry_run } => (change, dry_run),
     };
-    tracing::debug!(?change, "change needed");
-    match config.mode {
-        Mode::Check | Mode::Doctor => Ok(report(before.clone(), Action::NotCompliant, false)),
-        Mode::DryRun => {
-            ec2.modify(instance_id, &change, true, deadline).await?;
-            Ok(report(before.clone(), Action::WouldChange, false))
-        }
-        Mode::Apply => {
-            let accepted = match ec2.modify(instance_id, &change, false, deadline).await? {
-                Modified::Accepted(options) => options,
-                Modified::WouldSucceed => MetadataOptions::default(),
-            };
-            // `watch` says it once, when the change is in effect.
-            if config.watch.is_some() {
-                tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
-            } else {
-                tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
-            }
-            if !config.wait {
-                return Ok(report(accepted, Action::Changed, false));
-            }
-            let expected = change.applied_to(&known);
-            // On the data plane where the change is one sensing sees (the hop limit, the endpoint): what a
-            // container will see, with no EC2 call; otherwise EC2's `applied`.
-            if let Some(addr) = data_plane.filter(|_| {
-                change.http_tokens.is_none() && change.ipv6_endpoint.is_none() && change.instance_tags.is_none()
-            }) {
-                wait_data_plane(addr, instance_id, config, progress, deadline).await?;
-                let after = MetadataOptions { state: None, ..expected };
-                return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
-            }
-            let (after, stopped) = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
-            Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
-        }
+    tracing::debug!(?change, dry_run, "change needed");
+    if dry_run {
+        ec2.modify(instance_id, &change, true, deadline).await?;
+        return Ok(report(before.clone(), Action::WouldChange, false));
     }
+    let accepted = match ec2.modify(instance_id, &change, false, deadline).await? {
+        Modified::Accepted(options) => options,
+        Modified::WouldSucceed => MetadataOptions::default(),
+    };
+    // `watch` says it once, when the change is in effect.
+    if config.watch.is_some() {
+        tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+    } else {
+        tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+    }
+    if !config.wait {
+        return Ok(report(accepted, Action::Changed, false));
+    }
+    let expected = change.applied_to(&known);
+    // On the data plane where the change is one sensing sees (the hop limit, the endpoint): what a
+    // container will see, with no EC2 call; otherwise EC2's `applied`.
+    if let Some(addr) = data_plane
+        .filter(|_| change.http_tokens.is_none() && change.ipv6_endpoint.is_none() && change.instance_tags.is_none())
+    {
+        wait_data_plane(addr, instance_id, config, progress, deadline).await?;
+        let after = MetadataOptions { state: None, ..expected };
+        return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
+    }
+    let (after, stopped) = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
+    Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
 }
 
 /// Polls on `PollSchedule::APPLIED` until EC2 reports the state `applied` with the wanted values. A value
@@ -362,7 +354,6 @@ async fn wait_applied<E: Ec2>(
     let bound = if give_up < start + config.wait_timeout { "--timeout" } else { "--wait-timeout" };
     let timeout =
         |last: String| Error::WaitTimeout { instance_id: instance_id.into(), waited: start.elapsed(), last, bound };
-    let seen = |current: &MetadataOptions| MetadataOptions { state: current.state, ..current.or(expected) };
     let mut poll = 0;
     let mut last = "none yet".to_string();
     loop {
@@ -384,16 +375,17 @@ async fn wait_applied<E: Ec2>(
             Err(other) => return Err(other),
         };
         tracing::trace!(poll, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
-        if state.is_gone() {
-            return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
-        }
-        if state == InstanceState::Stopped && plan::plan(&seen(&current), &config.wanted) == Plan::Unchanged {
-            tracing::debug!(polls = poll, "stopped, with the wanted values: EC2 applies them when it starts");
-            return Ok((current, true));
-        }
-        if plan::is_applied(&seen(&current), &config.wanted) {
-            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, polls = poll, "change applied");
-            return Ok((current, false));
+        match plan::verdict(state, &current, expected, &config.wanted) {
+            Verdict::Gone => return Err(Error::InstanceGone { instance_id: instance_id.into(), state }),
+            Verdict::AppliesAtStart => {
+                tracing::debug!(polls = poll, "stopped, with the wanted values: EC2 applies them when it starts");
+                return Ok((current, true));
+            }
+            Verdict::Applied => {
+                tracing::debug!(after_ms = start.elapsed().as_millis() as u64, polls = poll, "change applied");
+                return Ok((current, false));
+            }
+            Verdict::Waiting => {}
         }
         if last_chance {
             return Err(timeout(describe_last(&current)));
@@ -494,6 +486,7 @@ pub fn describe_change(before: &MetadataOptions, after: &MetadataOptions) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
     use crate::fakes::{Scripted, config, options};
     use crate::plan::{Change, HopLimit};
 
@@ -618,6 +611,17 @@ mod tests {
         assert!(matches!(err, Error::MetadataUnreachable { .. }));
         let took = start.elapsed();
         assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(10), "{took:?}");
+    }
+
+    /// A missing IMDS holds boot back for `--imds-timeout` (30 s by default), not for the whole `--timeout`.
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_metadata_is_retried_until_the_imds_bound() {
+        let start = Instant::now();
+        let c = Config { imds_timeout: Duration::from_secs(30), ..config(Mode::Apply) };
+        let err = identity(&Unreachable, &c, start + Duration::from_secs(180)).await.unwrap_err();
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(25) && took <= Duration::from_secs(30), "{took:?}");
+        assert!(err.to_string().contains("--imds-timeout"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]

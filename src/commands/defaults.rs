@@ -246,3 +246,102 @@ pub fn run(cli: &Cli, args: &DefaultsArgs) -> Result<ExitCode> {
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ec2::ManagedBy;
+    use crate::fakes::{FakeAccount, config};
+    use crate::plan::{HopLimit, State, Toggle};
+
+    fn settings(act: Act) -> Settings {
+        Settings {
+            act,
+            wanted: config(crate::config::Mode::Apply).wanted,
+            regions: Regions::Given(vec!["us-west-2".into()]),
+            output: Output::Text,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn hop(n: i64) -> MetadataOptions {
+        MetadataOptions { hop_limit: HopLimit::new(n), http_endpoint: Some(Toggle::Enabled), ..Default::default() }
+    }
+
+    async fn one(ec2: &FakeAccount, act: Act) -> RegionDefaults {
+        region(ec2, "us-west-2", &settings(act), Instant::now() + Duration::from_secs(10)).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_then_apply_then_nothing_left_to_do() {
+        let ec2 = FakeAccount::with(0, 1);
+        ec2.defaults.borrow_mut().options = hop(1);
+        let r = one(&ec2, Act::Check).await;
+        assert_eq!((r.action, r.code), (Action::NotCompliant, ExitCode::NotCompliant));
+        assert_eq!(r.after, Some(hop(2)), "what apply would set");
+        assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 0);
+        let r = one(&ec2, Act::Apply).await;
+        assert_eq!((r.action, r.code), (Action::Changed, ExitCode::Compliant));
+        assert_eq!((r.before, r.after), (Some(hop(1)), Some(hop(2))), "read back after the change");
+        let r = one(&ec2, Act::Apply).await;
+        assert_eq!(r.action, Action::Unchanged);
+        assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 1);
+    }
+
+    /// "No preference" (unset) is not compliant: instances would launch with the AMI's or EC2's own default.
+    #[tokio::test(start_paused = true)]
+    async fn no_preference_is_set() {
+        let ec2 = FakeAccount::with(0, 1);
+        let r = one(&ec2, Act::Apply).await;
+        assert_eq!(r.action, Action::Changed);
+        assert_eq!(ec2.defaults.borrow().options, hop(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn defaults_a_declarative_policy_manages_are_left_alone_with_exit_9() {
+        let ec2 = FakeAccount::with(0, 1);
+        *ec2.defaults.borrow_mut() = AccountDefaults {
+            options: hop(1),
+            managed_by: Some(ManagedBy::DeclarativePolicy),
+            managed_message: Some("set by the organization".into()),
+        };
+        let r = one(&ec2, Act::Apply).await;
+        assert_eq!((r.action, r.code as u8), (Action::ManagedElsewhere, 9));
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("declarative policy")), "{:?}", r.error);
+        assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_that_does_not_read_back_fails_the_region() {
+        let mut ec2 = FakeAccount::with(0, 1);
+        ec2.defaults.borrow_mut().options = hop(1);
+        ec2.defaults_read_back = Some(MetadataOptions { state: Some(State::Applied), ..hop(1) });
+        let r = one(&ec2, Act::Apply).await;
+        assert_eq!((r.action, r.code), (Action::Failed, ExitCode::Unexpected));
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("reads the defaults back as hop limit 1")), "{r:?}");
+    }
+
+    #[test]
+    fn the_text_report_is_golden() {
+        let regions = [
+            RegionDefaults {
+                before: Some(hop(1)),
+                after: Some(hop(2)),
+                action: Action::Changed,
+                ..RegionDefaults::new("us-west-2")
+            },
+            RegionDefaults {
+                error: Some("refused".into()),
+                code: ExitCode::NotAuthorized,
+                ..RegionDefaults::new("eu-west-1")
+            },
+        ];
+        let expected = format!(
+            "us-west-2: changed: hop limit 1, endpoint enabled, http tokens no preference, instance tags no preference \
+             -> hop limit 2, endpoint enabled, http tokens no preference, instance tags no preference\n\
+             eu-west-1: refused (exit 5)\n\
+             Note: {NOTE}\n"
+        );
+        assert_eq!(render(&regions), expected);
+    }
+}

@@ -7,7 +7,7 @@ use crate::ec2::{Ec2, Ec2Api};
 use crate::error::{Error, ExitCode, POLICY_HINT, Result};
 use crate::hops::{self, Hops};
 use crate::imds::{Imds, Probe};
-use crate::plan::{self, Change, Decision, HttpTokens};
+use crate::plan::{self, Change, Decision, HttpTokens, Intent, Step};
 use crate::process::{self, Progress};
 use crate::reconcile::{self, Patient, Target, describe_change};
 use crate::sense;
@@ -393,13 +393,11 @@ async fn ec2_steps<E: Ec2>(
     };
     let current = target.known(&reported);
     let decision = plan::decide(&current, &config.wanted);
-    let probe = match decision {
-        Decision::Change(change) => change,
-        // Nothing to change now: ask about what apply sends when the hop limit is too low, the wanted
-        // value, which the shipped policy allows (the current one may be above the policy's cap).
-        Decision::InEffect | Decision::Pending => {
-            Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() }
-        }
+    // What apply would send; with nothing to change now, what apply sends when the hop limit is too low, the
+    // wanted value, which the shipped policy allows (the current one may be above the policy's cap).
+    let probe = match plan::step(decision, Intent::Apply { wait: false }) {
+        Step::Send { change, .. } => change,
+        _ => Change { hop_limit: Some(config.wanted.hop_limit), ..Change::default() },
     };
     checks.push(match ec2.modify(id, &probe, true, until).await {
         Ok(_) => Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)"),

@@ -12,7 +12,7 @@ use crate::cli::{Act, Cli, FleetArgs, Output};
 use crate::config::{self, parse_duration, parse_instance_id};
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result, Stage};
-use crate::plan::{self, Change, Decision, InstanceState, MetadataOptions, Plan, Wanted};
+use crate::plan::{self, Change, Decision, Intent, MetadataOptions, Step, Verdict, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::{Patient, Target};
 use crate::regions::Regions;
@@ -98,6 +98,15 @@ impl Settings {
         })
     }
 
+    /// What the run means to do with each selected instance.
+    pub fn intent(&self) -> Intent {
+        match (self.act, self.dry_run) {
+            (Act::Check, _) => Intent::Check,
+            (Act::Apply, true) => Intent::DryRun,
+            (Act::Apply, false) => Intent::Apply { wait: self.wait },
+        }
+    }
+
     /// The filters every read of the selection sends: tags, and the states whose options can change.
     pub fn filters(&self) -> Vec<Filter> {
         let mut filters: Vec<Filter> = self
@@ -130,25 +139,25 @@ pub async fn region<E: Fleet>(
     let mut to_change = Vec::new();
     // Right values, still pending (somebody's change in flight): verified like a change.
     let mut to_verify = Vec::new();
-    let changing = settings.act == Act::Apply && !settings.dry_run;
     for d in selected {
         let mut outcome = Outcome::new(&d, region);
         let known = Target::named(&d.instance_id, region).known(&d.options);
-        match plan::decide(&known, &settings.wanted) {
-            Decision::InEffect => {
+        let decision = plan::decide(&known, &settings.wanted);
+        if let Decision::Change(change) = decision {
+            counts.add_to_change();
+            outcome.change = Some(change);
+        }
+        match plan::step(decision, settings.intent()) {
+            Step::Nothing => {
                 outcome.status = Status::Unchanged;
                 counts.add_compliant();
             }
-            Decision::Pending if !changing => outcome.status = Status::NotCompliant,
-            Decision::Pending if !settings.wait => outcome.status = Status::Unchanged,
-            Decision::Pending => to_verify.push((outcomes.len(), d.options.clone())),
-            Decision::Change(change) => {
-                counts.add_to_change();
+            Step::NotCompliant => outcome.status = Status::NotCompliant,
+            Step::LeavePending => outcome.status = Status::Unchanged,
+            Step::SeeThrough => to_verify.push((outcomes.len(), d.options.clone())),
+            Step::Send { change, .. } => {
                 outcome.status = Status::NotCompliant;
-                outcome.change = Some(change);
-                if settings.act == Act::Apply {
-                    to_change.push((outcomes.len(), change));
-                }
+                to_change.push((outcomes.len(), change));
             }
         }
         outcomes.push(outcome);
@@ -454,25 +463,23 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
     ledger.pending.borrow_mut().retain(|p| {
         let o = &mut outcomes[p.index];
         let Some(d) = read.iter().find(|d| d.instance_id == o.instance_id) else { return true };
-        let seen = MetadataOptions { state: d.options.state, ..d.options.or(&p.expected) };
-        o.after = Some(seen.clone());
+        o.after = Some(plan::seen(&d.options, &p.expected));
         o.state = d.state;
-        if d.state.is_gone() {
-            end_wait(o, p, &Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state }, counts);
-            return false;
-        }
-        let stopped = d.state == InstanceState::Stopped;
-        let done = if stopped { plan::plan(&seen, wanted) == Plan::Unchanged } else { plan::is_applied(&seen, wanted) };
-        if done {
-            o.status = match (p.sent, stopped) {
-                (false, _) => Status::Unchanged,
-                (true, true) => Status::AppliesAtStart,
-                (true, false) => Status::Applied,
-            };
-            o.verified = true;
-            counts.add_applied();
-        }
-        !done
+        let status = match plan::verdict(d.state, &d.options, &p.expected, wanted) {
+            Verdict::Waiting => return true,
+            Verdict::Gone => {
+                let gone = Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state };
+                end_wait(o, p, &gone, counts);
+                return false;
+            }
+            _ if !p.sent => Status::Unchanged,
+            Verdict::AppliesAtStart => Status::AppliesAtStart,
+            Verdict::Applied => Status::Applied,
+        };
+        o.status = status;
+        o.verified = true;
+        counts.add_applied();
+        false
     });
 }
 
@@ -626,6 +633,7 @@ pub fn exit_code(o: &Outcome) -> ExitCode {
 mod tests {
     use super::*;
     use crate::cli::Cli;
+    use crate::plan::HopLimit;
     use clap::Parser;
 
     fn settings(args: &[&str]) -> Result<Settings> {
@@ -673,5 +681,160 @@ mod tests {
         let s = settings(&["apply", "--instance-id", "i-12345678,i-0123456789abcdef0", "--instance-id", "i-12345678"])
             .unwrap();
         assert_eq!(s.ids, vec!["i-0123456789abcdef0".to_string(), "i-12345678".to_string()]);
+    }
+
+    // --- One region's run over the fake account, on tokio's paused clock ---
+
+    use crate::fakes::FakeAccount;
+    use crate::plan::{InstanceState, State};
+
+    fn apply() -> Settings {
+        Settings {
+            act: Act::Apply,
+            dry_run: false,
+            wanted: crate::fakes::config(crate::config::Mode::Apply).wanted,
+            regions: Regions::Given(vec!["us-west-2".into()]),
+            tags: Vec::new(),
+            ids: Vec::new(),
+            wait: true,
+            wait_timeout: Duration::from_secs(120),
+            timeout: None,
+            output: Output::Text,
+            modify_burst: 100,
+            modify_rate: 5.0,
+        }
+    }
+
+    /// The region's outcomes, the counts' summary line, and how long the run took on the paused clock.
+    async fn one_region(ec2: &FakeAccount, settings: &Settings, limit: Duration) -> (Result<Vec<Outcome>>, Duration) {
+        let counts = Counts::new(true);
+        let start = Instant::now();
+        let result = region(ec2, "us-west-2", settings, &counts, &Board::default(), start + limit).await;
+        (result, start.elapsed())
+    }
+
+    fn statuses(outcomes: &[Outcome]) -> Vec<Status> {
+        outcomes.iter().map(|o| o.status).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_needs_a_change_gets_one_and_is_verified_the_rest_is_left_alone() {
+        let ec2 = FakeAccount::with(5, 1);
+        ec2.instances.borrow_mut()[3].options.hop_limit = HopLimit::new(3);
+        let (result, took) = one_region(&ec2, &apply(), NO_DEADLINE).await;
+        let outcomes = result.unwrap();
+        use Status::{Applied, Unchanged};
+        assert_eq!(statuses(&outcomes), [Applied, Applied, Applied, Unchanged, Applied]);
+        assert!(outcomes.iter().all(|o| o.verified == (o.status == Applied)), "each change read back applied");
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 4, "one modify per instance that needs it");
+        assert_eq!(ec2.instance(&outcomes[3].instance_id).options.hop_limit, HopLimit::new(3), "a higher one is kept");
+        // The selection (one page), then batched reads until the changes applied (2 s after each was taken).
+        assert!(ec2.count("DescribeInstances", false) <= 5, "{:?}", ec2.calls.borrow());
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_and_dry_run_change_nothing() {
+        let ec2 = FakeAccount::with(3, 1);
+        let check = Settings { act: Act::Check, ..apply() };
+        let outcomes = one_region(&ec2, &check, NO_DEADLINE).await.0.unwrap();
+        assert_eq!(statuses(&outcomes), [Status::NotCompliant; 3]);
+        assert!(outcomes.iter().all(|o| o.change.is_some_and(|c| c.hop_limit == HopLimit::new(2))));
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
+        let dry = Settings { dry_run: true, ..apply() };
+        let outcomes = one_region(&ec2, &dry, NO_DEADLINE).await.0.unwrap();
+        assert_eq!(statuses(&outcomes), [Status::WouldChange; 3]);
+        assert!(ec2.instances.borrow().iter().all(|i| i.options.hop_limit == HopLimit::new(1)), "nothing changed");
+    }
+
+    /// Somebody's change in flight (the wanted values, `pending`): seen through to `applied`, not sent again;
+    /// with `--no-wait` left as it is; `check` calls it not compliant.
+    #[tokio::test(start_paused = true)]
+    async fn the_wanted_values_still_pending_are_seen_through() {
+        let pending = || {
+            let ec2 = FakeAccount::with(1, 2);
+            let mut all = ec2.instances.borrow_mut();
+            all[0].options.state = Some(State::Pending);
+            all[0].applies_at = Some(Instant::now() + Duration::from_secs(3));
+            drop(all);
+            ec2
+        };
+        let ec2 = pending();
+        let outcomes = one_region(&ec2, &apply(), NO_DEADLINE).await.0.unwrap();
+        assert_eq!((outcomes[0].status, outcomes[0].verified), (Status::Unchanged, true));
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
+        let outcomes = one_region(&pending(), &Settings { wait: false, ..apply() }, NO_DEADLINE).await.0.unwrap();
+        assert_eq!((outcomes[0].status, outcomes[0].verified), (Status::Unchanged, false));
+        let check = Settings { act: Act::Check, ..apply() };
+        assert_eq!(one_region(&pending(), &check, NO_DEADLINE).await.0.unwrap()[0].status, Status::NotCompliant);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_instance_applies_at_start_and_one_terminated_while_waited_on_is_gone() {
+        let mut ec2 = FakeAccount::with(2, 1);
+        ec2.apply_after = Duration::from_secs(3600);
+        ec2.instances.borrow_mut()[0].state = InstanceState::Stopped;
+        let settings = apply();
+        let terminate = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ec2.instances.borrow_mut()[1].state = InstanceState::Terminated;
+        };
+        let ((result, _), ()) = tokio::join!(one_region(&ec2, &settings, NO_DEADLINE), terminate);
+        let outcomes = result.unwrap();
+        assert_eq!(statuses(&outcomes), [Status::AppliesAtStart, Status::Failed]);
+        assert_eq!(exit_code(&outcomes[0]), ExitCode::Compliant);
+        assert_eq!(outcomes[1].code, ExitCode::InstanceNotFound);
+        assert!(outcomes[1].error.as_deref().is_some_and(|e| e.contains("terminated")), "{:?}", outcomes[1].error);
+    }
+
+    /// Paced to an account bucket of 10 at 5 a second, 25 changes are never throttled; at 100 and 50 a second
+    /// (a budget that other tools share), throttled calls slow the pace and are retried until each change is
+    /// taken once. Exact on the paused clock, where the black-box tests could only time it.
+    #[tokio::test(start_paused = true)]
+    async fn modifies_are_paced_to_the_bucket_and_slow_down_when_throttled() {
+        let ec2 = FakeAccount::with(25, 1).bucket(10.0, 5.0);
+        let paced = Settings { modify_burst: 10, modify_rate: 5.0, ..apply() };
+        let (result, took) = one_region(&ec2, &paced, NO_DEADLINE).await;
+        assert!(result.unwrap().iter().all(|o| o.status == Status::Applied));
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", true), 0, "paced to the bucket: nothing throttled");
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 25);
+        // 10 at once less the headroom, then 5 a second: about 3 s of modifies, then 2 s to apply.
+        assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(10), "{took:?}");
+
+        let ec2 = FakeAccount::with(30, 1).bucket(10.0, 5.0);
+        let unpaced = Settings { modify_burst: 100, modify_rate: 50.0, ..apply() };
+        let outcomes = one_region(&ec2, &unpaced, NO_DEADLINE).await.0.unwrap();
+        assert!(outcomes.iter().all(|o| o.status == Status::Applied));
+        assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 30, "each change taken once");
+        let throttled = ec2.count("ModifyInstanceMetadataOptions", true);
+        assert!(throttled > 0, "the account's bucket throttled some");
+        // Measured when this was written: 8 or 9 throttled calls; 20 with a pace that does not slow down.
+        assert!(throttled <= 12, "each throttle halves the pace: {throttled} throttled calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_token_seen_before_ends_the_listing() {
+        let mut ec2 = FakeAccount::with(1, 2);
+        ec2.pages = Some(vec![Some("A"), Some("B"), Some("A"), Some("C")]);
+        let err = one_region(&ec2, &apply(), NO_DEADLINE).await.0.unwrap_err();
+        assert!(err.to_string().contains("already given"), "{err}");
+        assert_eq!(ec2.count("DescribeInstances", false), 3, "A, B, A: the third ends it");
+    }
+
+    /// `--timeout` ends the wait of each changed instance at the run's deadline, and the failure names it.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_waits_and_names_the_bound() {
+        let mut ec2 = FakeAccount::with(2, 1);
+        ec2.apply_after = Duration::from_secs(3600);
+        let (result, took) = one_region(&ec2, &apply(), Duration::from_secs(10)).await;
+        let outcomes = result.unwrap();
+        assert_eq!(took, Duration::from_secs(10), "the waits end at the deadline, not at --wait-timeout");
+        for o in &outcomes {
+            assert_eq!((o.status, o.code), (Status::Failed, ExitCode::WaitTimeout));
+            assert!(o.error.as_deref().is_some_and(|e| e.contains("--timeout")), "{:?}", o.error);
+        }
+        let (result, took) = one_region(&FakeAccount::with(1, 1), &apply(), NO_DEADLINE).await;
+        assert_eq!(result.unwrap()[0].status, Status::Applied);
+        assert!(took < Duration::from_secs(120));
     }
 }
