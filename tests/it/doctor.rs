@@ -2,8 +2,6 @@
 
 use crate::simulator::{Scenario, Simulator};
 use crate::support::{agent, run};
-use assert_cmd::Command;
-use std::time::Duration;
 
 fn doctor(sim: &Simulator, args: &[&str]) -> (i32, String, String) {
     let r = run(agent(sim).arg("doctor").args(args));
@@ -69,18 +67,14 @@ fn no_role_fails_the_role_step_and_skips_what_needs_credentials() {
 
 #[test]
 fn a_refused_endpoint_fails_first_and_skips_the_rest() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sim = Simulator::start(Scenario::default());
-    let out = Command::cargo_bin("imds-hop-limit")
-        .unwrap()
-        .env_clear()
-        .env("HOME", "/nonexistent")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))
-        .env("AWS_ENDPOINT_URL_EC2", &sim.ec2_url)
+    let out = crate::support::agent(&sim)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", crate::support::closed_port()))
+        .env("RUST_LOG", "info")
         .args(["doctor", "--output", "json"])
-        .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
+    crate::support::no_secret(&String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(4));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["exit_code"], 4);

@@ -13,7 +13,9 @@ fn an_empty_endpoint_variable_counts_as_unset_in_every_mode() {
     let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
     for mode in [&["apply"][..], &["check"], &["doctor"]] {
         // AWS_ENDPOINT_URL empty beside a real AWS_ENDPOINT_URL_EC2, and the other way round.
-        let r = run(agent(&sim).args(mode).env("AWS_ENDPOINT_URL", ""));
+        // An empty endpoint mode too: the setting config reads is unset, not an invalid mode.
+        let r =
+            run(agent(&sim).args(mode).env("AWS_ENDPOINT_URL", "").env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", ""));
         expect(&r, 0);
         let r = run(agent(&sim).args(mode).env("AWS_ENDPOINT_URL_EC2", "").env("AWS_ENDPOINT_URL", &sim.ec2_url));
         expect(&r, 0);
@@ -24,13 +26,9 @@ fn an_empty_endpoint_variable_counts_as_unset_in_every_mode() {
 #[test]
 fn a_closed_stdout_does_not_turn_success_into_a_crash() {
     let sim = Simulator::start(Scenario::default());
-    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
-    let out = std::process::Command::new("bash")
+    let out = crate::support::process(&sim, "bash")
         .args(["-c", r#"set -o pipefail; "$0" --output json | true; echo "agent exit ${PIPESTATUS[0]}" >&2"#])
-        .arg(bin)
-        .env_clear()
-        .envs(sim.env())
-        .env("HOME", "/nonexistent")
+        .arg(crate::support::bin())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -156,10 +154,12 @@ fn imds_never_goes_through_a_proxy_and_ec2_does() {
 #[test]
 fn a_missing_imds_holds_boot_back_for_the_imds_bound_only() {
     let sim = Simulator::start(Scenario::default());
-    let r = run(agent(&sim).env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", closed_port())));
+    // The bound itself (30 s by default, well inside --timeout's 180 s) is timed on the paused clock in
+    // reconcile's unit tests; here, that the message names the flag that ended it.
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let r = run(agent(&sim).env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint).args(["--imds-timeout", "3s"]));
     expect(&r, 4);
     assert!(r.stderr.contains("--imds-timeout"), "{}", r.stderr);
-    assert!(r.took >= Duration::from_secs(25) && r.took < Duration::from_secs(40), "the 30 s bound: {:?}", r.took);
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn boolean_variables_take_the_usual_spellings_and_bad_values_name_the_variable()
     ] {
         let r = run(agent(&sim).env(var, bad));
         expect(&r, 2);
-        assert!(r.stderr.contains(var) || r.stderr.contains("--"), "{var}: {}", r.stderr);
+        assert!(r.stderr.contains(var), "{var}: {}", r.stderr);
     }
     for (var, good) in [
         ("IMDS_HOP_LIMIT", "2"),

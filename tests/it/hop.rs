@@ -164,7 +164,7 @@ impl Topology {
 
     fn start_simulator_at(&mut self, hop_limit: u8) {
         self.stop_simulator();
-        let sim = assert_cmd::cargo::cargo_bin("imds-hop-limit").parent().unwrap().join("examples/simulated-instance");
+        let sim = crate::support::bin().parent().unwrap().join("examples/simulated-instance");
         assert!(sim.exists(), "{} is built by `cargo test` (or `cargo build --examples`)", sim.display());
         let mut child = in_ns(&self.imds, &[], sim.to_str().unwrap())
             .args(["--imds", "169.254.169.254:80", "--also-imds", "[fd00:ec2::254]:80", "--ec2", "198.18.0.2:8080"])
@@ -211,7 +211,7 @@ impl Topology {
     }
 
     fn agent_with(&self, ns: &str, mode: &str, args: &[&str], extra_env: &[String]) -> (Output, Duration) {
-        let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+        let bin = crate::support::bin();
         let start = Instant::now();
         // No metadata endpoint override: the agent uses its default, 169.254.169.254 or fd00:ec2::254.
         let mut env =

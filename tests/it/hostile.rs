@@ -193,7 +193,7 @@ fn json_is_printed_when_the_regions_cannot_be_read() {
 #[test]
 fn defaults_ended_by_sigterm_still_print_their_json() {
     let sim = Simulator::start(scenario(|s| s.hang_regions = vec![REGION]));
-    let child = fleet_process(&sim, assert_cmd::cargo::cargo_bin("imds-hop-limit"))
+    let child = fleet_process(&sim, crate::support::bin())
         .args(["defaults", "apply", "--output", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

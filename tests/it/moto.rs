@@ -25,7 +25,7 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::closed_port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -59,19 +59,14 @@ fn aws(moto: &Moto, args: &[&str]) -> serde_json::Value {
 }
 
 fn agent(sim: &Simulator, moto: &Moto) -> (i32, serde_json::Value, String) {
-    let out = assert_cmd::Command::cargo_bin("imds-hop-limit")
-        .unwrap()
-        .env_clear()
-        .env("HOME", "/nonexistent")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &sim.imds_url)
-        .env("AWS_ENDPOINT_URL_EC2", &moto.url)
-        .args(["--output", "json", "--wait-timeout", "10s"])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.code().unwrap_or(-1), json, stderr)
+    let r = crate::support::run(crate::support::agent(sim).env("AWS_ENDPOINT_URL_EC2", &moto.url).args([
+        "--output",
+        "json",
+        "--wait-timeout",
+        "10s",
+    ]));
+    let json = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+    (r.code, json, r.stderr)
 }
 
 #[test]

@@ -85,18 +85,11 @@ fn the_rendered_script_passes_shellcheck() {
 /// Runs the document's script with bash, as the SSM agent does, with the agent already installed
 /// (Install=none) and the environment pointing at the simulator.
 fn run_script(sim: &Simulator, values: &[&str]) -> Output {
-    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+    let bin = crate::support::bin();
     let path = format!("{}:/usr/bin:/bin", bin.parent().unwrap().display());
     let mut values = values.to_vec();
     values.push("Install=none");
-    let out = Command::new("bash")
-        .args(["-c", &render(&values)])
-        .env_clear()
-        .envs(sim.env())
-        .env("PATH", path)
-        .env("HOME", "/nonexistent")
-        .output()
-        .unwrap();
+    let out = crate::support::process(sim, "bash").args(["-c", &render(&values)]).env("PATH", path).output().unwrap();
     no_secret(&text(&out));
     out
 }
@@ -167,12 +160,9 @@ fn install_run(sim: &Simulator, served: &Path, name: &str) -> (Option<i32>, Stri
     let base = format!("ReleaseBase=https://127.0.0.1:{port}");
     let script = render(&["Install=tarball", &base, &format!("Version={}", version())]);
     let path = format!("{}:{}/usr/bin:/usr/bin:/bin", stubs.display(), root.display());
-    let out = Command::new("bash")
+    let out = crate::support::process(sim, "bash")
         .args(["-c", &script])
-        .env_clear()
-        .envs(sim.env())
         .env("PATH", path)
-        .env("HOME", "/nonexistent")
         .env("STUB_ROOT", &root)
         .env("CURL_CA_BUNDLE", &ca)
         .output()

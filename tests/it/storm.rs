@@ -84,14 +84,11 @@ fn a_storm_of_sixty_agents_on_small_buckets_all_succeed() {
         ..Scenario::default()
     });
     let ids: Vec<String> = std::iter::once(INSTANCE_ID.to_string()).chain((0..N - 1).map(more_instance_id)).collect();
-    let bin = assert_cmd::cargo::cargo_bin("imds-hop-limit");
+    let bin = crate::support::bin();
     let children: Vec<_> = ids
         .iter()
         .map(|id| {
-            std::process::Command::new(&bin)
-                .env_clear()
-                .envs(sim.env())
-                .env("HOME", "/nonexistent")
+            crate::support::process(&sim, &bin)
                 .env("AWS_ACCESS_KEY_ID", STATIC_KEY)
                 .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET)
                 .args(["--instance-id", id, "--region", REGION])

@@ -38,11 +38,25 @@ pub fn fleet(sim: &Simulator, args: &[&str]) -> Command {
     cmd
 }
 
+/// `program` (the binary, or a shell that runs it) as a plain process, for a signal, a pipe or a shell: an
+/// environment that reaches the simulator and nothing else, at the default log level. Its output does not
+/// pass through `run`, so a test that reads it calls `no_secret` on it.
+pub fn process(sim: &Simulator, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear().envs(sim.env()).env("HOME", "/nonexistent");
+    cmd
+}
+
 /// The binary as a plain process (for a signal or a terminal), with the fleet's environment and nothing else.
 pub fn fleet_process(sim: &Simulator, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
-    cmd.env_clear().envs(sim.env()).envs(FLEET_ENV);
+    let mut cmd = process(sim, program);
+    cmd.envs(FLEET_ENV);
     cmd
+}
+
+/// The binary the tests run.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("imds-hop-limit")
 }
 
 pub fn web(n: usize, region: &'static str, state: &'static str, hop: i64) -> InstanceSpec {
