@@ -1,7 +1,8 @@
 //! Validated settings: everything the run needs, checked before anything touches the network.
 
-use crate::cli::{Cli, Command, Options, Output};
+use crate::cli::{Cli, Command, EvidenceSource, Output, WantedArgs};
 use crate::error::{Error, Result};
+use crate::ids::{InstanceId, Region};
 use crate::plan::{HopLimit, Intent, Wanted};
 use std::time::Duration;
 
@@ -20,9 +21,9 @@ pub struct Config {
     /// The options the instance must end with.
     pub wanted: Wanted,
     /// `--instance-id`: instead of this instance's own id from IMDS.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
     /// `--region` or `AWS_REGION`: instead of the region IMDS reports.
-    pub region: Option<String>,
+    pub region: Option<Region>,
     /// Wait for `applied` after a change (not `--no-wait`).
     pub wait: bool,
     /// How long to wait for `applied` after a change.
@@ -35,7 +36,7 @@ pub struct Config {
     /// The metadata endpoint, validated: `http(s)://host[:port]`.
     pub imds_endpoint: String,
     /// `--evidence`: sense from IMDS where it can prove (the default), or always ask EC2.
-    pub evidence: crate::cli::EvidenceSource,
+    pub evidence: EvidenceSource,
     /// `watch`: apply, then keep looking.
     pub watch: Option<Watch>,
 }
@@ -61,33 +62,30 @@ impl Config {
 
     /// `env` gives a variable's value, empty counting as unset (as for the AWS CLI).
     pub fn from_cli_and_env(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let o = &cli.options;
-        let mode = match (cli.command.clone().unwrap_or(Command::Apply), o.dry_run) {
-            (Command::Apply | Command::Watch(_), false) => Mode::Apply,
-            (Command::Apply, true) => Mode::DryRun,
-            (Command::Check, false) => Mode::Check,
-            (Command::Doctor, false) => Mode::Doctor,
-            (Command::Check | Command::Doctor, true) => {
-                return Err(Error::Usage("check and doctor change nothing already: drop --dry-run".into()));
+        let command = cli.chosen();
+        let (mode, wanted_args, instance_id, region, deadlines) = match &command {
+            Command::Apply(a) => {
+                let mode = if a.dry_run { Mode::DryRun } else { Mode::Apply };
+                (mode, &a.wanted, a.target.instance_id.clone(), a.target.region.clone(), &a.deadlines)
             }
-            (Command::Watch(_), true) => {
-                return Err(Error::Usage("watch keeps the instance compliant: use `check` to change nothing".into()));
+            Command::Check(c) => {
+                (Mode::Check, &c.wanted, c.target.instance_id.clone(), c.target.region.clone(), &c.deadlines)
             }
-            (Command::Fleet(_) | Command::Defaults(_), _) => {
-                return Err(Error::Usage("fleet and defaults have their own settings".into()));
+            Command::Doctor(d) => {
+                (Mode::Doctor, &d.wanted, d.target.instance_id.clone(), d.target.region.clone(), &d.deadlines)
+            }
+            Command::Watch(w) => (Mode::Apply, &w.wanted, None, w.region.clone(), &w.deadlines),
+            Command::Fleet(_) | Command::Defaults(_) => {
+                return Err(Error::Unexpected("fleet and defaults have settings of their own".into()));
             }
         };
-        let instance_id = one("--instance-id", &o.instance_id)?.map(parse_instance_id).transpose()?;
-        let region = one("--region", &o.region)?.map(parse_region).transpose()?;
-        let wait_timeout = parse_duration("--wait-timeout", &o.wait_timeout)?;
-        let imds_timeout = parse_duration("--imds-timeout", &o.imds_timeout)?;
-        let timeout = match &o.timeout {
-            Some(text) => parse_duration("--timeout", text)?,
-            None => DEFAULT_TIMEOUT,
+        let (evidence, wait, wait_timeout, output) = match &command {
+            Command::Apply(a) => (a.evidence.evidence, !a.no_wait, a.wait.wait_timeout, a.output.output),
+            Command::Check(c) => (c.evidence.evidence, true, Duration::ZERO, c.output.output),
+            Command::Doctor(d) => (EvidenceSource::Ec2, true, Duration::ZERO, d.output.output),
+            Command::Watch(w) => (w.evidence.evidence, true, w.wait.wait_timeout, Output::Text),
+            Command::Fleet(_) | Command::Defaults(_) => unreachable!("refused above"),
         };
-        if timeout.is_zero() {
-            return Err(Error::Usage("--timeout must be more than 0".into()));
-        }
         check_ec2_endpoints(&env)?;
         let imds_endpoint = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
             Some(url) => endpoint_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)?,
@@ -102,37 +100,30 @@ impl Config {
                 }
             },
         };
-        let watch = match &cli.command {
-            Some(Command::Watch(w)) => {
-                let interval = parse_duration("--interval", &w.interval)?;
-                let ec2_interval = parse_duration("--ec2-interval", &w.ec2_interval)?;
-                if interval < Duration::from_millis(100) || ec2_interval < interval {
+        let watch = match &command {
+            Command::Watch(w) => {
+                if w.interval < Duration::from_millis(100) || w.ec2_interval < w.interval {
                     return Err(Error::Usage(
                         "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
                     ));
                 }
-                if instance_id.is_some() {
-                    return Err(Error::Usage(
-                        "watch keeps this instance compliant: drop --instance-id (fleet covers other instances)".into(),
-                    ));
-                }
-                Some(Watch { interval, ec2_interval })
+                Some(Watch { interval: w.interval, ec2_interval: w.ec2_interval })
             }
             _ => None,
         };
         Ok(Config {
             watch,
             mode,
-            wanted: wanted(o)?,
+            wanted: wanted(wanted_args)?,
             instance_id,
             region,
-            wait: !o.no_wait,
+            wait,
             wait_timeout,
-            imds_timeout,
-            timeout,
-            output: o.output,
+            imds_timeout: deadlines.imds_timeout,
+            timeout: deadlines.timeout,
+            output,
             imds_endpoint,
-            evidence: o.evidence,
+            evidence,
         })
     }
 }
@@ -146,23 +137,8 @@ pub struct Watch {
     pub ec2_interval: Duration,
 }
 
-/// The one instance or region the single-instance commands take.
-fn one<'a>(flag: &str, given: &'a [String]) -> Result<Option<&'a str>> {
-    match given {
-        [] => Ok(None),
-        [one] => Ok(Some(one)),
-        _ => Err(Error::Usage(format!(
-            "{flag} was given {} times: this command works on one instance; `imds-hop-limit fleet` takes several",
-            given.len()
-        ))),
-    }
-}
-
-/// The run's deadline when `--timeout` is not given (the single-instance commands).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
-
 /// What the operator wants, from the flags every command shares.
-pub fn wanted(o: &Options) -> Result<Wanted> {
+pub fn wanted(o: &WantedArgs) -> Result<Wanted> {
     let hop_limit = HopLimit::new(o.hop_limit)
         .ok_or_else(|| Error::Usage(format!("--hop-limit {} is outside 1..=64", o.hop_limit)))?;
     Ok(Wanted {
@@ -220,62 +196,6 @@ pub fn ec2_endpoint(region: &str) -> String {
     env("AWS_ENDPOINT_URL_EC2").or_else(|| env("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
         let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
         format!("https://ec2.{region}.{suffix}")
-    })
-}
-
-/// `i-` and 8 or 17 lowercase hex digits, as EC2 issues them.
-pub fn parse_instance_id(id: &str) -> Result<String> {
-    let ok = id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
-        Ok(id.to_string())
-    } else {
-        Err(Error::Usage(format!("--instance-id {id:?} is not an EC2 instance id (i- and 8 or 17 hex digits)")))
-    }
-}
-
-/// A region name such as `us-west-2` or `us-gov-east-1`: lowercase words and digits joined by dashes.
-pub fn parse_region(region: &str) -> Result<String> {
-    let ok = !region.is_empty()
-        && region.split('-').count() >= 3
-        && region
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-    if ok {
-        Ok(region.to_string())
-    } else {
-        Err(Error::Usage(format!("region {region:?} is not an AWS region name such as us-west-2")))
-    }
-}
-
-/// Seconds, bare or with an `s`, `m` or `ms` suffix: `120`, `90s`, `2m`, `500ms`.
-pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1000)
-    };
-    number.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(unit_ms)).map(Duration::from_millis).ok_or_else(|| {
-        let var = duration_variable(flag).map(|v| format!(" (or {v})")).unwrap_or_default();
-        Error::Usage(format!("{flag}{var} {text:?} is not a duration such as 120, 90s, 2m or 500ms"))
-    })
-}
-
-/// The variable that sets a duration flag, so that an EnvironmentFile's typo is found by its name.
-fn duration_variable(flag: &str) -> Option<&'static str> {
-    Some(match flag {
-        "--wait-timeout" => "IMDS_HOP_LIMIT_WAIT_TIMEOUT",
-        "--imds-timeout" => "IMDS_HOP_LIMIT_IMDS_TIMEOUT",
-        "--timeout" => "IMDS_HOP_LIMIT_TIMEOUT",
-        "--interval" => "IMDS_HOP_LIMIT_INTERVAL",
-        "--ec2-interval" => "IMDS_HOP_LIMIT_EC2_INTERVAL",
-        _ => return None,
     })
 }
 
@@ -351,41 +271,9 @@ mod tests {
         assert_eq!(config(&["check"]).unwrap().mode, Mode::Check);
         assert_eq!(config(&["apply", "--dry-run"]).unwrap().mode, Mode::DryRun);
         assert_eq!(config(&["--dry-run"]).unwrap().mode, Mode::DryRun);
-        assert!(matches!(config(&["check", "--dry-run"]), Err(Error::Usage(_))));
         assert_eq!(config(&["doctor"]).unwrap().mode, Mode::Doctor);
-        assert!(matches!(config(&["doctor", "--dry-run"]), Err(Error::Usage(_))));
-    }
-
-    #[test]
-    fn durations() {
-        let d = |t: &str| parse_duration("--x", t).ok();
-        assert_eq!(d("120"), Some(Duration::from_secs(120)));
-        assert_eq!(d("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(d("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(d("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "s", "-1", "1.5", "1h", "abc", "99999999999999999999"] {
-            assert_eq!(d(bad), None, "{bad}");
-        }
-        assert!(matches!(config(&["--timeout", "0"]), Err(Error::Usage(_))));
-    }
-
-    #[test]
-    fn instance_ids() {
-        assert!(parse_instance_id("i-0123456789abcdef0").is_ok());
-        assert!(parse_instance_id("i-12345678").is_ok());
-        for bad in ["", "i-", "0123456789abcdef0", "i-0123456789ABCDEF0", "i-123", "i-0123456789abcdefg", "x-12345678"]
-        {
-            assert!(parse_instance_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn regions() {
-        for good in ["us-west-2", "eu-central-1", "us-gov-east-1", "ap-southeast-4"] {
-            assert!(parse_region(good).is_ok(), "{good}");
-        }
-        for bad in ["", "us", "us-west", "US-WEST-2", "us--2", "us-west-2 ", "us_west_2"] {
-            assert!(parse_region(bad).is_err(), "{bad}");
-        }
+        let watch = config(&["watch", "--interval", "10s"]).unwrap();
+        assert_eq!((watch.mode, watch.watch.map(|w| w.interval)), (Mode::Apply, Some(Duration::from_secs(10))));
+        assert!(matches!(config(&["watch", "--interval", "10ms"]), Err(Error::Usage(_))));
     }
 }

@@ -1,6 +1,7 @@
 //! The EC2 side, over aws-sdk-ec2: the only file that sees SDK types and SDK errors.
 
 use crate::error::{Error, Failure, FailureKind, Result, chain};
+use crate::ids::{InstanceId, Region};
 use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, MetadataOptions, State, Toggle};
 use crate::remote;
 use aws_config::BehaviorVersion;
@@ -35,7 +36,7 @@ pub trait Fleet: Ec2 {
 
 /// What the defaults command needs: the account's regions and its metadata defaults in one region.
 pub trait Defaults {
-    async fn regions(&self) -> Result<Vec<String>>;
+    async fn regions(&self) -> Result<Vec<Region>>;
     async fn defaults(&self) -> Result<AccountDefaults>;
     async fn modify_defaults(&self, change: &Change) -> Result<()>;
 }
@@ -59,7 +60,7 @@ impl Filter {
 /// An instance as a fleet read gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub state: InstanceState,
     pub options: MetadataOptions,
 }
@@ -241,10 +242,6 @@ impl Ec2Api {
             proxy: proxy_for(&endpoint),
             hint: crate::error::POLICY_HINT,
         }
-    }
-
-    pub fn region(&self) -> &str {
-        &self.region
     }
 
     fn error<E>(
@@ -535,7 +532,7 @@ impl Fleet for Ec2Api {
             }
             for i in reservation.instances() {
                 let Some(id) = i.instance_id() else { return Err(incomplete()) };
-                let Ok(instance_id) = crate::config::parse_instance_id(id) else {
+                let Ok(instance_id) = id.parse::<InstanceId>() else {
                     return Err(Error::Ec2 {
                         operation: "DescribeInstances",
                         failure: Failure {
@@ -564,13 +561,13 @@ fn incomplete() -> Error {
 }
 
 impl Defaults for Ec2Api {
-    async fn regions(&self) -> Result<Vec<String>> {
+    async fn regions(&self) -> Result<Vec<Region>> {
         let out =
             self.client.describe_regions().send().await.map_err(|e| self.error("DescribeRegions", &self.region, e))?;
         let mut regions = Vec::new();
         for r in out.regions() {
             let name = r.region_name().unwrap_or_default();
-            match crate::config::parse_region(name) {
+            match name.parse::<Region>() {
                 Ok(name) => regions.push(name),
                 Err(_) => tracing::warn!(
                     "DescribeRegions listed {:?}, which is not a region name; skipped",

@@ -79,7 +79,7 @@ impl Ec2 for Scripted {
 pub struct FakeImds {
     pub connects: bool,
     /// The instance id read (and with it the token), or the error it fails with.
-    pub instance_id: fn() -> Result<String>,
+    pub instance_id: fn() -> Result<crate::ids::InstanceId>,
     pub has_role: bool,
     pub expiration: Option<SystemTime>,
 }
@@ -88,7 +88,7 @@ impl Default for FakeImds {
     fn default() -> Self {
         FakeImds {
             connects: true,
-            instance_id: || Ok("i-12345678".into()),
+            instance_id: || Ok("i-12345678".parse().expect("an instance id")),
             has_role: true,
             expiration: Some(SystemTime::now() + Duration::from_secs(3600)),
         }
@@ -96,11 +96,11 @@ impl Default for FakeImds {
 }
 
 impl Metadata for FakeImds {
-    async fn instance_id(&self) -> Result<String> {
+    async fn instance_id(&self) -> Result<crate::ids::InstanceId> {
         (self.instance_id)()
     }
-    async fn region(&self) -> Result<String> {
-        Ok("us-west-2".into())
+    async fn region(&self) -> Result<crate::ids::Region> {
+        Ok("us-west-2".parse().expect("a region"))
     }
     async fn has_role(&self) -> Result<bool> {
         Ok(self.has_role)
@@ -128,7 +128,7 @@ impl Probe for FakeImds {
 /// One instance of a `FakeAccount`.
 #[derive(Debug, Clone)]
 pub struct FakeInstance {
-    pub id: String,
+    pub id: crate::ids::InstanceId,
     pub state: InstanceState,
     pub options: MetadataOptions,
     /// When a change sent to it is applied (its state `pending` until then).
@@ -166,7 +166,7 @@ impl FakeAccount {
     pub fn with(n: usize, hop: i64) -> Self {
         let instances = (0..n)
             .map(|i| FakeInstance {
-                id: format!("i-{i:017x}"),
+                id: format!("i-{i:017x}").as_str().into(),
                 state: InstanceState::Running,
                 options: options(hop, State::Applied),
                 applies_at: None,
@@ -198,7 +198,7 @@ impl FakeAccount {
     }
 
     pub fn instance(&self, id: &str) -> FakeInstance {
-        self.instances.borrow().iter().find(|i| i.id == id).cloned().expect("an instance of the fake account")
+        self.instances.borrow().iter().find(|i| i.id == *id).cloned().expect("an instance of the fake account")
     }
 
     fn log(&self, action: &'static str, throttled: bool) {
@@ -241,7 +241,7 @@ pub fn throttled(operation: &'static str) -> Error {
 
 fn matches(d: &FakeInstance, filters: &[Filter]) -> bool {
     filters.iter().all(|f| match f.name.as_str() {
-        "instance-id" => f.values.contains(&d.id),
+        "instance-id" => f.values.iter().any(|v| d.id == *v.as_str()),
         "instance-state-name" => f.values.iter().any(|v| v == d.state.as_str()),
         _ => true,
     })
@@ -251,7 +251,7 @@ impl Ec2 for FakeAccount {
     async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)> {
         self.log("DescribeInstances", false);
         let mut all = self.instances.borrow_mut();
-        let i = all.iter_mut().find(|i| i.id == instance_id).expect("an instance of the fake account");
+        let i = all.iter_mut().find(|i| i.id == *instance_id).expect("an instance of the fake account");
         let d = self.read(i);
         Ok((d.state, d.options))
     }
@@ -266,7 +266,7 @@ impl Ec2 for FakeAccount {
             return Ok(Modified::WouldSucceed);
         }
         let mut all = self.instances.borrow_mut();
-        let i = all.iter_mut().find(|i| i.id == instance_id).expect("an instance of the fake account");
+        let i = all.iter_mut().find(|i| i.id == *instance_id).expect("an instance of the fake account");
         i.options = MetadataOptions { state: Some(State::Pending), ..change.applied_to(&i.options) };
         i.applies_at = Some(Instant::now() + self.apply_after);
         Ok(Modified::Accepted(i.options.clone()))
@@ -294,9 +294,9 @@ impl Fleet for FakeAccount {
 }
 
 impl Defaults for FakeAccount {
-    async fn regions(&self) -> Result<Vec<String>> {
+    async fn regions(&self) -> Result<Vec<crate::ids::Region>> {
         self.log("DescribeRegions", false);
-        Ok(vec!["us-west-2".into()])
+        Ok(vec!["us-west-2".parse().expect("a region")])
     }
 
     async fn defaults(&self) -> Result<AccountDefaults> {

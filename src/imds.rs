@@ -1,8 +1,8 @@
 //! The metadata side: instance identity over IMDSv2, through one `aws_config::imds::Client` that also
 //! backs the instance-role credentials, so a run asks for one session token.
 
-use crate::config::{parse_instance_id, parse_region};
 use crate::error::{Error, Result, chain};
+use crate::ids::{InstanceId, Region};
 use crate::remote;
 use aws_config::imds::client::error::{ImdsError, TokenError};
 use aws_config::provider_config::ProviderConfig;
@@ -24,8 +24,8 @@ pub const SLOW: Duration = Duration::from_secs(1);
 
 /// What the rest of the program needs from the metadata service.
 pub trait Metadata {
-    async fn instance_id(&self) -> Result<String>;
-    async fn region(&self) -> Result<String>;
+    async fn instance_id(&self) -> Result<InstanceId>;
+    async fn region(&self) -> Result<Region>;
     /// Whether an IAM role is attached (`iam/security-credentials/` lists one, rather than 404).
     async fn has_role(&self) -> Result<bool>;
 }
@@ -121,21 +121,22 @@ impl Imds {
 }
 
 impl Metadata for Imds {
-    async fn instance_id(&self) -> Result<String> {
+    async fn instance_id(&self) -> Result<InstanceId> {
         let id = self.get("the instance id", "/latest/meta-data/instance-id").await?.ok_or(Error::Metadata {
             what: "the instance id",
             detail: "IMDS answered 404 for meta-data/instance-id".into(),
         })?;
-        parse_instance_id(&id)
+        id.parse::<InstanceId>()
             .map_err(|_| Error::MetadataInvalid { what: "an instance id", value: remote::sanitize(&id, 80) })
     }
 
-    async fn region(&self) -> Result<String> {
+    async fn region(&self) -> Result<Region> {
         let region = self.get("the region", "/latest/meta-data/placement/region").await?.ok_or(Error::Metadata {
             what: "the region",
             detail: "IMDS answered 404 for meta-data/placement/region: give --region".into(),
         })?;
-        parse_region(&region)
+        region
+            .parse::<Region>()
             .map_err(|_| Error::MetadataInvalid { what: "a region", value: remote::sanitize(&region, 80) })
     }
 

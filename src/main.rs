@@ -7,6 +7,7 @@ mod error;
 #[cfg(test)]
 mod fakes;
 mod hops;
+mod ids;
 mod imds;
 mod logging;
 mod plan;
@@ -26,14 +27,14 @@ fn main() -> ExitCode {
         // --help and --version are "errors" that print to stdout and succeed.
         Err((message, help)) => return process::emit_usage(&message, help).into(),
     };
-    logging::init(cli.options.verbose, cli.options.quiet);
+    logging::init(cli.log.verbose, cli.log.quiet);
     let code = match commands::run(&cli) {
         Ok(code) => code,
         // The one path from an error to its exit code; `--output json` gets its one object on a failure too.
         Err(err) => {
             tracing::error!("{err}");
             let code = err.exit_code();
-            if cli.options.output == cli::Output::Json {
+            if cli.output() == cli::Output::Json {
                 process::emit_json(&serde_json::json!({ "error": err.to_string(), "exit_code": code as u8 }));
             }
             code

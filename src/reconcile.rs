@@ -4,6 +4,7 @@ use crate::cli::EvidenceSource;
 use crate::config::Config;
 use crate::ec2::{Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
+use crate::ids::{InstanceId, Region};
 use crate::imds::Metadata;
 use crate::plan::{self, Change, InstanceState, MetadataOptions, State, Step, Toggle, Verdict};
 use crate::process::Progress;
@@ -31,8 +32,8 @@ pub enum Action {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub instance_id: String,
-    pub region: String,
+    pub instance_id: InstanceId,
+    pub region: Region,
     pub before: MetadataOptions,
     /// The options after the run: as last read, or as EC2's answer to the change with `--no-wait`.
     pub after: MetadataOptions,
@@ -49,8 +50,8 @@ pub struct Report {
 /// One instance to bring to the wanted options, as apply, doctor and the fleet hand it to the same decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub instance_id: String,
-    pub region: String,
+    pub instance_id: InstanceId,
+    pub region: Region,
     /// IMDS just answered for this very instance (its id did not come from `--instance-id` or a fleet's
     /// selection), so its endpoint is enabled whatever EC2 reports.
     pub endpoint_vouched: bool,
@@ -58,8 +59,8 @@ pub struct Target {
 
 impl Target {
     /// An instance named from outside it (`--instance-id`, a fleet's selection): nothing vouches for its endpoint.
-    pub fn named(instance_id: impl Into<String>, region: impl Into<String>) -> Self {
-        Target { instance_id: instance_id.into(), region: region.into(), endpoint_vouched: false }
+    pub fn named(instance_id: InstanceId, region: Region) -> Self {
+        Target { instance_id, region, endpoint_vouched: false }
     }
 
     /// The options as far as they are known: where IMDS vouches for the endpoint, an endpoint EC2 (or an
@@ -277,7 +278,7 @@ pub async fn reconcile(
     let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
     tracing::debug!(?state, ?before, "current metadata options");
     if state.is_gone() {
-        return Err(Error::InstanceGone { instance_id: instance_id.clone(), state });
+        return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
     }
     let known = target.known(&before);
     let report = |after: MetadataOptions, action, verified| Report {
@@ -593,10 +594,10 @@ mod tests {
 
     struct Unreachable;
     impl Metadata for Unreachable {
-        async fn instance_id(&self) -> Result<String> {
+        async fn instance_id(&self) -> Result<InstanceId> {
             Err(Error::MetadataUnreachable { endpoint: "e".into(), detail: "refused".into() })
         }
-        async fn region(&self) -> Result<String> {
+        async fn region(&self) -> Result<Region> {
             unreachable!()
         }
         async fn has_role(&self) -> Result<bool> {
@@ -629,7 +630,11 @@ mod tests {
         let c =
             Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
         let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
-        assert_eq!(got, Target::named("i-12345678", "eu-west-1"), "given by flags: nothing vouches for the endpoint");
+        assert_eq!(
+            got,
+            Target::named("i-12345678".into(), "eu-west-1".into()),
+            "given by flags: nothing vouches for the endpoint"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Which regions a fleet or defaults run works on: as given, the default chain's, or every region enabled
 //! for the account.
 
-use crate::config::parse_region;
+use crate::cli::RegionsArgs;
 use crate::ec2::{Account, Defaults as _};
 use crate::error::{Error, Result};
+use crate::ids::Region;
 use crate::reconcile::Patient;
 use crate::wait::patience;
 use tokio::time::Instant;
@@ -11,36 +12,38 @@ use tokio::time::Instant;
 /// Which regions: those given (or the default chain's), or every region enabled for the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Regions {
-    Given(Vec<String>),
+    Given(Vec<Region>),
     /// The default chain's region (`AWS_REGION`, the profile's), known once the SDK has loaded.
     Default,
     All,
 }
 
 impl Regions {
-    /// `--all-regions` wins over `--region` and AWS_REGION; each given region is validated and taken once, in
-    /// the order given (the same region twice would be changed twice, side by side).
-    pub fn from_flags(all: bool, given: &[String]) -> Result<Self> {
-        if all {
-            return Ok(Regions::All);
+    /// `--all-regions` wins over `--region` and AWS_REGION; each given region is taken once, in the order
+    /// given (the same region twice would be changed twice, side by side).
+    pub fn from_args(args: &RegionsArgs) -> Self {
+        if args.all_regions {
+            return Regions::All;
         }
-        if given.is_empty() {
-            return Ok(Regions::Default);
+        if args.region.is_empty() {
+            return Regions::Default;
         }
-        let mut regions: Vec<String> = Vec::with_capacity(given.len());
-        for region in given {
-            let region = parse_region(region)?;
-            if !regions.contains(&region) {
-                regions.push(region);
+        let mut regions: Vec<Region> = Vec::with_capacity(args.region.len());
+        for region in &args.region {
+            if !regions.contains(region) {
+                regions.push(region.clone());
             }
         }
-        Ok(Regions::Given(regions))
+        Regions::Given(regions)
     }
 
     /// The regions to work on: as given, the default chain's, or every region enabled for the account
     /// (DescribeRegions, asked in the default chain's region, else us-east-1).
-    pub async fn resolve(&self, account: &Account, deadline: Instant) -> Result<Vec<String>> {
-        let default = account.default_region().map(|r| parse_region(&r)).transpose()?;
+    pub async fn resolve(&self, account: &Account, deadline: Instant) -> Result<Vec<Region>> {
+        let default = account
+            .default_region()
+            .map(|r| r.parse::<Region>().map_err(|e| Error::Usage(format!("the profile's region: {e}"))))
+            .transpose()?;
         match self {
             Regions::Given(regions) => Ok(regions.clone()),
             Regions::Default => default.map(|r| vec![r]).ok_or_else(|| {

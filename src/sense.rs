@@ -159,15 +159,15 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
 /// The instance id and region, read with a probe's token over the same kind of raw connection, validated as
 /// strictly as the SDK path validates them; `None` on any doubt (the run then reads them as usual). A compliant
 /// run so needs no HTTP client at all.
-pub async fn identity(addr: SocketAddr, token: &Token) -> Option<(String, String)> {
+pub async fn identity(addr: SocketAddr, token: &Token) -> Option<(crate::ids::InstanceId, crate::ids::Region)> {
     let read = |path: &'static str| async move {
         match get(addr, path, Some(&token.0)).await {
             Some((200, body)) => Some(body),
             _ => None,
         }
     };
-    let id = crate::config::parse_instance_id(&read("/latest/meta-data/instance-id").await?).ok()?;
-    let region = crate::config::parse_region(&read("/latest/meta-data/placement/region").await?).ok()?;
+    let id = read("/latest/meta-data/instance-id").await?.parse::<crate::ids::InstanceId>().ok()?;
+    let region = read("/latest/meta-data/placement/region").await?.parse::<crate::ids::Region>().ok()?;
     Some((id, region))
 }
 

@@ -3,10 +3,11 @@
 //! later. The same planner as the agent decides; a region whose defaults an AWS Organizations declarative
 //! policy manages is left alone and reported with its own exit code (9).
 
-use crate::cli::{Act, Cli, DefaultsArgs, Output};
-use crate::config::{self, parse_duration};
+use crate::cli::{Act, DefaultsArgs, Output};
+use crate::config;
 use crate::ec2::{Account, AccountDefaults, Defaults};
 use crate::error::{Error, ExitCode, Result, Stage};
+use crate::ids::Region;
 use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::Patient;
@@ -34,29 +35,20 @@ pub struct Settings {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Settings {
-    pub fn from_cli(cli: &Cli, args: &DefaultsArgs) -> Result<Self> {
-        let o = &cli.options;
+    pub fn from_args(args: &DefaultsArgs) -> Result<Self> {
         config::check_ec2_endpoints(&config::env_var)?;
-        if o.ipv6_endpoint.is_some() {
+        if args.wanted.ipv6_endpoint.is_some() {
             return Err(Error::Usage(
                 "the account defaults have no IPv6 endpoint setting: drop --ipv6-endpoint".into(),
             ));
         }
-        if !o.instance_id.is_empty() {
-            return Err(Error::Usage("defaults are per account and region: drop --instance-id".into()));
-        }
-        if o.dry_run {
-            return Err(Error::Usage("ModifyInstanceMetadataDefaults has no dry run: use `defaults check`".into()));
-        }
-        let regions = Regions::from_flags(args.all_regions, &o.region)?;
-        let timeout = match &o.timeout {
-            Some(t) => parse_duration("--timeout", t)?,
-            None => DEFAULT_TIMEOUT,
-        };
-        if timeout.is_zero() {
-            return Err(Error::Usage("--timeout must be more than 0".into()));
-        }
-        Ok(Settings { act: args.act, wanted: config::wanted(o)?, regions, output: o.output, timeout })
+        Ok(Settings {
+            act: args.act,
+            wanted: config::wanted(&args.wanted)?,
+            regions: Regions::from_args(&args.regions),
+            output: args.output.output,
+            timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
     }
 }
 
@@ -73,7 +65,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionDefaults {
-    pub region: String,
+    pub region: Region,
     pub before: Option<MetadataOptions>,
     pub after: Option<MetadataOptions>,
     pub action: Action,
@@ -85,9 +77,9 @@ pub struct RegionDefaults {
 
 impl RegionDefaults {
     /// A region not (yet) read: failed until its run says otherwise.
-    fn new(region: &str) -> Self {
+    fn new(region: &Region) -> Self {
         RegionDefaults {
-            region: region.to_string(),
+            region: region.clone(),
             before: None,
             after: None,
             action: Action::Failed,
@@ -99,7 +91,7 @@ impl RegionDefaults {
 }
 
 /// One region: read, decide, change, read back.
-pub async fn region<D: Defaults>(ec2: &D, region: &str, settings: &Settings, deadline: Instant) -> RegionDefaults {
+pub async fn region<D: Defaults>(ec2: &D, region: &Region, settings: &Settings, deadline: Instant) -> RegionDefaults {
     let mut out = RegionDefaults::new(region);
     if let Err(err) = decide(ec2, &mut out, settings, deadline).await {
         out.action =
@@ -117,7 +109,7 @@ async fn decide<D: Defaults>(ec2: &D, out: &mut RegionDefaults, settings: &Setti
     out.managed_by.clone_from(&before.managed_by);
     if before.managed_by == Some(crate::ec2::ManagedBy::DeclarativePolicy) {
         return Err(Error::ManagedElsewhere {
-            region: out.region.clone(),
+            region: out.region.to_string(),
             managed_by: "an AWS Organizations declarative policy".into(),
             message: before.managed_message,
         });
@@ -186,11 +178,11 @@ pub fn render(regions: &[RegionDefaults]) -> String {
     out
 }
 
-pub fn run(cli: &Cli, args: &DefaultsArgs) -> Result<ExitCode> {
-    let settings = Settings::from_cli(cli, args)?;
+pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
+    let settings = Settings::from_args(args)?;
     // The regions to do, once known, and each region's result as it comes: a run ended by its deadline or a
     // signal still reports every region, those not finished with what ended them.
-    let known: RefCell<Vec<String>> = RefCell::default();
+    let known: RefCell<Vec<Region>> = RefCell::default();
     let done: RefCell<Vec<RegionDefaults>> = RefCell::default();
     // `--timeout` ends the run at that instant, calls in flight included.
     let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), async {
@@ -199,8 +191,8 @@ pub fn run(cli: &Cli, args: &DefaultsArgs) -> Result<ExitCode> {
         let regions = settings.regions.resolve(&account, deadline).await?;
         known.borrow_mut().clone_from(&regions);
         let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-        let runs = clients.iter().map(|ec2| async {
-            let result = region(ec2, ec2.region(), &settings, deadline).await;
+        let runs = regions.iter().zip(&clients).map(|(r, ec2)| async {
+            let result = region(ec2, r, &settings, deadline).await;
             done.borrow_mut().push(result);
         });
         futures_util::future::join_all(runs).await;
@@ -210,7 +202,7 @@ pub fn run(cli: &Cli, args: &DefaultsArgs) -> Result<ExitCode> {
     let (code, error) = match result {
         Ok(()) => (ExitCode::merge(regions.iter().map(|r| r.code)), None),
         Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
-            let missing: Vec<String> =
+            let missing: Vec<Region> =
                 known.borrow().iter().filter(|n| !regions.iter().any(|r| &r.region == *n)).cloned().collect();
             for name in missing {
                 let mut r = RegionDefaults::new(&name);
@@ -258,7 +250,7 @@ mod tests {
         Settings {
             act,
             wanted: config(crate::config::Mode::Apply).wanted,
-            regions: Regions::Given(vec!["us-west-2".into()]),
+            regions: Regions::Given(vec!["us-west-2".parse().unwrap()]),
             output: Output::Text,
             timeout: Duration::from_secs(10),
         }
@@ -269,7 +261,7 @@ mod tests {
     }
 
     async fn one(ec2: &FakeAccount, act: Act) -> RegionDefaults {
-        region(ec2, "us-west-2", &settings(act), Instant::now() + Duration::from_secs(10)).await
+        region(ec2, &"us-west-2".into(), &settings(act), Instant::now() + Duration::from_secs(10)).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -328,12 +320,12 @@ mod tests {
                 before: Some(hop(1)),
                 after: Some(hop(2)),
                 action: Action::Changed,
-                ..RegionDefaults::new("us-west-2")
+                ..RegionDefaults::new(&"us-west-2".into())
             },
             RegionDefaults {
                 error: Some("refused".into()),
                 code: ExitCode::NotAuthorized,
-                ..RegionDefaults::new("eu-west-1")
+                ..RegionDefaults::new(&"eu-west-1".into())
             },
         ];
         let expected = format!(

@@ -2,9 +2,8 @@
 //! signals, deadline), and reports. No command imports another; what two share lives below them (`agent`,
 //! `reconcile`, `regions`, the AWS sides).
 //!
-//! To add a command: a variant (with its `Args`) in `cli::Command`, a module here with
-//! `pub fn run(cli, args) -> Result<ExitCode>`, and one arm in `run` below; `cli::not_used_by` names the
-//! shared flags it does not take.
+//! To add a command: a variant with its `Args` (its own flags, and the shared groups it takes, flattened) in
+//! `cli::Command`, a module here with `pub fn run(args) -> Result<ExitCode>`, and one arm in `run` below.
 
 mod apply;
 mod defaults;
@@ -18,11 +17,11 @@ use crate::error::{ExitCode, Result};
 /// Runs the command the command line names (`apply` when none): its exit code, or the error that ended it
 /// before it could report.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
-    match &cli.command {
-        None | Some(Command::Apply | Command::Check) => apply::run(cli),
-        Some(Command::Doctor) => doctor::run(cli),
-        Some(Command::Watch(_)) => watch::run(cli),
-        Some(Command::Fleet(args)) => fleet::run(cli, args),
-        Some(Command::Defaults(args)) => defaults::run(cli, args),
+    match cli.chosen() {
+        Command::Apply(_) | Command::Check(_) => apply::run(cli),
+        Command::Doctor(_) => doctor::run(cli),
+        Command::Watch(_) => watch::run(cli),
+        Command::Fleet(args) => fleet::run(&args, cli.log.quiet > 0),
+        Command::Defaults(args) => defaults::run(&args),
     }
 }

@@ -358,8 +358,8 @@ fn a_stopped_instance_applies_at_start_and_a_terminated_one_is_gone() {
 }
 
 /// Each command refuses, with exit 2 and the reason, a flag it does not use, rather than running and ignoring
-/// it; the same setting from the environment is allowed (one EnvironmentFile serves every command). Every
-/// command refuses `--timeout 0`, and a bad duration names its variable too (issue 20).
+/// it (apply's flags before another command's name too); the same setting from the environment is not read
+/// (one EnvironmentFile serves every command). Every command refuses `--timeout 0` (issue 20).
 #[test]
 fn flags_a_command_does_not_use_are_usage_errors() {
     let sim = Simulator::start(Scenario::default());
@@ -376,10 +376,11 @@ fn flags_a_command_does_not_use_are_usage_errors() {
             &["defaults", "check", "--wait-timeout", "1m"],
             "`imds-hop-limit defaults check` does not take --wait-timeout",
         ),
-        (&["--timeout", "0"], "--timeout must be more than 0"),
-        (&["fleet", "check", "--timeout", "0"], "--timeout must be more than 0"),
-        (&["defaults", "check", "--timeout", "0"], "--timeout must be more than 0"),
-        (&["--wait-timeout", "soon"], "--wait-timeout (or IMDS_HOP_LIMIT_WAIT_TIMEOUT) \"soon\" is not a duration"),
+        (&["--timeout", "0"], "for '--timeout <DURATION>': a deadline must be more than 0"),
+        (&["fleet", "check", "--timeout", "0"], "for '--timeout <DURATION>': a deadline must be more than 0"),
+        (&["defaults", "check", "--timeout", "0"], "for '--timeout <DURATION>': a deadline must be more than 0"),
+        (&["--wait-timeout", "soon"], "invalid value 'soon' for '--wait-timeout <DURATION>': not a duration"),
+        (&["--hop-limit", "3", "check"], "the subcommand 'check' cannot be used with '--hop-limit <N>'"),
     ] {
         let r = run(agent(&sim).args(args));
         expect(&r, 2);

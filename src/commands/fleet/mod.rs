@@ -8,10 +8,11 @@
 
 pub mod report;
 
-use crate::cli::{Act, Cli, FleetArgs, Output};
-use crate::config::{self, parse_duration, parse_instance_id};
+use crate::cli::{Act, FleetArgs, Output};
+use crate::config;
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result, Stage};
+use crate::ids::{InstanceId, Region};
 use crate::plan::{self, Change, Decision, Intent, MetadataOptions, Step, Verdict, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::{Patient, Target};
@@ -35,7 +36,7 @@ pub struct Settings {
     /// `--tag KEY=VALUE` (value `None`: any value), ANDed.
     pub tags: Vec<(String, Option<String>)>,
     /// `--instance-id`, validated, each once.
-    pub ids: Vec<String>,
+    pub ids: Vec<InstanceId>,
     /// Wait for `applied` (not `--no-wait`).
     pub wait: bool,
     /// How long each changed instance may stay pending before it counts as failed.
@@ -55,10 +56,9 @@ pub const BATCH: usize = 200;
 const IN_FLIGHT: usize = 64;
 
 impl Settings {
-    pub fn from_cli(cli: &Cli, args: &FleetArgs) -> Result<Self> {
-        let o = &cli.options;
+    pub fn from_args(args: &FleetArgs) -> Result<Self> {
         config::check_ec2_endpoints(&config::env_var)?;
-        let mut ids: Vec<String> = o.instance_id.iter().map(|id| parse_instance_id(id)).collect::<Result<_>>()?;
+        let mut ids = args.instance_id.clone();
         ids.sort();
         ids.dedup();
         let tags = args
@@ -71,28 +71,23 @@ impl Settings {
                 None => Ok((t.clone(), None)),
             })
             .collect::<Result<_>>()?;
-        let regions = Regions::from_flags(args.all_regions, &o.region)?;
         if !(args.modify_rate.is_finite() && args.modify_rate > 0.0 && args.modify_rate <= 10_000.0) {
             return Err(Error::Usage(format!("--modify-rate {} is not a rate between 0 and 10000", args.modify_rate)));
         }
-        if args.act == Act::Check && o.dry_run {
+        if args.act == Act::Check && args.dry_run {
             return Err(Error::Usage("check changes nothing already: drop --dry-run".into()));
-        }
-        let timeout = o.timeout.as_deref().map(|t| parse_duration("--timeout", t)).transpose()?;
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::Usage("--timeout must be more than 0".into()));
         }
         Ok(Settings {
             act: args.act,
-            dry_run: o.dry_run,
-            wanted: config::wanted(o)?,
-            regions,
+            dry_run: args.dry_run,
+            wanted: config::wanted(&args.wanted)?,
+            regions: Regions::from_args(&args.regions),
             tags,
             ids,
-            wait: !o.no_wait,
-            wait_timeout: parse_duration("--wait-timeout", &o.wait_timeout)?,
-            timeout,
-            output: o.output,
+            wait: !args.no_wait,
+            wait_timeout: args.wait.wait_timeout,
+            timeout: args.timeout,
+            output: args.output.output,
             modify_burst: args.modify_burst,
             modify_rate: args.modify_rate,
         })
@@ -125,7 +120,7 @@ impl Settings {
 /// One region's run: the outcome of every selected instance.
 pub async fn region<E: Fleet>(
     ec2: &E,
-    region: &str,
+    region: &Region,
     settings: &Settings,
     counts: &Counts,
     board: &Board,
@@ -141,7 +136,7 @@ pub async fn region<E: Fleet>(
     let mut to_verify = Vec::new();
     for d in selected {
         let mut outcome = Outcome::new(&d, region);
-        let known = Target::named(&d.instance_id, region).known(&d.options);
+        let known = Target::named(d.instance_id.clone(), region.clone()).known(&d.options);
         let decision = plan::decide(&known, &settings.wanted);
         if let Decision::Change(change) = decision {
             counts.add_to_change();
@@ -293,7 +288,7 @@ struct Ledger {
 
 async fn change_all<E: Fleet>(
     patient: &Patient<'_, E>,
-    region: &str,
+    region: &Region,
     ledger: &Ledger,
     to_change: Vec<(usize, Change)>,
     settings: &Settings,
@@ -353,7 +348,7 @@ async fn change_all<E: Fleet>(
 /// 2 to 2.5 s while changes are still going out, then on `PollSchedule::APPLIED` from the last one.
 async fn verify<E: Fleet>(
     patient: &Patient<'_, E>,
-    region: &str,
+    region: &Region,
     ledger: &Ledger,
     settings: &Settings,
     counts: &Counts,
@@ -387,7 +382,7 @@ async fn verify<E: Fleet>(
                     None => o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last),
                 };
                 let err = Error::WaitTimeout {
-                    instance_id: o.instance_id.clone(),
+                    instance_id: o.instance_id.to_string(),
                     waited: now.saturating_duration_since(p.since),
                     last,
                     // Whichever bound came first ended the wait.
@@ -397,7 +392,7 @@ async fn verify<E: Fleet>(
                 false
             });
         }
-        let ids: Vec<String> = {
+        let ids: Vec<InstanceId> = {
             let outcomes = ledger.outcomes.borrow();
             ledger.pending.borrow().iter().map(|p| outcomes[p.index].instance_id.clone()).collect()
         };
@@ -443,14 +438,14 @@ fn end_wait(o: &mut Outcome, p: &Pending, err: &Error, counts: &Counts) {
 }
 
 /// Ends the wait of each pending instance of `batch`: EC2 refused to let it be read back.
-fn unverifiable(ledger: &Ledger, batch: &[String], err: &Error, counts: &Counts) {
+fn unverifiable(ledger: &Ledger, batch: &[InstanceId], err: &Error, counts: &Counts) {
     let mut outcomes = ledger.outcomes.borrow_mut();
     ledger.pending.borrow_mut().retain(|p| {
         let o = &mut outcomes[p.index];
         if !batch.contains(&o.instance_id) {
             return true;
         }
-        let err = Error::NotVerified { instance_id: o.instance_id.clone(), cause: Box::new(err.clone()) };
+        let err = Error::NotVerified { instance_id: o.instance_id.to_string(), cause: Box::new(err.clone()) };
         end_wait(o, p, &err, counts);
         false
     });
@@ -468,7 +463,7 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
         let status = match plan::verdict(d.state, &d.options, &p.expected, wanted) {
             Verdict::Waiting => return true,
             Verdict::Gone => {
-                let gone = Error::InstanceGone { instance_id: o.instance_id.clone(), state: d.state };
+                let gone = Error::InstanceGone { instance_id: o.instance_id.to_string(), state: d.state };
                 end_wait(o, p, &gone, counts);
                 return false;
             }
@@ -484,7 +479,8 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
 }
 
 /// The instances named by `--instance-id` that no region's selection held.
-pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) -> Vec<Outcome> {
+pub fn not_found(settings: &Settings, regions: &[Region], outcomes: &[Outcome]) -> Vec<Outcome> {
+    let regions = regions.iter().map(Region::as_str).collect::<Vec<_>>().join(",");
     let found: BTreeSet<&str> = outcomes.iter().map(|o| o.instance_id.as_str()).collect();
     settings
         .ids
@@ -492,11 +488,11 @@ pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) 
         .filter(|id| !found.contains(id.as_str()))
         .map(|id| {
             let err = Error::InstanceNotFound {
-                instance_id: id.clone(),
-                region: regions.join(","),
+                instance_id: id.into(),
+                region: regions.clone(),
                 detail: "not among the running or stopped instances that match the selection".into(),
             };
-            let mut o = Outcome::missing(id, &regions.join(","));
+            let mut o = Outcome::missing(id, &regions);
             o.fail(&err);
             o
         })
@@ -506,10 +502,10 @@ pub fn not_found(settings: &Settings, regions: &[String], outcomes: &[Outcome]) 
 /// A run without `--timeout` still ends: every wait inside it has its own bound; this is only the far end.
 const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 
-pub fn run(cli: &Cli, args: &FleetArgs) -> Result<ExitCode> {
-    let settings = Settings::from_cli(cli, args)?;
+pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
+    let settings = Settings::from_args(args)?;
     let start = std::time::Instant::now();
-    let counts = Counts::new(cli.options.quiet > 0);
+    let counts = Counts::new(quiet);
     let board = Board::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, so what they decided is on the board by then.
@@ -568,13 +564,13 @@ pub fn run(cli: &Cli, args: &FleetArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-type Done = (Vec<String>, Vec<Outcome>, Vec<RegionFailure>);
+type Done = (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>);
 
 /// Every region's outcomes once its selection is read, kept outside the run, so that a run ended by a signal
 /// or its deadline still reports each instance as far as it got, and the regions it was working on.
 #[derive(Default)]
 pub struct Board {
-    regions: RefCell<Vec<String>>,
+    regions: RefCell<Vec<Region>>,
     outcomes: RefCell<Vec<Rc<RefCell<Vec<Outcome>>>>>,
 }
 
@@ -594,7 +590,7 @@ async fn every_region(settings: &Settings, counts: &Counts, board: &Board) -> Re
     board.regions.borrow_mut().clone_from(&regions);
     tracing::debug!(?regions, "regions");
     let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-    let runs = clients.iter().map(|ec2| region(ec2, ec2.region(), settings, counts, board, deadline));
+    let runs = regions.iter().zip(&clients).map(|(r, ec2)| region(ec2, r, settings, counts, board, deadline));
     let results = futures_util::future::join_all(runs).await;
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
@@ -639,9 +635,9 @@ mod tests {
     fn settings(args: &[&str]) -> Result<Settings> {
         let mut argv = vec!["imds-hop-limit", "fleet"];
         argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).unwrap();
+        let cli = Cli::try_parse_from(argv).map_err(|e| Error::Usage(e.to_string()))?;
         let Some(crate::cli::Command::Fleet(fleet)) = &cli.command else { panic!() };
-        Settings::from_cli(&cli, fleet)
+        Settings::from_args(fleet)
     }
 
     #[test]
@@ -655,7 +651,7 @@ mod tests {
                 Filter::new("instance-state-name", ["running", "stopped"]),
             ]
         );
-        assert_eq!(s.regions, Regions::Given(vec!["us-west-2".into()]));
+        assert_eq!(s.regions, Regions::Given(vec!["us-west-2".parse().unwrap()]));
         assert_eq!(s.timeout, None, "a fleet run has no deadline unless given one");
     }
 
@@ -671,7 +667,8 @@ mod tests {
             assert!(matches!(settings(bad), Err(Error::Usage(_))), "{bad:?}");
         }
         let s = settings(&["check", "--region", "us-west-2,eu-west-1", "--region", "us-west-2"]).unwrap();
-        assert_eq!(s.regions, Regions::Given(vec!["us-west-2".into(), "eu-west-1".into()]), "each region once");
+        let given = ["us-west-2", "eu-west-1"].map(|r| r.parse().unwrap()).to_vec();
+        assert_eq!(s.regions, Regions::Given(given), "each region once");
         let s = settings(&["apply", "--all-regions", "--region", "us-west-2"]).unwrap();
         assert_eq!(s.regions, Regions::All, "--all-regions wins over AWS_REGION and --region");
     }
@@ -680,7 +677,7 @@ mod tests {
     fn instance_ids_are_deduplicated_and_comma_separated_lists_work() {
         let s = settings(&["apply", "--instance-id", "i-12345678,i-0123456789abcdef0", "--instance-id", "i-12345678"])
             .unwrap();
-        assert_eq!(s.ids, vec!["i-0123456789abcdef0".to_string(), "i-12345678".to_string()]);
+        assert_eq!(s.ids, ["i-0123456789abcdef0", "i-12345678"].map(InstanceId::from));
     }
 
     // --- One region's run over the fake account, on tokio's paused clock ---
@@ -693,7 +690,7 @@ mod tests {
             act: Act::Apply,
             dry_run: false,
             wanted: crate::fakes::config(crate::config::Mode::Apply).wanted,
-            regions: Regions::Given(vec!["us-west-2".into()]),
+            regions: Regions::Given(vec!["us-west-2".parse().unwrap()]),
             tags: Vec::new(),
             ids: Vec::new(),
             wait: true,
@@ -709,7 +706,7 @@ mod tests {
     async fn one_region(ec2: &FakeAccount, settings: &Settings, limit: Duration) -> (Result<Vec<Outcome>>, Duration) {
         let counts = Counts::new(true);
         let start = Instant::now();
-        let result = region(ec2, "us-west-2", settings, &counts, &Board::default(), start + limit).await;
+        let result = region(ec2, &"us-west-2".into(), settings, &counts, &Board::default(), start + limit).await;
         (result, start.elapsed())
     }
 

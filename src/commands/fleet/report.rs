@@ -4,6 +4,7 @@
 
 use crate::ec2::Described;
 use crate::error::{Error, ExitCode};
+use crate::ids::{InstanceId, Region};
 use crate::plan::{Change, InstanceState, MetadataOptions};
 use serde::Serialize;
 use std::cell::Cell;
@@ -32,7 +33,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub region: String,
     /// EC2's instance state when it was selected (running or stopped), or as last read back.
     pub state: InstanceState,
@@ -68,9 +69,9 @@ impl Outcome {
     }
 
     /// An instance that was asked for by id and not found.
-    pub fn missing(id: &str, region: &str) -> Self {
+    pub fn missing(id: &InstanceId, region: &str) -> Self {
         Outcome {
-            instance_id: id.to_string(),
+            instance_id: id.clone(),
             region: region.to_string(),
             state: InstanceState::NotFound,
             before: None,
@@ -93,7 +94,7 @@ impl Outcome {
 /// A region whose selection could not be read: none of its instances are in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionFailure {
-    pub region: String,
+    pub region: Region,
     pub error: String,
     #[serde(skip)]
     pub code: ExitCode,
@@ -219,7 +220,7 @@ fn result(o: &Outcome) -> String {
 
 /// The final text report: a row for each instance that is not simply compliant, the counts per region, and
 /// each failure's message.
-pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailure], act_is_check: bool) -> String {
+pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailure], act_is_check: bool) -> String {
     let mut out = String::new();
     let rows: Vec<[String; 6]> = outcomes
         .iter()
@@ -233,7 +234,7 @@ pub fn render(outcomes: &[Outcome], regions: &[String], failures: &[RegionFailur
             let after = after.unwrap_or_else(|| before.clone());
             let hop = before_after(before.hop_limit, after.hop_limit);
             let endpoint = before_after(before.http_endpoint, after.http_endpoint);
-            [o.instance_id.clone(), o.region.clone(), o.state.to_string(), hop, endpoint, result(o)].map(cell)
+            [o.instance_id.to_string(), o.region.clone(), o.state.to_string(), hop, endpoint, result(o)].map(cell)
         })
         .collect();
     if !rows.is_empty() {
@@ -366,7 +367,7 @@ fn summary_line(t: &Tally, act_is_check: bool) -> String {
 pub struct Summary {
     #[serde(flatten)]
     pub tally: Tally,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub region_failures: Vec<RegionFailure>,
     pub exit_code: u8,
     pub elapsed_ms: u64,
@@ -375,7 +376,7 @@ pub struct Summary {
 impl Summary {
     pub fn new(
         outcomes: &[Outcome],
-        regions: Vec<String>,
+        regions: Vec<Region>,
         failures: &[RegionFailure],
         code: ExitCode,
         elapsed_ms: u64,
@@ -427,7 +428,7 @@ mod tests {
             outcome("i-00000000000000004", InstanceState::Stopped, Status::AppliesAtStart),
             failed,
         ];
-        let regions = ["us-west-2".to_string(), "eu-west-1".to_string()];
+        let regions = ["us-west-2".into(), "eu-west-1".into()];
         let failures = [RegionFailure {
             region: "eu-west-1".into(),
             error: "no AWS credentials".into(),
@@ -454,7 +455,7 @@ mod tests {
             outcome("i-00000000000000001", InstanceState::Running, Status::Unchanged),
             outcome("i-00000000000000002", InstanceState::Running, Status::NotCompliant),
             outcome("i-00000000000000003", InstanceState::Running, Status::Applied),
-            Outcome::missing("i-00000000000000009", "us-west-2"),
+            Outcome::missing(&"i-00000000000000009".into(), "us-west-2"),
         ];
         let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
         let t = &s.tally;
