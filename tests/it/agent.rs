@@ -1,6 +1,8 @@
 //! Black-box tests of the `imds-hop-limit` binary against the simulated instance on loopback.
 
-use crate::simulator::{INSTANCE_ID, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::simulator::{
+    Ec2Fault, INSTANCE_ID, ImdsFault, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario, Simulator,
+};
 use crate::support::{agent, expect, json, modifies, run, scenario};
 use std::time::{Duration, Instant};
 
@@ -92,7 +94,7 @@ fn an_instance_without_a_role_is_told_so() {
 
 #[test]
 fn malformed_credentials_are_a_credentials_error() {
-    let sim = Simulator::start(scenario(|s| s.malformed_credentials = true));
+    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::MalformedCredentials)));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("credentials"), "{}", r.stderr);
@@ -158,7 +160,7 @@ fn metadata_refusing_connections_at_boot_is_retried() {
 
 #[test]
 fn a_silent_token_answer_is_named_as_the_hop_limit_symptom_and_fails_fast() {
-    let sim = Simulator::start(scenario(|s| s.token_never_answers = true));
+    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::TokenNeverAnswers)));
     let r = run(&mut agent(&sim));
     expect(&r, 4);
     assert!(r.stderr.contains("Run imds-hop-limit on the host, not in the container"), "{}", r.stderr);
@@ -213,7 +215,7 @@ fn slow_ec2_answers_are_waited_for() {
 
 #[test]
 fn malformed_ec2_answer_is_an_unexpected_error() {
-    let sim = Simulator::start(scenario(|s| s.malformed_describe = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::MalformedDescribe)));
     let r = run(&mut agent(&sim));
     expect(&r, 1);
     assert!(r.stderr.contains("DescribeInstances"), "{}", r.stderr);

@@ -93,7 +93,10 @@ fn a_refused_endpoint_fails_first_and_skips_the_rest() {
 
 #[test]
 fn token_silence_is_named_as_the_hop_limit() {
-    let sim = Simulator::start(Scenario { token_never_answers: true, ..Scenario::default() });
+    let sim = Simulator::start(Scenario {
+        imds_fault: Some(crate::simulator::ImdsFault::TokenNeverAnswers),
+        ..Scenario::default()
+    });
     let (code, out, _) = doctor(&sim, &[]);
     assert_eq!(code, 4, "{out}");
     let metadata = line(&out, "metadata service");

@@ -2,7 +2,7 @@
 //! against the simulator. Every run goes through `support::run`, which fails on any secret in the output;
 //! every run is at trace level (`support::agent` sets RUST_LOG=trace).
 
-use crate::simulator::{INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::simulator::{Ec2Fault, INSTANCE_ID, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
 use crate::support::{
     agent, closed_port, ec2_calls, expect, json, lines_at, modifies, no_secret, run, scenario, test_ca,
 };
@@ -43,10 +43,10 @@ fn error_pages_that_echo_the_request_print_no_secret_and_say_status_and_code() {
     // Each echoes the request line, every header (Authorization with the access key id, the session token)
     // and the body; runs that EC2 keeps failing end at a short deadline.
     let cases: Vec<(Scenario, i32, &str)> = vec![
-        (scenario(|s| s.echo_error_page = Some(400)), 1, "HTTP 400"),
-        (scenario(|s| s.echo_error_page = Some(503)), 8, "HTTP 503"),
-        (scenario(|s| s.echo_ok_not_xml = true), 1, "not an EC2 answer"),
-        (scenario(|s| s.echo_in_message = true), 1, "InvalidRequest"),
+        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoErrorPage(400))), 1, "HTTP 400"),
+        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoErrorPage(503))), 8, "HTTP 503"),
+        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoOkNotXml)), 1, "not an EC2 answer"),
+        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoInMessage)), 1, "InvalidRequest"),
     ];
     for (scenario, code, shown) in cases {
         let sim = Simulator::start(scenario);
@@ -64,7 +64,7 @@ fn error_pages_that_echo_the_request_print_no_secret_and_say_status_and_code() {
 
 #[test]
 fn a_ten_megabyte_answer_becomes_a_bounded_message() {
-    let sim = Simulator::start(scenario(|s| s.huge_answer = Some(10 << 20)));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::HugeAnswer(10 << 20))));
     let r = run(agent(&sim).args(["--timeout", "3s"]));
     expect(&r, 8);
     let longest = r.stderr.lines().map(str::len).max().unwrap_or(0);
@@ -96,7 +96,7 @@ fn imds_throttling_is_retried() {
 
 #[test]
 fn a_truncated_describe_is_a_malformed_answer_not_a_missing_instance() {
-    let sim = Simulator::start(scenario(|s| s.truncated_describe = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::TruncatedDescribe)));
     let r = run(&mut agent(&sim));
     expect(&r, 1);
     assert!(r.stderr.contains("incomplete DescribeInstances answer"), "{}", r.stderr);
@@ -105,7 +105,7 @@ fn a_truncated_describe_is_a_malformed_answer_not_a_missing_instance() {
 
 #[test]
 fn what_imds_says_is_validated_as_strictly_as_a_flag() {
-    let sim = Simulator::start(scenario(|s| s.garbage_identity = Some("<html>login</html>")));
+    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::GarbageIdentity("<html>login</html>"))));
     let r = run(&mut agent(&sim));
     expect(&r, 4);
     assert!(r.stderr.contains("answered something that is not an instance id"), "{}", r.stderr);
@@ -118,13 +118,13 @@ fn what_imds_says_is_validated_as_strictly_as_a_flag() {
 
 #[test]
 fn an_unreported_state_is_not_verified_applied() {
-    let sim = Simulator::start(scenario(|s| s.no_metadata_options = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::NoMetadataOptions)));
     let r = run(agent(&sim).args(["--wait-timeout", "4s", "--output", "json"]));
     expect(&r, 6);
     assert!(r.stderr.contains("reported no state"), "{}", r.stderr);
     assert_eq!(modifies(&sim).len(), 1);
     // --no-wait says it did not verify.
-    let sim = Simulator::start(scenario(|s| s.no_metadata_options = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::NoMetadataOptions)));
     let r = run(agent(&sim).args(["--no-wait", "--output", "json"]));
     expect(&r, 0);
     assert_eq!(json(&r)["verified"], false);
@@ -173,7 +173,7 @@ fn unauthorized_keeps_the_encoded_authorization_message() {
 
 #[test]
 fn expired_role_credentials_are_named_as_such() {
-    let sim = Simulator::start(scenario(|s| s.expired_credentials = true));
+    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::ExpiredCredentials)));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("credentials from IMDS expired at"), "{}", r.stderr);

@@ -5,7 +5,7 @@
 //! clock that is off at boot. Every run goes through `support::run`, which fails on any secret in the output,
 //! at `RUST_LOG=trace` unless a test says otherwise.
 
-use crate::simulator::{REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::simulator::{Ec2Fault, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
 use crate::support::{
     Run, agent, closed_port, expect, fleet, fleet_process, json, lines_at, modifies, no_secret, run, scenario, web,
 };
@@ -30,7 +30,7 @@ fn tagged(n: usize) -> Scenario {
 /// level (where the SDK's WARN used to pass).
 #[test]
 fn a_credentials_page_that_echoes_the_token_prints_no_token() {
-    let sim = Simulator::start(scenario(|s| s.credentials_echo_500 = true));
+    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::CredentialsEcho500)));
     for level in [Some("trace"), None] {
         let mut cmd = agent(&sim);
         match level {
@@ -62,7 +62,7 @@ fn a_credentials_page_that_echoes_the_token_prints_no_token() {
 #[test]
 fn unknown_enum_values_and_state_names_are_bounded_and_forge_no_row() {
     let mut sim_scenario = tagged(2);
-    sim_scenario.echo_in_enums = true;
+    sim_scenario.ec2_fault = Some(Ec2Fault::EchoInEnums);
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web"]));
     expect(&r, 3);
@@ -84,7 +84,7 @@ fn unknown_enum_values_and_state_names_are_bounded_and_forge_no_row() {
 /// A request id that is not a UUID (here the signing access key id, echoed) is never shown.
 #[test]
 fn a_request_id_that_is_not_one_is_not_shown() {
-    let sim = Simulator::start(scenario(|s| s.echo_request_id = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoRequestId)));
     let r = run(agent(&sim).env("AWS_ACCESS_KEY_ID", STATIC_KEY).env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
     expect(&r, 1);
     assert!(r.stderr.contains("InvalidRequest") && !r.stderr.contains("request id"), "{}", r.stderr);
@@ -95,7 +95,7 @@ fn a_request_id_that_is_not_one_is_not_shown() {
 #[test]
 fn an_encoded_message_that_echoes_a_key_is_not_shown() {
     let sim = Simulator::start(scenario(|s| {
-        s.echo_encoded_message = true;
+        s.ec2_fault = Some(Ec2Fault::EchoEncodedMessage);
         s.unauthorized = vec!["ModifyInstanceMetadataOptions"];
     }));
     let r = run(agent(&sim).env("AWS_ACCESS_KEY_ID", STATIC_KEY).env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
@@ -111,7 +111,7 @@ fn an_encoded_message_that_echoes_a_key_is_not_shown() {
 #[test]
 fn a_page_token_cycle_ends_the_listing() {
     let mut sim_scenario = tagged(3);
-    sim_scenario.page_token_cycle = true;
+    sim_scenario.ec2_fault = Some(Ec2Fault::PageTokenCycle);
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web", "--output", "json"]));
     expect(&r, 1);
@@ -173,11 +173,8 @@ fn the_timeout_ends_a_run_with_a_hung_region_and_reports_the_others() {
 /// defaults alike.
 #[test]
 fn json_is_printed_when_the_regions_cannot_be_read() {
-    for (garbage, none) in [(true, false), (false, true)] {
-        let sim = Simulator::start(scenario(|s| {
-            s.regions_garbage = garbage;
-            s.no_regions = none;
-        }));
+    for fault in [Ec2Fault::RegionsGarbage, Ec2Fault::NoRegions] {
+        let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(fault)));
         for command in [&["fleet", "check"][..], &["defaults", "check"]] {
             let mut args = command.to_vec();
             args.extend(["--all-regions", "--output", "json", "--timeout", "5s"]);

@@ -1,0 +1,209 @@
+//! The HTTP servers (IMDS, EC2 over HTTP or HTTPS), the dispatch of each request to its side, and answers
+//! cut off mid-body.
+
+use super::*;
+
+/// IMDS refuses connections at early boot: the listener only opens after `refuse_for`.
+pub(super) async fn serve_imds(
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    refuse_for: Duration,
+    state: Arc<Mutex<State>>,
+) {
+    let listener = if refuse_for.is_zero() {
+        listener.set_nonblocking(true).unwrap();
+        TcpListener::from_std(listener).unwrap()
+    } else {
+        drop(listener);
+        tokio::time::sleep(refuse_for).await;
+        TcpListener::bind(addr).await.expect("rebind IMDS")
+    };
+    serve(listener, state, "imds", None).await
+}
+
+pub(super) async fn serve(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    server: &'static str,
+    instance: Option<Arc<str>>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        {
+            let mut s = state.lock().unwrap();
+            if server == "imds" && s.scenario.ttl_is_hop_limit {
+                s.account.settle(Instant::now());
+                let hops = s.imds_instance(instance.as_deref()).effective_hop_limit as u32;
+                let sock = socket2::SockRef::from(&stream);
+                let _ = if stream.local_addr().map(|a| a.is_ipv6()).unwrap_or(false) {
+                    sock.set_unicast_hops_v6(hops)
+                } else {
+                    sock.set_ttl(hops)
+                };
+            }
+        }
+        let state = state.clone();
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, state.clone(), server, instance.clone()));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+pub(super) fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(cert).expect("certificate file").collect::<Result<_, _>>().expect("PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key file");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate and key");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+pub(super) async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<Mutex<State>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (state, acceptor) = (state.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let svc = service_fn(move |req| handle(req, state.clone(), "ec2", None));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+        });
+    }
+}
+
+pub(super) type Reply = Response<Full<Bytes>>;
+
+pub(super) fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// The request as an error page that echoes it would show it: request line, every header, the body.
+pub(super) fn echo(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    let mut text = format!("{} {} HTTP/1.1\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(body));
+    text
+}
+
+/// An answer cut off: its data, then a failure, so the server closes the connection before the length its
+/// headers promised (1,000 bytes more).
+pub(super) struct Cut(Option<Bytes>);
+
+impl hyper::body::Body for Cut {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(data) => Ok(hyper::body::Frame::data(data)),
+            None => Err(std::io::Error::other("the answer is cut here")),
+        }))
+    }
+}
+
+type Answer = Response<Either<Full<Bytes>, Cut>>;
+
+pub(super) async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    server: &'static str,
+    instance: Option<Arc<str>>,
+) -> Result<Answer, hyper::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let params = if server == "ec2" { parse_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let entry = Logged {
+        server,
+        method: method.to_string(),
+        path: path.clone(),
+        action: param("Action").unwrap_or_default(),
+        dry_run: param("DryRun").as_deref() == Some("true"),
+        params: params.clone(),
+        status: 0,
+        via_proxy: parts.uri.authority().is_some(),
+        at_ms: 0,
+        token_ttl: parts
+            .headers
+            .get("x-aws-ec2-metadata-token-ttl-seconds")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    };
+    if server == "imds" {
+        let (reply, delay) = imds(&parts, &method, &path, &state, instance.as_deref());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        state.lock().unwrap().record(entry, reply.status().as_u16());
+        return Ok(reply.map(Either::Left));
+    }
+    let (delay, hang) = {
+        let s = state.lock().unwrap();
+        let region = signed_region(&parts);
+        (s.scenario.ec2_delay, s.scenario.hang_regions.iter().any(|r| Some(*r) == region.as_deref()))
+    };
+    tokio::time::sleep(if hang { Duration::from_secs(3600) } else { delay }).await;
+    let (reply, cut) = {
+        let mut s = state.lock().unwrap();
+        // EC2's clock as its answers carry it (`Date`), read when the request arrives.
+        let date = aws_smithy_types::DateTime::from(SystemTime::now() + s.scenario.clock_ahead)
+            .fmt(aws_smithy_types::date_time::Format::HttpDate)
+            .unwrap();
+        let mut reply = ec2(&parts, &body, &params, &mut s);
+        reply.headers_mut().insert("date", date.parse().unwrap());
+        // EC2 names every answer in a header, as the SDK reads it (unless a fault named it already).
+        s.counter += 1;
+        if !reply.headers().contains_key("x-amzn-requestid") {
+            let request_id = format!("5e2a7c3d-0b1f-4e8a-9c6d-{:012x}", s.counter);
+            reply.headers_mut().insert("x-amzn-requestid", request_id.parse().unwrap());
+        }
+        // A cut answer: the headers promise more than the body holds, and the connection closes after it.
+        let cut_limit = match entry.action.as_str() {
+            "ModifyInstanceMetadataOptions" => s.scenario.cut_modify_answers,
+            "DescribeInstances" => s.scenario.cut_describe_answers,
+            _ => 0,
+        };
+        let cuts = s.cut.entry(entry.action.clone()).or_default();
+        let cut = reply.status() == StatusCode::OK && *cuts < cut_limit;
+        *cuts += usize::from(cut);
+        s.record(entry, reply.status().as_u16());
+        (reply, cut)
+    };
+    if !cut {
+        return Ok(reply.map(Either::Left));
+    }
+    let (mut parts, body) = reply.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    parts.headers.insert("content-length", (bytes.len() + 1000).to_string().parse().unwrap());
+    Ok(Response::from_parts(parts, Either::Right(Cut(Some(bytes)))))
+}
+
+pub(super) const TEXT: &str = "text/plain";
+
+/// The region of a SigV4 signature's credential scope, if the request carries one.
+pub(super) fn signed_region(parts: &hyper::http::request::Parts) -> Option<String> {
+    let auth = parts.headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(2).map(str::to_string)
+}
