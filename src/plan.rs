@@ -62,8 +62,6 @@ pub enum InstanceState {
     Stopping,
     Stopped,
     Unknown,
-    #[serde(rename = "not found")]
-    NotFound,
 }
 
 impl InstanceState {
@@ -94,7 +92,7 @@ display_as_serde_name! {
     State => { Pending = "pending", Applied = "applied" }
     InstanceState => {
         Pending = "pending", Running = "running", ShuttingDown = "shutting-down", Terminated = "terminated",
-        Stopping = "stopping", Stopped = "stopped", Unknown = "unknown", NotFound = "not found"
+        Stopping = "stopping", Stopped = "stopped", Unknown = "unknown"
     }
 }
 

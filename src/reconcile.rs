@@ -140,8 +140,8 @@ pub struct Patient<'a, E> {
     inner: &'a E,
     /// Throttling is said once, at INFO; each retry after that at DEBUG.
     told: Cell<bool>,
-    /// The fleet's pace for ModifyInstanceMetadataOptions: every attempt, retries included, waits for it, and
-    /// each throttled answer slows it down.
+    /// The fleet's pace for ModifyInstanceMetadataOptions (only `modify` uses it): every attempt, retries
+    /// included, waits for it, and each throttled answer slows it down.
     pace: Option<&'a Pace>,
 }
 
@@ -215,6 +215,11 @@ impl<E: Ec2> Patient<'_, E> {
                 Err(err) => err,
             };
             let maybe_done = matches!(&err, Error::Ec2 { failure, .. } if failure.maybe_done());
+            if let (Some(pace), Error::Ec2 { failure, .. }) = (self.pace, &err) {
+                if failure.kind == FailureKind::Throttled {
+                    pace.throttled();
+                }
+            }
             self.back_off("ModifyInstanceMetadataOptions", err, &mut attempt, start, until).await?;
             if maybe_done && !dry_run {
                 let now = self.describe(instance_id, until).await?;
@@ -238,11 +243,6 @@ impl<E> Patient<'_, E> {
         until: Instant,
     ) -> Result<()> {
         let Error::Ec2 { failure, .. } = &err else { return Err(err) };
-        if let (Some(pace), FailureKind::Throttled, "ModifyInstanceMetadataOptions") =
-            (self.pace, failure.kind, operation)
-        {
-            pace.throttled();
-        }
         let Some(backoff) = failure.retry() else { return Err(err) };
         let delay = backoff.delay(*attempt);
         if Instant::now() + delay >= until {
@@ -336,11 +336,9 @@ pub async fn reconcile(
     Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
 }
 
-/// Polls on `PollSchedule::APPLIED` until EC2 reports the state `applied` with the wanted values. A value
-/// EC2 leaves out of its answer is taken from `expected` (EC2 keeps what a change does not send; moto, for
-/// one, then omits those fields); the state never is: an unreported state is not `applied`. A stopped
-/// instance is done once its values are reflected (EC2 applies them when it starts): `(options, true)`; a
-/// terminated one is gone.
+/// Polls on `PollSchedule::APPLIED` until `plan::verdict` (the rule the fleet's verification reads too) says
+/// the change is applied, or, the instance stopped, applies when it starts: `(options, true)`; a terminated
+/// instance is gone. Bounded by `--wait-timeout` (or `--timeout`, if sooner), which the message names.
 async fn wait_applied<E: Ec2>(
     ec2: &Patient<'_, E>,
     instance_id: &str,

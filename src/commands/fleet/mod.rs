@@ -459,7 +459,7 @@ fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts)
         let o = &mut outcomes[p.index];
         let Some(d) = read.iter().find(|d| d.instance_id == o.instance_id) else { return true };
         o.after = Some(plan::seen(&d.options, &p.expected));
-        o.state = d.state;
+        o.state = Some(d.state);
         let status = match plan::verdict(d.state, &d.options, &p.expected, wanted) {
             Verdict::Waiting => return true,
             Verdict::Gone => {

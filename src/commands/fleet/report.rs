@@ -35,8 +35,9 @@ pub enum Status {
 pub struct Outcome {
     pub instance_id: InstanceId,
     pub region: String,
-    /// EC2's instance state when it was selected (running or stopped), or as last read back.
-    pub state: InstanceState,
+    /// EC2's instance state when it was selected (running or stopped), or as last read back; `None` (JSON
+    /// `null`) for an `--instance-id` that no selection held.
+    pub state: Option<InstanceState>,
     pub before: Option<MetadataOptions>,
     /// As last read back (or as EC2's answer to the change).
     pub after: Option<MetadataOptions>,
@@ -57,7 +58,7 @@ impl Outcome {
         Outcome {
             instance_id: d.instance_id.clone(),
             region: region.to_string(),
-            state: d.state,
+            state: Some(d.state),
             before: Some(d.options.clone()),
             after: None,
             status: Status::Unchanged,
@@ -73,7 +74,7 @@ impl Outcome {
         Outcome {
             instance_id: id.clone(),
             region: region.to_string(),
-            state: InstanceState::NotFound,
+            state: None,
             before: None,
             after: None,
             status: Status::Failed,
@@ -234,7 +235,15 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
             let after = after.unwrap_or_else(|| before.clone());
             let hop = before_after(before.hop_limit, after.hop_limit);
             let endpoint = before_after(before.http_endpoint, after.http_endpoint);
-            [o.instance_id.to_string(), o.region.clone(), o.state.to_string(), hop, endpoint, result(o)].map(cell)
+            [
+                o.instance_id.to_string(),
+                o.region.clone(),
+                o.state.map_or("not found".into(), |s| s.to_string()),
+                hop,
+                endpoint,
+                result(o),
+            ]
+            .map(cell)
         })
         .collect();
     if !rows.is_empty() {
@@ -273,7 +282,7 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
         }
     }
     let stopped =
-        outcomes.iter().filter(|o| o.state == InstanceState::Stopped && o.status != Status::Unchanged).count();
+        outcomes.iter().filter(|o| o.state == Some(InstanceState::Stopped) && o.status != Status::Unchanged).count();
     if stopped > 0 {
         let _ = writeln!(
             out,
