@@ -16,6 +16,7 @@ mod reconcile;
 mod regions;
 mod remote;
 mod sense;
+mod verify;
 mod wait;
 
 use std::process::ExitCode;

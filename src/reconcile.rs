@@ -2,15 +2,17 @@
 
 use crate::cli::EvidenceSource;
 use crate::config::Config;
-use crate::ec2::{Ec2, Modified};
+use crate::ec2::{Described, Ec2, Modified};
 use crate::error::{Error, FailureKind, Result, Stage};
 use crate::ids::{InstanceId, Region};
 use crate::imds::Metadata;
-use crate::plan::{self, Change, InstanceState, MetadataOptions, State, Step, Toggle, Verdict};
+use crate::plan::{self, Change, InstanceState, MetadataOptions, State, Step, Toggle};
 use crate::process::Progress;
-use crate::wait::{Backoff, Pace, PollSchedule};
+use crate::verify::{self, End, ReadBack, Wait, Watcher};
+use crate::wait::{Backoff, Pace};
 use serde::Serialize;
 use std::cell::Cell;
+use std::cell::RefCell;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -299,7 +301,7 @@ pub async fn reconcile(
         Step::NotCompliant => return Ok(report(before.clone(), Action::NotCompliant, false)),
         Step::LeavePending => return Ok(report(before.clone(), Action::Unchanged, false)),
         Step::SeeThrough => {
-            let (after, _) = wait_applied(&ec2, instance_id, &known, config, progress, deadline).await?;
+            let (after, _) = wait_applied(&ec2, instance_id, &known, false, config, progress, deadline).await?;
             return Ok(report(after, Action::Unchanged, true));
         }
         Step::Send { change, dry_run } => (change, dry_run),
@@ -332,64 +334,67 @@ pub async fn reconcile(
         let after = MetadataOptions { state: None, ..expected };
         return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
     }
-    let (after, stopped) = wait_applied(&ec2, instance_id, &expected, config, progress, deadline).await?;
+    let (after, stopped) = wait_applied(&ec2, instance_id, &expected, true, config, progress, deadline).await?;
     Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
 }
 
-/// Polls on `PollSchedule::APPLIED` until `plan::verdict` (the rule the fleet's verification reads too) says
-/// the change is applied, or, the instance stopped, applies when it starts: `(options, true)`; a terminated
-/// instance is gone. Bounded by `--wait-timeout` (or `--timeout`, if sooner), which the message names.
+/// Waits, through the one verifier (`verify`, which the fleet uses too), until the change is applied or, the
+/// instance stopped, applies when it starts: `(options as seen, true)`; a terminated instance is gone, one
+/// that cannot be read back is not verified. Bounded by `--wait-timeout` (or `--timeout`, if sooner), which
+/// the message names. `sent`: the change is ours (not somebody's still pending).
 async fn wait_applied<E: Ec2>(
     ec2: &Patient<'_, E>,
-    instance_id: &str,
+    instance_id: &InstanceId,
     expected: &MetadataOptions,
+    sent: bool,
     config: &Config,
     progress: &Progress,
     deadline: Instant,
 ) -> Result<(MetadataOptions, bool)> {
     progress.set(Stage::Waiting);
     let start = Instant::now();
-    let give_up = (start + config.wait_timeout).min(deadline);
-    let bound = if give_up < start + config.wait_timeout { "--timeout" } else { "--wait-timeout" };
-    let timeout =
-        |last: String| Error::WaitTimeout { instance_id: instance_id.into(), waited: start.elapsed(), last, bound };
-    let mut poll = 0;
-    let mut last = "none yet".to_string();
-    loop {
-        let delay = PollSchedule::APPLIED.delay(poll);
-        let last_chance = Instant::now() + delay > give_up;
-        // The last poll comes just before giving up, so that what the message says EC2 answered is current.
-        let wake =
-            if last_chance { give_up.checked_sub(LAST_POLL_MARGIN).unwrap_or(give_up) } else { Instant::now() + delay };
-        if last_chance && wake <= Instant::now() && poll > 0 {
-            return Err(timeout(last));
+    let wait = Wait::new(instance_id.clone(), 0, expected.clone(), sent, config.wait_timeout, deadline);
+    let waits = RefCell::new(vec![wait]);
+    let mut ended = Ended(None);
+    verify::verify(&ByOne(ec2), &waits, &config.wanted, &mut ended, deadline).await;
+    let Some((wait, end)) = ended.0 else {
+        return Err(Error::Unexpected("the wait for `applied` ended without a verdict".into()));
+    };
+    let seen = wait.seen.map(|(_, options)| options).unwrap_or_default();
+    match end {
+        End::Applied => {
+            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, "change applied");
+            Ok((seen, false))
         }
-        tokio::time::sleep_until(wake).await;
-        poll += 1;
-        let (state, current) = match ec2.describe_instance(instance_id, give_up).await {
-            Ok(found) => found,
-            Err(Error::GaveUp { last: failure, .. }) => {
-                return Err(timeout(format!("EC2 answered the poll: {failure}")));
-            }
-            Err(other) => return Err(other),
-        };
-        tracing::trace!(poll, state = ?current.state, hop_limit = ?current.hop_limit, "polled");
-        match plan::verdict(state, &current, expected, &config.wanted) {
-            Verdict::Gone => return Err(Error::InstanceGone { instance_id: instance_id.into(), state }),
-            Verdict::AppliesAtStart => {
-                tracing::debug!(polls = poll, "stopped, with the wanted values: EC2 applies them when it starts");
-                return Ok((current, true));
-            }
-            Verdict::Applied => {
-                tracing::debug!(after_ms = start.elapsed().as_millis() as u64, polls = poll, "change applied");
-                return Ok((current, false));
-            }
-            Verdict::Waiting => {}
+        End::AppliesAtStart => {
+            tracing::debug!("stopped, with the wanted values: EC2 applies them when it starts");
+            Ok((seen, true))
         }
-        if last_chance {
-            return Err(timeout(describe_last(&current)));
+        End::Failed(err) => Err(err),
+    }
+}
+
+/// The agent's read-back: its one instance, by id.
+struct ByOne<'a, 'b, E>(&'a Patient<'b, E>);
+
+impl<E: Ec2> ReadBack for ByOne<'_, '_, E> {
+    async fn read_back(&self, ids: &[InstanceId], until: Instant) -> Result<Vec<Described>> {
+        let mut read = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (state, options) = self.0.describe_instance(id, until).await?;
+            tracing::trace!(state = ?options.state, hop_limit = ?options.hop_limit, "read back");
+            read.push(Described { instance_id: id.clone(), state, options });
         }
-        last = describe_last(&current);
+        Ok(read)
+    }
+}
+
+/// The one wait's end.
+struct Ended(Option<(Wait, End)>);
+
+impl Watcher for Ended {
+    fn ended(&mut self, wait: Wait, end: End) {
+        self.0 = Some((wait, end));
     }
 }
 
@@ -438,9 +443,6 @@ async fn wait_data_plane(
 /// later, so the probes come about every 200 to 300 ms.
 const DATA_PLANE_PROBE: Duration = Duration::from_millis(200);
 const DATA_PLANE_JITTER: Duration = Duration::from_millis(100);
-
-/// Room left before the deadline for the last poll's round trip.
-const LAST_POLL_MARGIN: Duration = Duration::from_millis(300);
 
 /// What the last poll said, for the message when the wait ends without `applied`.
 pub fn describe_last(current: &MetadataOptions) -> String {

@@ -229,6 +229,12 @@ fn refused_reads_end_the_wait_and_the_counts_add_up() {
         let error = i["error"].as_str().unwrap();
         assert!(error.contains("could not be read back") && !error.contains("gave up"), "{error}");
     }
+    // The agent reads back through the same verifier: the same end, said the same way (it returned the bare
+    // refusal before).
+    let sim = Simulator::start(scenario(|s| s.refuse_reads_after_modify = Some("AuthFailure")));
+    let r = run(agent(&sim).args(["--evidence", "ec2"]));
+    expect(&r, 5);
+    assert!(r.stderr.contains("could not be read back"), "{}", r.stderr);
 }
 
 /// An instance terminated after its change is reported as gone (exit 7) at the next read, not after the

@@ -1,7 +1,7 @@
 //! `imds-hop-limit fleet check|apply`: every matching instance of one or more regions, from a laptop or a CI
-//! job. Per region: read the selection in pages of 1,000 -> the agent's own planner per instance -> one
-//! paced ModifyInstanceMetadataOptions per non-compliant instance -> verification in batches of ids, while
-//! the changes are still going out. Regions run side by side, each with its own budget. One instance's
+//! job. Per region: read the selection in pages of 1,000 -> the agent's own decision and step per instance
+//! (`plan`) -> one paced ModifyInstanceMetadataOptions per non-compliant instance -> the agent's own verifier
+//! (`verify`) over batches of ids, while the changes are still going out. Regions run side by side, each with its own budget. One instance's
 //! failure is recorded with it and never stops the others; the exit code merges them (`ExitCode::merge`).
 //!
 //! To add a selection criterion: a flag in `cli::FleetArgs`, a field in `Settings`, a `Filter` in `filters`.
@@ -13,11 +13,12 @@ use crate::config;
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::{InstanceId, Region};
-use crate::plan::{self, Change, Decision, Intent, MetadataOptions, Step, Verdict, Wanted};
+use crate::plan::{self, Change, Decision, Intent, Step, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::{Patient, Target};
 use crate::regions::Regions;
-use crate::wait::{Pace, PollSchedule, patience};
+use crate::verify::{self, BATCH, End, ReadBack, Wait, Watcher};
+use crate::wait::{Pace, patience};
 use futures_util::StreamExt;
 use report::{Counts, Outcome, RegionFailure, Status};
 use std::cell::RefCell;
@@ -49,8 +50,6 @@ pub struct Settings {
     pub modify_rate: f64,
 }
 
-/// EC2 documents up to 200 values per filter; verification batches and `--instance-id` batches use this.
-pub const BATCH: usize = 200;
 /// Calls in flight per region. The pace limits the rate; this only bounds the sockets and the memory of
 /// calls that wait out a throttle.
 const IN_FLIGHT: usize = 64;
@@ -169,20 +168,16 @@ pub async fn region<E: Fleet>(
     if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
         return Ok(ledger.outcomes.borrow().clone());
     }
-    let now = Instant::now();
     for (index, expected) in to_verify {
-        ledger.pending.borrow_mut().push(Pending {
-            index,
-            expected,
-            since: now,
-            give_up: now + settings.wait_timeout,
-            sent: false,
-            last_error: None,
-        });
+        let id = ledger.outcomes.borrow()[index].instance_id.clone();
+        ledger.pending.borrow_mut().push(Wait::new(id, index, expected, false, settings.wait_timeout, deadline));
     }
     let modify = change_all(&patient, region, &ledger, to_change, settings, counts, deadline);
     if settings.wait && !settings.dry_run {
-        tokio::join!(modify, verify(&patient, region, &ledger, settings, counts, deadline));
+        let mut watcher = Verifying { region, ledger: &ledger, counts };
+        let batches = Batches(&patient);
+        let verify = verify::verify(&batches, &ledger.pending, &settings.wanted, &mut watcher, deadline);
+        tokio::join!(modify, verify);
     } else {
         modify.await;
     }
@@ -264,24 +259,11 @@ fn endless_listing(what: &str) -> Error {
     }
 }
 
-struct Pending {
-    index: usize,
-    /// What the options become: the change's fields, the others as they were.
-    expected: MetadataOptions,
-    /// When the wait began (the change was accepted, or the pending state was first seen).
-    since: Instant,
-    give_up: Instant,
-    /// A change was sent (not only somebody else's seen through).
-    sent: bool,
-    /// Why the last read of it failed, if it did (throttled until its retries gave up).
-    last_error: Option<String>,
-}
-
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
 struct Ledger {
     /// Also on the run's `Board`, so that an interrupted run can still report them.
     outcomes: Rc<RefCell<Vec<Outcome>>>,
-    pending: RefCell<Vec<Pending>>,
+    pending: RefCell<Vec<Wait>>,
     /// Every change has been sent (or has failed).
     done: std::cell::Cell<bool>,
 }
@@ -319,15 +301,16 @@ async fn change_all<E: Fleet>(
                 outcome.after = Some(answer.clone());
                 outcome.status = Status::Accepted;
                 if settings.wait {
-                    let now = Instant::now();
-                    ledger.pending.borrow_mut().push(Pending {
+                    let expected = change.applied_to(&outcome.before.clone().unwrap_or_default());
+                    let id = outcome.instance_id.clone();
+                    ledger.pending.borrow_mut().push(Wait::new(
+                        id,
                         index,
-                        expected: change.applied_to(&outcome.before.clone().unwrap_or_default()),
-                        since: now,
-                        give_up: now + settings.wait_timeout,
-                        sent: true,
-                        last_error: None,
-                    });
+                        expected,
+                        true,
+                        settings.wait_timeout,
+                        deadline,
+                    ));
                 }
             }
             Err(err) => {
@@ -343,139 +326,64 @@ async fn change_all<E: Fleet>(
     ledger.done.set(true);
 }
 
-/// Reads the changed instances back in batches until each is `applied` (a stopped one: until its values
-/// are reflected, since EC2 applies them when it starts), or its `--wait-timeout` has passed. Polls every
-/// 2 to 2.5 s while changes are still going out, then on `PollSchedule::APPLIED` from the last one.
-async fn verify<E: Fleet>(
-    patient: &Patient<'_, E>,
-    region: &Region,
-    ledger: &Ledger,
-    settings: &Settings,
-    counts: &Counts,
-    deadline: Instant,
-) {
-    let schedule = PollSchedule::APPLIED;
-    let mut after_done = 0;
-    loop {
-        if ledger.done.get() && ledger.pending.borrow().is_empty() {
-            return;
-        }
-        let delay = if ledger.done.get() {
-            after_done += 1;
-            schedule.delay(after_done - 1)
-        } else {
-            schedule.delay(0)
-        };
-        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
-        let now = Instant::now();
-        // Those past their wait fail with what was read last.
-        {
-            let mut pending = ledger.pending.borrow_mut();
-            let mut outcomes = ledger.outcomes.borrow_mut();
-            pending.retain(|p| {
-                if p.give_up > now && deadline > now {
-                    return true;
-                }
-                let o = &mut outcomes[p.index];
-                let last = match &p.last_error {
-                    Some(err) => format!("EC2 answered the read: {err}"),
-                    None => o.after.as_ref().map_or("none yet".into(), crate::reconcile::describe_last),
-                };
-                let err = Error::WaitTimeout {
-                    instance_id: o.instance_id.to_string(),
-                    waited: now.saturating_duration_since(p.since),
-                    last,
-                    // Whichever bound came first ended the wait.
-                    bound: if p.give_up > deadline { "--timeout" } else { "--wait-timeout" },
-                };
-                end_wait(o, p, &err, counts);
-                false
-            });
-        }
-        let ids: Vec<InstanceId> = {
-            let outcomes = ledger.outcomes.borrow();
-            ledger.pending.borrow().iter().map(|p| outcomes[p.index].instance_id.clone()).collect()
-        };
-        if ids.is_empty() {
-            continue;
-        }
-        for batch in ids.chunks(BATCH) {
-            let filters = [Filter::new("instance-id", batch)];
-            let until = ledger.pending.borrow().iter().map(|p| p.give_up).max().unwrap_or(now).min(deadline);
-            let mut read = Vec::new();
-            match read_pages(patient, &filters, || until, &mut read).await {
-                Ok(()) => {}
-                // Throttled or failing until its retries gave up: the instances wait on, and the message
-                // when their wait ends says what EC2 answered.
-                Err(Error::GaveUp { last, .. }) => {
-                    tracing::warn!("verifying a batch of {} instances: EC2 answered {last}", batch.len());
-                    for p in ledger.pending.borrow_mut().iter_mut() {
-                        p.last_error = Some(last.to_string());
-                    }
-                }
-                // Refused (credentials expired, not authorized, ...): no later read will do better, so those
-                // changes end now, accepted but not verified, with the refusal's own exit code.
-                Err(err) => {
-                    tracing::warn!("verifying a batch of {} instances: {err}", batch.len());
-                    unverifiable(ledger, batch, &err, counts);
-                }
-            }
-            settle(ledger, &read, &settings.wanted, counts);
-        }
-        let left = ledger.pending.borrow().len();
-        report::milestone(counts, &format!("{region}: {left} changes not yet seen applied"));
+/// The fleet's read-back: the waited-on instances by id, a batch at a time, in pages.
+struct Batches<'a, 'b, E>(&'a Patient<'b, E>);
+
+impl<E: Fleet> ReadBack for Batches<'_, '_, E> {
+    async fn read_back(&self, ids: &[InstanceId], until: Instant) -> Result<Vec<Described>> {
+        let mut read = Vec::new();
+        read_pages(self.0, &[Filter::new("instance-id", ids)], || until, &mut read).await?;
+        Ok(read)
     }
 }
 
-/// Ends a pending instance's wait with `err`, counted once: as failed, no longer as changed if a change was sent.
-fn end_wait(o: &mut Outcome, p: &Pending, err: &Error, counts: &Counts) {
-    if p.sent {
-        counts.changed_then_failed();
-    } else {
-        counts.add_failed();
+/// What the verifier's reads and ends mean for the region's outcomes and the live counts.
+struct Verifying<'a> {
+    region: &'a Region,
+    ledger: &'a Ledger,
+    counts: &'a Counts,
+}
+
+impl Watcher for Verifying<'_> {
+    fn more_coming(&self) -> bool {
+        !self.ledger.done.get()
     }
-    o.fail(err);
-}
 
-/// Ends the wait of each pending instance of `batch`: EC2 refused to let it be read back.
-fn unverifiable(ledger: &Ledger, batch: &[InstanceId], err: &Error, counts: &Counts) {
-    let mut outcomes = ledger.outcomes.borrow_mut();
-    ledger.pending.borrow_mut().retain(|p| {
-        let o = &mut outcomes[p.index];
-        if !batch.contains(&o.instance_id) {
-            return true;
+    fn read(&mut self, wait: &Wait) {
+        let o = &mut self.ledger.outcomes.borrow_mut()[wait.key];
+        if let Some((state, seen)) = &wait.seen {
+            o.after = Some(seen.clone());
+            o.state = Some(*state);
         }
-        let err = Error::NotVerified { instance_id: o.instance_id.to_string(), cause: Box::new(err.clone()) };
-        end_wait(o, p, &err, counts);
-        false
-    });
-}
+    }
 
-/// Marks each pending instance that `read` shows applied (or, stopped, with its values reflected), and ends
-/// the wait of each that is terminated or shutting down.
-fn settle(ledger: &Ledger, read: &[Described], wanted: &Wanted, counts: &Counts) {
-    let mut outcomes = ledger.outcomes.borrow_mut();
-    ledger.pending.borrow_mut().retain(|p| {
-        let o = &mut outcomes[p.index];
-        let Some(d) = read.iter().find(|d| d.instance_id == o.instance_id) else { return true };
-        o.after = Some(plan::seen(&d.options, &p.expected));
-        o.state = Some(d.state);
-        let status = match plan::verdict(d.state, &d.options, &p.expected, wanted) {
-            Verdict::Waiting => return true,
-            Verdict::Gone => {
-                let gone = Error::InstanceGone { instance_id: o.instance_id.to_string(), state: d.state };
-                end_wait(o, p, &gone, counts);
-                return false;
+    /// An ended wait counts once: applied, or failed (and then no longer as changed, if a change was sent).
+    fn ended(&mut self, wait: Wait, end: End) {
+        let o = &mut self.ledger.outcomes.borrow_mut()[wait.key];
+        match end {
+            End::Applied | End::AppliesAtStart => {
+                o.status = match (wait.sent, end) {
+                    (false, _) => Status::Unchanged,
+                    (true, End::AppliesAtStart) => Status::AppliesAtStart,
+                    (true, _) => Status::Applied,
+                };
+                o.verified = true;
+                self.counts.add_applied();
             }
-            _ if !p.sent => Status::Unchanged,
-            Verdict::AppliesAtStart => Status::AppliesAtStart,
-            Verdict::Applied => Status::Applied,
-        };
-        o.status = status;
-        o.verified = true;
-        counts.add_applied();
-        false
-    });
+            End::Failed(err) => {
+                if wait.sent {
+                    self.counts.changed_then_failed();
+                } else {
+                    self.counts.add_failed();
+                }
+                o.fail(&err);
+            }
+        }
+    }
+
+    fn round(&mut self, left: usize) {
+        report::milestone(self.counts, &format!("{}: {left} changes not yet seen applied", self.region));
+    }
 }
 
 /// The instances named by `--instance-id` that no region's selection held.
@@ -825,10 +733,12 @@ mod tests {
         ec2.apply_after = Duration::from_secs(3600);
         let (result, took) = one_region(&ec2, &apply(), Duration::from_secs(10)).await;
         let outcomes = result.unwrap();
-        assert_eq!(took, Duration::from_secs(10), "the waits end at the deadline, not at --wait-timeout");
+        // The last read comes just before the deadline, so that the message says what EC2 answered then.
+        assert_eq!(took, Duration::from_millis(9700), "the waits end at the deadline, not at --wait-timeout");
         for o in &outcomes {
             assert_eq!((o.status, o.code), (Status::Failed, ExitCode::WaitTimeout));
-            assert!(o.error.as_deref().is_some_and(|e| e.contains("--timeout")), "{:?}", o.error);
+            let error = o.error.as_deref().unwrap_or_default();
+            assert!(error.contains("--timeout") && error.contains("state pending, hop limit 2"), "{error}");
         }
         let (result, took) = one_region(&FakeAccount::with(1, 1), &apply(), NO_DEADLINE).await;
         assert_eq!(result.unwrap()[0].status, Status::Applied);
