@@ -1,6 +1,6 @@
 //! Validated settings: everything the run needs, checked before anything touches the network.
 
-use crate::cli::{Cli, Command, EvidenceSource, Output, WantedArgs};
+use crate::cli::{AgentDeadlines, ApplyArgs, CheckArgs, DoctorArgs, EvidenceSource, Output, WantedArgs, WatchArgs};
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Region};
 use crate::plan::{HopLimit, Intent, Wanted};
@@ -55,37 +55,110 @@ impl Config {
 const DEFAULT_IMDS_V4: &str = "http://169.254.169.254";
 const DEFAULT_IMDS_V6: &str = "http://[fd00:ec2::254]";
 
+/// What the four agent commands' arguments give a `Config`, each from its own `Args`.
+struct Given<'a> {
+    mode: Mode,
+    wanted: &'a WantedArgs,
+    instance_id: Option<InstanceId>,
+    region: Option<Region>,
+    deadlines: &'a AgentDeadlines,
+    evidence: EvidenceSource,
+    wait: bool,
+    wait_timeout: Duration,
+    output: Output,
+    watch: Option<Watch>,
+}
+
+impl<'a> Given<'a> {
+    fn apply(a: &'a ApplyArgs) -> Self {
+        Given {
+            mode: if a.dry_run { Mode::DryRun } else { Mode::Apply },
+            wanted: &a.wanted,
+            instance_id: a.target.instance_id.clone(),
+            region: a.target.region.clone(),
+            deadlines: &a.deadlines,
+            evidence: a.evidence.evidence,
+            wait: !a.no_wait,
+            wait_timeout: a.wait.wait_timeout,
+            output: a.output.output,
+            watch: None,
+        }
+    }
+
+    /// `check` reads and decides: it waits for nothing.
+    fn check(c: &'a CheckArgs) -> Self {
+        Given {
+            mode: Mode::Check,
+            wanted: &c.wanted,
+            instance_id: c.target.instance_id.clone(),
+            region: c.target.region.clone(),
+            deadlines: &c.deadlines,
+            evidence: c.evidence.evidence,
+            wait: false,
+            wait_timeout: Duration::ZERO,
+            output: c.output.output,
+            watch: None,
+        }
+    }
+
+    /// `doctor` reads IMDS and EC2 both, and waits for nothing.
+    fn doctor(d: &'a DoctorArgs) -> Self {
+        Given {
+            mode: Mode::Doctor,
+            wanted: &d.wanted,
+            instance_id: d.target.instance_id.clone(),
+            region: d.target.region.clone(),
+            deadlines: &d.deadlines,
+            evidence: EvidenceSource::Ec2,
+            wait: false,
+            wait_timeout: Duration::ZERO,
+            output: d.output.output,
+            watch: None,
+        }
+    }
+
+    /// `watch` applies to this instance (it takes no `--instance-id`), verifies each change, and reports by
+    /// its log.
+    fn watch(w: &'a WatchArgs) -> Result<Self> {
+        if w.interval < Duration::from_millis(100) || w.ec2_interval < w.interval {
+            return Err(Error::Usage(
+                "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
+            ));
+        }
+        Ok(Given {
+            mode: Mode::Apply,
+            wanted: &w.wanted,
+            instance_id: None,
+            region: w.region.clone(),
+            deadlines: &w.deadlines,
+            evidence: w.evidence.evidence,
+            wait: true,
+            wait_timeout: w.wait.wait_timeout,
+            output: Output::Text,
+            watch: Some(Watch { interval: w.interval, ec2_interval: w.ec2_interval }),
+        })
+    }
+}
+
 impl Config {
-    pub fn from_cli(cli: &Cli) -> Result<Self> {
-        Self::from_cli_and_env(cli, env_var)
+    pub fn apply(a: &ApplyArgs) -> Result<Self> {
+        Self::with_env(Given::apply(a), env_var)
+    }
+
+    pub fn check(c: &CheckArgs) -> Result<Self> {
+        Self::with_env(Given::check(c), env_var)
+    }
+
+    pub fn doctor(d: &DoctorArgs) -> Result<Self> {
+        Self::with_env(Given::doctor(d), env_var)
+    }
+
+    pub fn watch(w: &WatchArgs) -> Result<Self> {
+        Self::with_env(Given::watch(w)?, env_var)
     }
 
     /// `env` gives a variable's value, empty counting as unset (as for the AWS CLI).
-    pub fn from_cli_and_env(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let command = cli.chosen();
-        let (mode, wanted_args, instance_id, region, deadlines) = match &command {
-            Command::Apply(a) => {
-                let mode = if a.dry_run { Mode::DryRun } else { Mode::Apply };
-                (mode, &a.wanted, a.target.instance_id.clone(), a.target.region.clone(), &a.deadlines)
-            }
-            Command::Check(c) => {
-                (Mode::Check, &c.wanted, c.target.instance_id.clone(), c.target.region.clone(), &c.deadlines)
-            }
-            Command::Doctor(d) => {
-                (Mode::Doctor, &d.wanted, d.target.instance_id.clone(), d.target.region.clone(), &d.deadlines)
-            }
-            Command::Watch(w) => (Mode::Apply, &w.wanted, None, w.region.clone(), &w.deadlines),
-            Command::Fleet(_) | Command::Defaults(_) => {
-                return Err(Error::Unexpected("fleet and defaults have settings of their own".into()));
-            }
-        };
-        let (evidence, wait, wait_timeout, output) = match &command {
-            Command::Apply(a) => (a.evidence.evidence, !a.no_wait, a.wait.wait_timeout, a.output.output),
-            Command::Check(c) => (c.evidence.evidence, true, Duration::ZERO, c.output.output),
-            Command::Doctor(d) => (EvidenceSource::Ec2, true, Duration::ZERO, d.output.output),
-            Command::Watch(w) => (w.evidence.evidence, true, w.wait.wait_timeout, Output::Text),
-            Command::Fleet(_) | Command::Defaults(_) => unreachable!("refused above"),
-        };
+    fn with_env(given: Given, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         check_ec2_endpoints(&env)?;
         let imds_endpoint = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
             Some(url) => endpoint_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)?,
@@ -100,30 +173,19 @@ impl Config {
                 }
             },
         };
-        let watch = match &command {
-            Command::Watch(w) => {
-                if w.interval < Duration::from_millis(100) || w.ec2_interval < w.interval {
-                    return Err(Error::Usage(
-                        "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
-                    ));
-                }
-                Some(Watch { interval: w.interval, ec2_interval: w.ec2_interval })
-            }
-            _ => None,
-        };
         Ok(Config {
-            watch,
-            mode,
-            wanted: wanted(wanted_args)?,
-            instance_id,
-            region,
-            wait,
-            wait_timeout,
-            imds_timeout: deadlines.imds_timeout,
-            timeout: deadlines.timeout,
-            output,
+            mode: given.mode,
+            wanted: wanted(given.wanted)?,
+            instance_id: given.instance_id,
+            region: given.region,
+            wait: given.wait,
+            wait_timeout: given.wait_timeout,
+            imds_timeout: given.deadlines.imds_timeout,
+            timeout: given.deadlines.timeout,
+            output: given.output,
             imds_endpoint,
-            evidence,
+            evidence: given.evidence,
+            watch: given.watch,
         })
     }
 }
@@ -212,6 +274,7 @@ pub fn show_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
     use clap::Parser;
 
     #[test]
@@ -222,10 +285,23 @@ mod tests {
         assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
     }
 
-    fn config(args: &[&str]) -> Result<Config> {
+    /// The config of the agent command the arguments name, with `env` for the environment.
+    fn config_with(args: &[&str], env: impl Fn(&str) -> Option<String>) -> Result<Config> {
         let mut argv = vec!["imds-hop-limit"];
         argv.extend_from_slice(args);
-        Config::from_cli(&Cli::try_parse_from(argv).unwrap())
+        let command = Cli::try_parse_from(argv).unwrap().chosen();
+        let given = match &command {
+            Command::Apply(a) => Given::apply(a),
+            Command::Check(c) => Given::check(c),
+            Command::Doctor(d) => Given::doctor(d),
+            Command::Watch(w) => Given::watch(w)?,
+            Command::Fleet(_) | Command::Defaults(_) => panic!("not an agent command"),
+        };
+        Config::with_env(given, env)
+    }
+
+    fn config(args: &[&str]) -> Result<Config> {
+        config_with(args, |_| None)
     }
 
     #[test]
@@ -242,8 +318,7 @@ mod tests {
     }
 
     fn with_env(vars: &[(&str, &str)]) -> Result<Config> {
-        let cli = Cli::try_parse_from(["imds-hop-limit"]).unwrap();
-        Config::from_cli_and_env(&cli, |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        config_with(&[], |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
     #[test]

@@ -28,13 +28,23 @@ pub fn block_on<T>(limit: Duration, progress: &Progress, work: impl Future<Outpu
 
 /// `work`, ended at `limit` from now or by SIGTERM/SIGINT, saying where it was.
 pub async fn bounded<T>(limit: Duration, progress: &Progress, work: impl Future<Output = Result<T>>) -> Result<T> {
-    let deadline = Instant::now() + limit;
     let mut signals = Signals::new()?;
+    ended_by(limit, progress, signals.recv(), work).await
+}
+
+/// `work`, ended at `limit` from now or when `signal` comes, whichever is first.
+async fn ended_by<T>(
+    limit: Duration,
+    progress: &Progress,
+    signal: impl Future<Output = Signal>,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + limit;
     tokio::select! {
         result = tokio::time::timeout_at(deadline, work) => {
             result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
         }
-        signal = signals.recv() => Err(Error::Signal { signal, stage: progress.get() }),
+        signal = signal => Err(Error::Signal { signal, stage: progress.get() }),
     }
 }
 
@@ -130,5 +140,24 @@ mod tests {
         .unwrap_err();
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         assert!(matches!(err, Error::Deadline { stage: Stage::Waiting, limit } if limit == Duration::from_secs(3)));
+    }
+
+    /// A signal ends the work the moment it comes, before the deadline, saying where the run was.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_ends_the_work_at_once() {
+        let progress = Progress::at(Stage::Ec2);
+        let start = Instant::now();
+        let signal = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Signal::Term
+        };
+        let work = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        };
+        let err = ended_by(Duration::from_secs(180), &progress, signal, work).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert!(matches!(err, Error::Signal { signal: Signal::Term, stage: Stage::Ec2 }), "{err}");
+        assert_eq!(err.exit_code() as u8, 143);
     }
 }

@@ -1,7 +1,7 @@
 //! `imds-hop-limit apply` (the default) and `check`: one pass of the agent over this instance (or
 //! `--instance-id`), under `--timeout` and the signals, reported in one log line (and `--output json`).
 
-use crate::cli::{Cli, EvidenceSource, Output};
+use crate::cli::{EvidenceSource, Output};
 use crate::config::Config;
 use crate::error::{ExitCode, Result};
 use crate::process::{self, Progress};
@@ -9,8 +9,7 @@ use crate::reconcile::{self, Action, Report};
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub fn run(cli: &Cli) -> Result<ExitCode> {
-    let config = Config::from_cli(cli)?;
+pub fn run(config: Config) -> Result<ExitCode> {
     let start = Instant::now();
     let progress = Progress::default();
     let deadline = start + config.timeout;

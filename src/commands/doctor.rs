@@ -1,7 +1,7 @@
 //! `imds-hop-limit doctor`: explains, step by step, why this instance or this container gets no
 //! credentials, and changes nothing. A step that cannot run because an earlier one failed is skipped.
 
-use crate::cli::{Cli, Output};
+use crate::cli::Output;
 use crate::config::Config;
 use crate::ec2::{Ec2, Ec2Api};
 use crate::error::{Error, ExitCode, POLICY_HINT, Result};
@@ -15,8 +15,7 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-pub fn run(cli: &Cli) -> Result<ExitCode> {
-    let config = Config::from_cli(cli)?;
+pub fn run(config: Config) -> Result<ExitCode> {
     let checks = process::block_on(config.timeout, &Progress::default(), async {
         let imds = Imds::new(&config.imds_endpoint)?;
         let around = surroundings(&config.imds_endpoint).await;

@@ -12,15 +12,17 @@ mod fleet;
 mod watch;
 
 use crate::cli::{Cli, Command};
+use crate::config::Config;
 use crate::error::{ExitCode, Result};
 
 /// Runs the command the command line names (`apply` when none): its exit code, or the error that ended it
 /// before it could report.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     match cli.chosen() {
-        Command::Apply(_) | Command::Check(_) => apply::run(cli),
-        Command::Doctor(_) => doctor::run(cli),
-        Command::Watch(_) => watch::run(cli),
+        Command::Apply(args) => apply::run(Config::apply(&args)?),
+        Command::Check(args) => apply::run(Config::check(&args)?),
+        Command::Doctor(args) => doctor::run(Config::doctor(&args)?),
+        Command::Watch(args) => watch::run(Config::watch(&args)?),
         Command::Fleet(args) => fleet::run(&args, cli.log.quiet > 0),
         Command::Defaults(args) => defaults::run(&args),
     }

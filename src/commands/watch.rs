@@ -6,7 +6,7 @@
 //! Failures back off without exiting. One log line per change or failure, never per look. SIGTERM and SIGINT
 //! end it at once with exit 0: a node agent that is told to stop has done nothing wrong.
 
-use crate::cli::{Cli, EvidenceSource};
+use crate::cli::EvidenceSource;
 use crate::config::{Config, Watch};
 use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
@@ -26,8 +26,7 @@ enum Seen {
     Failed(String),
 }
 
-pub fn run(cli: &Cli) -> Result<ExitCode> {
-    let config = Config::from_cli(cli)?;
+pub fn run(config: Config) -> Result<ExitCode> {
     let watch = config.watch.ok_or_else(|| Error::Unexpected("watch without its settings".into()))?;
     let signal = process::runtime()?.block_on(watch_until_signal(&config, watch))?;
     tracing::info!("{signal}: stopping");
