@@ -13,7 +13,7 @@ use crate::config;
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::{InstanceId, Region};
-use crate::plan::{self, Change, Decision, Intent, Step, Wanted};
+use crate::plan::{self, Change, Decision, Intent, State, Step, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::{Patient, Target};
 use crate::regions::Regions;
@@ -144,6 +144,8 @@ pub async fn region<E: Fleet>(
         match plan::step(decision, settings.intent()) {
             Step::Nothing => {
                 outcome.status = Status::Unchanged;
+                // As the agent says it: verified when EC2's answer said `applied` with the wanted values.
+                outcome.verified = d.options.state == Some(State::Applied);
                 counts.add_compliant();
             }
             Step::NotCompliant => outcome.status = Status::NotCompliant,
@@ -630,7 +632,7 @@ mod tests {
         let outcomes = result.unwrap();
         use Status::{Applied, Unchanged};
         assert_eq!(statuses(&outcomes), [Applied, Applied, Applied, Unchanged, Applied]);
-        assert!(outcomes.iter().all(|o| o.verified == (o.status == Applied)), "each change read back applied");
+        assert!(outcomes.iter().all(|o| o.verified), "each change read back applied, the other read applied");
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 4, "one modify per instance that needs it");
         assert_eq!(ec2.instance(&outcomes[3].instance_id).options.hop_limit, HopLimit::new(3), "a higher one is kept");
         // The selection (one page), then batched reads until the changes applied (2 s after each was taken).
