@@ -36,31 +36,53 @@ pub fn run(config: Config) -> Result<ExitCode> {
 /// Looks until a signal comes; which one.
 async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
     let mut signals = Signals::new()?;
-    let imds = Imds::new(&config.imds_endpoint)?;
+    let mut agent = Agent { config, imds: Imds::new(&config.imds_endpoint)?, target: None };
+    Ok(keep_looking(watch, &mut agent, signals.recv()).await)
+}
+
+/// One look at the instance, as `keep_looking` takes it: the agent's pass, or a test's script.
+trait Look {
+    async fn look(&mut self) -> Result<Report>;
+}
+
+/// The agent's pass, each under `--timeout`; the identity read once, at the first look that gets it.
+struct Agent<'a> {
+    config: &'a Config,
+    imds: Imds,
+    target: Option<Target>,
+}
+
+impl Look for Agent<'_> {
+    async fn look(&mut self) -> Result<Report> {
+        let config = self.config;
+        let deadline = Instant::now() + config.timeout;
+        let progress = Progress::default();
+        let target = match &self.target {
+            Some(t) => t.clone(),
+            None => reconcile::identity(&self.imds, config, deadline).await?,
+        };
+        let pass = crate::agent::pass(config, &self.imds, target.clone(), &progress, deadline);
+        let report = tokio::time::timeout_at(deadline, pass)
+            .await
+            .unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))?;
+        self.target = Some(target);
+        Ok(report)
+    }
+}
+
+/// The schedule: a look, then the next after `--interval` (jittered) where IMDS proved it, `--ec2-interval`
+/// where EC2 had to be asked, or the backoff after a failure; until `stop` comes, mid-look or mid-wait.
+async fn keep_looking(watch: Watch, looker: &mut impl Look, stop: impl Future<Output = Signal>) -> Signal {
+    tokio::pin!(stop);
     let mut seen = Seen::Nothing;
     let mut failures = 0u32;
-    let mut target: Option<Target> = None;
     loop {
-        let look = async {
-            let deadline = Instant::now() + config.timeout;
-            let progress = Progress::default();
-            let t = match &target {
-                Some(t) => t.clone(),
-                None => reconcile::identity(&imds, config, deadline).await?,
-            };
-            let report =
-                tokio::time::timeout_at(deadline, crate::agent::pass(config, &imds, t.clone(), &progress, deadline))
-                    .await
-                    .unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))?;
-            Ok::<_, Error>((t, report))
-        };
         let outcome = tokio::select! {
-            outcome = look => outcome,
-            signal = signals.recv() => return Ok(signal),
+            outcome = looker.look() => outcome,
+            signal = &mut stop => return signal,
         };
         let wait = match outcome {
-            Ok((t, report)) => {
-                target = Some(t);
+            Ok(report) => {
                 failures = 0;
                 let now = Seen::Compliant(report.evidence);
                 tell(&report, &seen, &now, watch);
@@ -80,7 +102,7 @@ async fn watch_until_signal(config: &Config, watch: Watch) -> Result<Signal> {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            signal = signals.recv() => return Ok(signal),
+            signal = &mut stop => return signal,
         }
     }
 }
@@ -161,5 +183,96 @@ mod tests {
         let w = Watch { interval: Duration::from_secs(60), ec2_interval: Duration::from_secs(1800) };
         assert_eq!(cost(EvidenceSource::Imds, w), "1m through IMDS itself (no EC2 call)");
         assert!(cost(EvidenceSource::Ec2, w).starts_with("30m through EC2"));
+    }
+
+    // --- The schedule, on the paused clock, over a scripted look ---
+
+    use crate::plan::MetadataOptions;
+    use std::cell::RefCell;
+
+    /// Answers each look with the next of `script` (the last repeats), recording when it came.
+    struct Script {
+        script: Vec<Option<EvidenceSource>>,
+        at: RefCell<Vec<Instant>>,
+    }
+
+    impl Look for Script {
+        async fn look(&mut self) -> Result<Report> {
+            let n = self.at.borrow().len();
+            self.at.borrow_mut().push(Instant::now());
+            match self.script[n.min(self.script.len() - 1)] {
+                Some(evidence) => Ok(Report {
+                    instance_id: "i-12345678".into(),
+                    region: "us-west-2".into(),
+                    before: MetadataOptions::default(),
+                    after: MetadataOptions::default(),
+                    action: Action::Unchanged,
+                    verified: true,
+                    evidence,
+                    sensed: None,
+                }),
+                None => Err(Error::MetadataUnreachable { endpoint: "e".into(), detail: "refused".into() }),
+            }
+        }
+    }
+
+    fn gaps(script: &Script, start: Instant) -> Vec<Duration> {
+        let at = script.at.borrow();
+        std::iter::once(start).chain(at.iter().copied()).zip(at.iter()).map(|(a, b)| *b - a).collect()
+    }
+
+    async fn stop_after(after: Duration) -> Signal {
+        tokio::time::sleep(after).await;
+        Signal::Term
+    }
+
+    const WATCH: Watch = Watch { interval: Duration::from_secs(60), ec2_interval: Duration::from_secs(1800) };
+
+    /// Proven by IMDS: a look every minute, give or take a tenth; where EC2 had to be asked, every half hour.
+    #[tokio::test(start_paused = true)]
+    async fn looks_come_every_interval_or_every_ec2_interval() {
+        let start = Instant::now();
+        let mut imds = Script { script: vec![Some(EvidenceSource::Imds)], at: RefCell::default() };
+        let signal = keep_looking(WATCH, &mut imds, stop_after(Duration::from_secs(600))).await;
+        assert_eq!((signal, start.elapsed()), (Signal::Term, Duration::from_secs(600)), "ended by the signal");
+        let g = gaps(&imds, start);
+        assert_eq!(g[0], Duration::ZERO, "the first look at once");
+        assert!(g.len() >= 10 && g.len() <= 12, "{g:?}");
+        assert!(g[1..].iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)), "{g:?}");
+
+        let start = Instant::now();
+        let mut ec2 = Script { script: vec![Some(EvidenceSource::Ec2)], at: RefCell::default() };
+        keep_looking(WATCH, &mut ec2, stop_after(Duration::from_secs(7200))).await;
+        let g = gaps(&ec2, start);
+        assert!(g.len() >= 4 && g.len() <= 5, "{g:?}");
+        assert!(g[1..].iter().all(|d| *d >= Duration::from_secs(1620) && *d <= Duration::from_secs(1980)), "{g:?}");
+    }
+
+    /// Failures back off, doubling from the interval, and a success returns to the interval.
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_and_a_success_resets_the_interval() {
+        let start = Instant::now();
+        let script = vec![None, None, None, Some(EvidenceSource::Imds)];
+        let mut looks = Script { script, at: RefCell::default() };
+        keep_looking(WATCH, &mut looks, stop_after(Duration::from_secs(1200))).await;
+        let g = gaps(&looks, start);
+        let secs = |lo, hi| move |d: &Duration| *d >= Duration::from_secs(lo) && *d <= Duration::from_secs(hi);
+        assert!(secs(60, 120)(&g[1]) && secs(120, 240)(&g[2]) && secs(240, 480)(&g[3]), "{g:?}");
+        assert!(g[4..].iter().all(secs(54, 66)), "{g:?}");
+    }
+
+    /// A signal that comes while a look is still under way ends it there.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_ends_a_look_under_way() {
+        struct Hangs;
+        impl Look for Hangs {
+            async fn look(&mut self) -> Result<Report> {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(Error::Unexpected("never".into()))
+            }
+        }
+        let start = Instant::now();
+        let signal = keep_looking(WATCH, &mut Hangs, stop_after(Duration::from_secs(5))).await;
+        assert_eq!((signal, start.elapsed()), (Signal::Term, Duration::from_secs(5)));
     }
 }
