@@ -409,8 +409,7 @@ async fn wait_data_plane(
 ) -> Result<()> {
     progress.set(Stage::Waiting);
     let start = Instant::now();
-    let give_up = (start + config.wait_timeout).min(deadline);
-    let bound = if give_up < start + config.wait_timeout { "--timeout" } else { "--wait-timeout" };
+    let (give_up, bound) = verify::give_up(config.wait_timeout, deadline);
     let wanted = config.wanted.hop_limit;
     let mut probes = 0u32;
     loop {

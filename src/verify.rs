@@ -9,6 +9,7 @@ use crate::ids::InstanceId;
 use crate::plan::{self, InstanceState, MetadataOptions, Verdict, Wanted};
 use crate::wait::PollSchedule;
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -48,6 +49,14 @@ pub struct Wait {
     last_error: Option<String>,
 }
 
+/// When a wait that starts now gives up: `--wait-timeout` from now, or the run's deadline if sooner, and the
+/// flag that names it. Every wait for `applied` takes its bound from here: EC2's (`Wait`) and the data
+/// plane's (`reconcile::wait_data_plane`).
+pub fn give_up(wait: Duration, deadline: Instant) -> (Instant, &'static str) {
+    let wanted = Instant::now() + wait;
+    if wanted > deadline { (deadline, "--timeout") } else { (wanted, "--wait-timeout") }
+}
+
 impl Wait {
     pub fn new(
         id: InstanceId,
@@ -57,19 +66,8 @@ impl Wait {
         wait: Duration,
         deadline: Instant,
     ) -> Self {
-        let since = Instant::now();
-        let bound = if since + wait > deadline { "--timeout" } else { "--wait-timeout" };
-        Wait {
-            id,
-            key,
-            expected,
-            sent,
-            since,
-            give_up: (since + wait).min(deadline),
-            bound,
-            seen: None,
-            last_error: None,
-        }
+        let (give_up, bound) = give_up(wait, deadline);
+        Wait { id, key, expected, sent, since: Instant::now(), give_up, bound, seen: None, last_error: None }
     }
 
     /// What was read last, for the message when the wait ends without a verdict.
@@ -140,7 +138,8 @@ pub async fn verify(
         let read_at = Instant::now();
         let ids: Vec<InstanceId> = waits.borrow().iter().map(|w| w.id.clone()).collect();
         for batch in ids.chunks(BATCH) {
-            let until = waits.borrow().iter().filter(|w| batch.contains(&w.id)).map(|w| w.give_up).max();
+            let in_batch: HashSet<&InstanceId> = batch.iter().collect();
+            let until = waits.borrow().iter().filter(|w| in_batch.contains(&w.id)).map(|w| w.give_up).max();
             let until = until.unwrap_or(read_at).min(deadline);
             match reader.read_back(batch, until).await {
                 Ok(read) => settle(waits, &read, wanted, watcher),
@@ -148,7 +147,7 @@ pub async fn verify(
                 // their wait ends says what EC2 answered.
                 Err(Error::GaveUp { last, .. }) => {
                     tracing::warn!("reading back {} changed instances: EC2 answered {last}", batch.len());
-                    for w in waits.borrow_mut().iter_mut().filter(|w| batch.contains(&w.id)) {
+                    for w in waits.borrow_mut().iter_mut().filter(|w| in_batch.contains(&w.id)) {
                         w.last_error = Some(last.to_string());
                     }
                 }
@@ -159,7 +158,7 @@ pub async fn verify(
                     end_where(
                         waits,
                         watcher,
-                        |w| batch.contains(&w.id),
+                        |w| in_batch.contains(&w.id),
                         |w| Error::NotVerified { instance_id: w.id.to_string(), cause: Box::new(err.clone()) },
                     );
                 }
@@ -187,9 +186,10 @@ pub async fn verify(
 
 /// Marks what `read` says of each wait, and ends those it gives a verdict.
 fn settle(waits: &RefCell<Vec<Wait>>, read: &[Described], wanted: &Wanted, watcher: &mut impl Watcher) {
+    let read: HashMap<&InstanceId, &Described> = read.iter().map(|d| (&d.instance_id, d)).collect();
     let mut ended = Vec::new();
     waits.borrow_mut().retain_mut(|w| {
-        let Some(d) = read.iter().find(|d| d.instance_id == w.id) else { return true };
+        let Some(d) = read.get(&w.id) else { return true };
         w.seen = Some((d.state, plan::seen(&d.options, &w.expected)));
         w.last_error = None;
         watcher.read(w);
