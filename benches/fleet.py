@@ -23,7 +23,7 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "fleet.json")
 sys.path.insert(0, HERE)
-from storm import Simulator, agent_env, replace_section  # noqa: E402
+from storm import Simulator, agent_env, machine, publish, save  # noqa: E402
 
 
 def fleet_env(sim):
@@ -153,17 +153,11 @@ def main():
     if not args.report:
         if not 2 <= args.instances <= 20_000:
             sys.exit("fleet.py: from 2 to 20,000 instances")
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-        results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} x {cpu}", "runs": []}
+        results = {**machine(), "runs": []}
         results["runs"].append(measure(args.agent, args.simulator, args.instances, args.time_scale))
         print(json.dumps(results["runs"][-1], indent=1), file=sys.stderr)
-        with open(RESULTS, "w") as f:
-            json.dump(results, f, indent=1)
-    with open(RESULTS) as f:
-        results = json.load(f)
-    section = report(results)
-    replace_section("## Fleet", section)
-    print(section)
+        save(RESULTS, results)
+    publish(RESULTS, "## Fleet", report)
 
 
 if __name__ == "__main__":

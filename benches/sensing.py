@@ -293,8 +293,7 @@ def main():
         if any(x < 1 or x > 1000 for x in sizes):
             sys.exit("sensing.py: storm sizes from 1 to 1000")
         work = tempfile.mkdtemp()
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-        results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} x {cpu}"}
+        results = storm.machine()
         print("sensing.py: no-op runs", file=sys.stderr)
         results["noop"] = noop(a.agent, a.simulator, a.runs, work)
         print("sensing.py: change runs", file=sys.stderr)
@@ -309,13 +308,8 @@ def main():
                 print(f"sensing.py: storm of {n} at hop limit {hop}", file=sys.stderr)
                 results["storms"].append(sense_storm(a.agent, a.simulator, n, hop, a.timeout))
                 print(json.dumps(results["storms"][-1]), file=sys.stderr)
-        with open(RESULTS, "w") as f:
-            json.dump(results, f, indent=1)
-    with open(RESULTS) as f:
-        results = json.load(f)
-    section = report(results)
-    storm.replace_section("## Sensing from IMDS", section)
-    print(section)
+        storm.save(RESULTS, results)
+    storm.publish(RESULTS, "## Sensing from IMDS", report)
 
 
 if __name__ == "__main__":

@@ -241,19 +241,32 @@ def main():
         sizes = [int(n) for n in args.sizes.split(",")]
         if any(n < 1 or n > 1000 for n in sizes):
             sys.exit("storm.py: sizes from 1 to 1000")
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-        results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} x {cpu}",
-                   "single": single(args.agent, args.simulator, 10), "storms": []}
+        results = {**machine(), "single": single(args.agent, args.simulator, 10), "storms": []}
         for n in sizes:
             print(f"storm.py: storm of {n}", file=sys.stderr)
             results["storms"].append(storm(args.agent, args.simulator, n, args.timeout))
             print(json.dumps(results["storms"][-1]), file=sys.stderr)
-        with open(RESULTS, "w") as f:
-            json.dump(results, f, indent=1)
-    with open(RESULTS) as f:
-        results = json.load(f)
-    section = report(results)
-    replace_section("## Boot storm", section)
+        save(RESULTS, results)
+    publish(RESULTS, "## Boot storm", report)
+
+
+def machine():
+    """What every benchmark's results begin with: the day, and this machine's CPUs."""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} x {cpu}"}
+
+
+def save(path, results):
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def publish(path, heading, report):
+    """Renders BENCHMARKS.md's section `heading` with `report` from the results saved at `path` (a --report run
+    renders what an earlier run measured), and prints it."""
+    with open(path) as f:
+        section = report(json.load(f))
+    replace_section(heading, section)
     print(section)
 
 
