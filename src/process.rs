@@ -21,25 +21,35 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// `work` on a runtime of its own, ended by SIGTERM/SIGINT or at `limit` (`--timeout`), calls in flight and
-/// retries included; `progress` says where it was for the message.
-pub fn block_on<T>(limit: Duration, progress: &Progress, work: impl Future<Output = Result<T>>) -> Result<T> {
+/// retries included; `progress` says where it was for the message. `work` is given the run's deadline, the
+/// one instant its own waits must end by.
+pub fn block_on<T, F: Future<Output = Result<T>>>(
+    limit: Duration,
+    progress: &Progress,
+    work: impl FnOnce(Instant) -> F,
+) -> Result<T> {
     runtime()?.block_on(bounded(limit, progress, work))
 }
 
 /// `work`, ended at `limit` from now or by SIGTERM/SIGINT, saying where it was.
-pub async fn bounded<T>(limit: Duration, progress: &Progress, work: impl Future<Output = Result<T>>) -> Result<T> {
+pub async fn bounded<T, F: Future<Output = Result<T>>>(
+    limit: Duration,
+    progress: &Progress,
+    work: impl FnOnce(Instant) -> F,
+) -> Result<T> {
     let mut signals = Signals::new()?;
     ended_by(limit, progress, signals.recv(), work).await
 }
 
 /// `work`, ended at `limit` from now or when `signal` comes, whichever is first.
-async fn ended_by<T>(
+async fn ended_by<T, F: Future<Output = Result<T>>>(
     limit: Duration,
     progress: &Progress,
     signal: impl Future<Output = Signal>,
-    work: impl Future<Output = Result<T>>,
+    work: impl FnOnce(Instant) -> F,
 ) -> Result<T> {
     let deadline = Instant::now() + limit;
+    let work = work(deadline);
     tokio::select! {
         result = tokio::time::timeout_at(deadline, work) => {
             result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
@@ -132,7 +142,7 @@ mod tests {
     async fn the_deadline_ends_the_work_and_says_where_it_was() {
         let progress = Progress::at(Stage::Waiting);
         let start = Instant::now();
-        let err = bounded(Duration::from_secs(3), &progress, async {
+        let err = bounded(Duration::from_secs(3), &progress, |_| async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(())
         })
@@ -151,7 +161,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Signal::Term
         };
-        let work = async {
+        let work = |_| async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(())
         };

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 pub fn run(config: Config) -> Result<ExitCode> {
     let start = Instant::now();
     let progress = Progress::default();
-    let deadline = start + config.timeout;
-    let report = process::block_on(config.timeout, &progress, crate::agent::once(&config, &progress, deadline))?;
+    let once = |deadline| crate::agent::once(&config, &progress, deadline);
+    let report = process::block_on(config.timeout, &progress, once)?;
     Ok(finish(&config, &report, start.elapsed()))
 }
 

@@ -178,6 +178,26 @@ pub fn render(regions: &[RegionDefaults]) -> String {
     out
 }
 
+/// Every region's run, each region's result put in `done` as it comes, the regions in `known` once read;
+/// each call's retries end by `deadline` (the run's, less `CONCLUDE`).
+async fn every_region(
+    settings: &Settings,
+    known: &RefCell<Vec<Region>>,
+    done: &RefCell<Vec<RegionDefaults>>,
+    deadline: Instant,
+) -> Result<()> {
+    let account = Account::load().await;
+    let regions = settings.regions.resolve(&account, deadline).await?;
+    known.borrow_mut().clone_from(&regions);
+    let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
+    let runs = regions.iter().zip(&clients).map(|(r, ec2)| async {
+        let result = region(ec2, r, settings, deadline).await;
+        done.borrow_mut().push(result);
+    });
+    futures_util::future::join_all(runs).await;
+    Ok(())
+}
+
 pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
     // The regions to do, once known, and each region's result as it comes: a run ended by its deadline or a
@@ -185,19 +205,8 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     let known: RefCell<Vec<Region>> = RefCell::default();
     let done: RefCell<Vec<RegionDefaults>> = RefCell::default();
     // `--timeout` ends the run at that instant, calls in flight included.
-    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), async {
-        let account = Account::load().await;
-        let deadline = Instant::now() + settings.timeout.saturating_sub(process::CONCLUDE);
-        let regions = settings.regions.resolve(&account, deadline).await?;
-        known.borrow_mut().clone_from(&regions);
-        let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-        let runs = regions.iter().zip(&clients).map(|(r, ec2)| async {
-            let result = region(ec2, r, &settings, deadline).await;
-            done.borrow_mut().push(result);
-        });
-        futures_util::future::join_all(runs).await;
-        Ok(())
-    });
+    let work = |deadline: Instant| every_region(&settings, &known, &done, deadline - process::CONCLUDE);
+    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
     let mut regions = done.take();
     let (code, error) = match result {
         Ok(()) => (ExitCode::merge(regions.iter().map(|r| r.code)), None),

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 pub fn run(config: Config) -> Result<ExitCode> {
-    let checks = process::block_on(config.timeout, &Progress::default(), async {
+    let checks = process::block_on(config.timeout, &Progress::default(), |_| async {
         let imds = Imds::new(&config.imds_endpoint)?;
         let around = surroundings(&config.imds_endpoint).await;
         let ec2 = async |region: &str| Ec2Api::new(region, imds.client()).await;

@@ -420,7 +420,8 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, so what they decided is on the board by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
-    let result = process::block_on(limit, &Progress::at(Stage::Ec2), every_region(&settings, &counts, &board));
+    let work = |deadline: Instant| every_region(&settings, &counts, &board, deadline - process::CONCLUDE);
+    let result = process::block_on(limit, &Progress::at(Stage::Ec2), work);
     counts.finish();
     let (regions, mut outcomes, failures, ended) = match result {
         Ok((regions, outcomes, failures)) => (regions, outcomes, failures, None),
@@ -490,12 +491,9 @@ impl Board {
     }
 }
 
-async fn every_region(settings: &Settings, counts: &Counts, board: &Board) -> Result<Done> {
+/// Every region's run; each wait and retry inside ends by `deadline` (the run's, less `CONCLUDE`).
+async fn every_region(settings: &Settings, counts: &Counts, board: &Board, deadline: Instant) -> Result<Done> {
     let account = Account::load().await;
-    let deadline = match settings.timeout {
-        Some(t) => Instant::now() + t.saturating_sub(process::CONCLUDE),
-        None => Instant::now() + NO_DEADLINE,
-    };
     let regions = settings.regions.resolve(&account, deadline).await?;
     board.regions.borrow_mut().clone_from(&regions);
     tracing::debug!(?regions, "regions");
