@@ -52,9 +52,22 @@ pub fn compliant(sensed: &Sensed, wanted: &Wanted) -> bool {
         && wanted.instance_tags.is_none_or(|t| sensed.instance_tags == Some(t))
 }
 
-/// An IMDSv2 token a probe received: a secret, only ever sent back to IMDS, never shown (no `Debug`).
+/// An IMDSv2 token a probe received: a secret, only ever sent back to IMDS, never shown (no `Debug`). Made
+/// only by `Token::parse`, so that nothing else IMDS answered is ever written into a request's header.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
+
+impl Token {
+    /// The longest token taken: IMDS's are 56 characters.
+    const MAX: usize = 256;
+
+    /// A token answer's body as a token: 1 to 256 printable ASCII characters, no whitespace. Anything else
+    /// (chunk framing, a line break and a forged header, a page) is refused whole, never trimmed to fit.
+    fn parse(body: &[u8]) -> Option<Token> {
+        let ok = (1..=Self::MAX).contains(&body.len()) && body.iter().all(|b| b.is_ascii_graphic());
+        ok.then(|| Token(String::from_utf8_lossy(body).into_owned()))
+    }
+}
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,7 +166,7 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     } else {
         None
     };
-    Evidence::Proven(Sensed { hop_limit_at_least: wanted, http_tokens, instance_tags }, Token(token))
+    Evidence::Proven(Sensed { hop_limit_at_least: wanted, http_tokens, instance_tags }, token)
 }
 
 /// The instance id and region, read with a probe's token over the same kind of raw connection, validated as
@@ -161,8 +174,8 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
 /// run so needs no HTTP client at all.
 pub async fn identity(addr: SocketAddr, token: &Token) -> Option<(crate::ids::InstanceId, crate::ids::Region)> {
     let read = |path: &'static str| async move {
-        match get(addr, path, Some(&token.0)).await {
-            Some((200, body)) => Some(body),
+        match get(addr, path, Some(token)).await {
+            Some((200, body)) => Some(String::from_utf8(body).ok()?.trim().to_string()),
             _ => None,
         }
     };
@@ -226,17 +239,19 @@ fn token_request(addr: SocketAddr) -> String {
 
 /// The token, if its answer arrived at `min_ttl`; `None` if it did not come in time; an error when the probe
 /// could not be made or IMDS answered something else. The token is a secret: it is only ever sent back to IMDS.
-async fn token_at(addr: SocketAddr, min_ttl: u8, wait: Duration) -> Result<Option<String>, String> {
+async fn token_at(addr: SocketAddr, min_ttl: u8, wait: Duration) -> Result<Option<Token>, String> {
     match exchange(addr, Some(min_ttl), &token_request(addr), wait).await? {
         None => Ok(None),
-        Some((200, body)) if !body.is_empty() => Ok(Some(body)),
+        Some((200, body)) => Token::parse(&body)
+            .map(Some)
+            .ok_or_else(|| format!("IMDS answered the token request with {} bytes that are not a token", body.len())),
         Some((status, _)) => Err(format!("IMDS answered the token request with HTTP {status}")),
     }
 }
 
 /// (status, body) of IMDS's answer to a GET of `path` (with `token`, if given), on a plain socket.
-async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let token = token.map(|t| format!("X-aws-ec2-metadata-token: {t}\r\n")).unwrap_or_default();
+async fn get(addr: SocketAddr, path: &str, token: Option<&Token>) -> Option<(u16, Vec<u8>)> {
+    let token = token.map(|t| format!("X-aws-ec2-metadata-token: {}\r\n", t.0)).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{token}Connection: close\r\n\r\n", host_header(addr));
     exchange(addr, None, &request, PROBE_WAIT).await.ok().flatten()
 }
@@ -249,13 +264,14 @@ fn host_header(addr: SocketAddr) -> String {
 }
 
 /// One HTTP/1.1 exchange on a fresh socket (never pooled, never through a proxy) that drops every segment
-/// below `min_ttl`: (status, body), or `None` when no whole answer came within `wait`.
+/// below `min_ttl`: (status, body), or `None` when no whole answer came within `wait`; an error when what
+/// came is not a well-framed HTTP answer.
 async fn exchange(
     addr: SocketAddr,
     min_ttl: Option<u8>,
     request: &str,
     wait: Duration,
-) -> Result<Option<(u16, String)>, String> {
+) -> Result<Option<(u16, Vec<u8>)>, String> {
     let socket = if addr.is_ipv6() { TcpSocket::new_v6() } else { TcpSocket::new_v4() }
         .map_err(|e| format!("no socket: {e}"))?;
     if let Some(ttl) = min_ttl {
@@ -266,46 +282,125 @@ async fn exchange(
     let stream = connected.map_err(|e| format!("{NO_CONNECTION} {addr}: {}", e.kind()))?;
     match tokio::time::timeout_at(deadline, talk(&stream, request.as_bytes())).await {
         Err(_) => Ok(None),
-        Ok(Err(e)) => Err(format!("the exchange failed: {}", e.kind())),
-        Ok(Ok(answer)) => Ok(parse(&answer)),
+        Ok(Err(Talk::Io(e))) => Err(format!("the exchange failed: {}", e.kind())),
+        Ok(Err(Talk::Framing(why))) => Err(format!("IMDS's answer is not well-framed HTTP: {why}")),
+        Ok(Ok(answer)) => Ok(Some(answer)),
     }
 }
 
-/// Writes `request`, then reads until the peer closes (at most 16 KiB): readiness and non-blocking calls, the
-/// `net` feature's own, without tokio's io-util.
-async fn talk(stream: &TcpStream, mut request: &[u8]) -> std::io::Result<Vec<u8>> {
+enum Talk {
+    Io(std::io::Error),
+    Framing(&'static str),
+}
+
+/// Writes `request`, then reads one answer as its framing delimits it (`Content-Length`, chunked, or the
+/// peer's close), so that an answer on a connection the peer keeps open ends with its last byte, not with
+/// the wait. Readiness and non-blocking calls, the `net` feature's own, without tokio's io-util.
+async fn talk(stream: &TcpStream, mut request: &[u8]) -> Result<(u16, Vec<u8>), Talk> {
     while !request.is_empty() {
-        stream.writable().await?;
+        stream.writable().await.map_err(Talk::Io)?;
         match stream.try_write(request) {
             Ok(n) => request = &request[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Talk::Io(e)),
         }
     }
     let mut answer = Vec::new();
     let mut buf = [0u8; 2048];
     loop {
-        stream.readable().await?;
-        match stream.try_read(&mut buf) {
-            Ok(0) => return Ok(answer),
+        stream.readable().await.map_err(Talk::Io)?;
+        let closed = match stream.try_read(&mut buf) {
+            Ok(0) => true,
             Ok(n) => {
                 answer.extend_from_slice(&buf[..n]);
-                if answer.len() > 16 * 1024 {
-                    return Ok(answer);
-                }
+                false
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(Talk::Io(e)),
+        };
+        if let Some(whole) = frame(&answer, closed).map_err(Talk::Framing)? {
+            return Ok(whole);
+        }
+        if closed {
+            return Err(Talk::Framing("the connection closed before the answer was whole"));
         }
     }
 }
 
-/// (status, body) of a whole HTTP/1.1 answer whose connection closed after it.
-fn parse(answer: &[u8]) -> Option<(u16, String)> {
-    let text = std::str::from_utf8(answer).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.trim().to_string()))
+/// The most an answer may hold, head and body: IMDS's answers read here are a token, an id, a region or a
+/// short listing.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// One HTTP/1.1 answer from the bytes read so far (`closed`: the peer closed after them): `Some((status,
+/// body))` once it is whole, `None` while more is needed, an error when it cannot be a valid answer. The body
+/// is delimited as RFC 9112 (6.3) says: chunked, else `Content-Length`, else the close. What a request
+/// smuggler or a broken proxy sends (both, several differing lengths, another transfer coding, an interim
+/// 1xx) is refused, as is anything over `MAX_ANSWER`.
+fn frame(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut head = httparse::Response::new(&mut headers);
+    let at = match head.parse(answer) {
+        Ok(httparse::Status::Complete(at)) => at,
+        Ok(httparse::Status::Partial) if answer.len() <= MAX_ANSWER => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err("an answer head longer than 16 KiB"),
+        Err(_) => return Err("not an HTTP answer head"),
+    };
+    let status = head.code.ok_or("no status")?;
+    if !(200..=599).contains(&status) {
+        return Err("an interim (1xx) answer");
+    }
+    let header = |name: &'static str| head.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name));
+    let mut lengths = header("content-length").map(|h| {
+        let text = std::str::from_utf8(h.value).ok().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+        text.and_then(|t| t.parse::<usize>().ok()).ok_or("a Content-Length that is not a number")
+    });
+    let length = match lengths.next().transpose()? {
+        Some(first) if lengths.all(|l| l == Ok(first)) => Some(first),
+        Some(_) => return Err("Content-Length headers that disagree"),
+        None => None,
+    };
+    let body = &answer[at..];
+    let mut codings = header("transfer-encoding");
+    match (codings.next(), length) {
+        (Some(_), Some(_)) => Err("both Transfer-Encoding and Content-Length"),
+        (Some(coding), None) if codings.next().is_none() && coding.value.eq_ignore_ascii_case(b"chunked") => {
+            Ok(dechunk(body)?.map(|body| (status, body)))
+        }
+        (Some(_), None) => Err("a transfer coding other than chunked"),
+        (None, Some(length)) if length > MAX_ANSWER => Err("a body longer than 16 KiB"),
+        (None, Some(length)) if body.len() >= length => Ok(Some((status, body[..length].to_vec()))),
+        (None, Some(_)) => Ok(None),
+        (None, None) if body.len() > MAX_ANSWER => Err("a body longer than 16 KiB"),
+        (None, None) => Ok(closed.then(|| (status, body.to_vec()))),
+    }
+}
+
+/// A chunked body, once its last chunk and trailer section have come.
+fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
+    let mut body = Vec::new();
+    loop {
+        let (at, size) = match httparse::parse_chunk_size(rest) {
+            Ok(httparse::Status::Complete(found)) => found,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err("a chunk size that is not one"),
+        };
+        rest = &rest[at..];
+        if size == 0 {
+            // The trailer section: none (one CRLF), or fields ending in an empty line.
+            let ended = rest.starts_with(b"\r\n") || rest.windows(4).any(|w| w == b"\r\n\r\n");
+            return Ok(ended.then_some(body));
+        }
+        let size =
+            usize::try_from(size).ok().filter(|s| body.len() + s <= MAX_ANSWER).ok_or("a body longer than 16 KiB")?;
+        if rest.len() < size + 2 {
+            return Ok(None);
+        }
+        if &rest[size..size + 2] != b"\r\n" {
+            return Err("a chunk longer than its size");
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
 }
 
 fn set_min_ttl(socket: &TcpSocket, v6: bool, ttl: u8) -> Result<(), String> {
@@ -371,10 +466,58 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_parsed_only_when_whole() {
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"), Some((200, "abcd".into())));
-        assert_eq!(parse(b"HTTP/1.1 401 Unauthorized\r\n\r\n"), Some((401, String::new())));
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Len"), None);
+    fn an_answer_is_whole_by_its_framing_not_by_the_close() {
+        let ok = |status: u16, body: &str| Ok(Some((status, body.as_bytes().to_vec())));
+        // Content-Length: whole as soon as the body is, though the peer keeps the connection open.
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd", false), ok(200, "abcd"));
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", false), Ok(None));
+        assert_eq!(frame(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", false), ok(401, ""));
+        // Chunked: decoded, never taken with its framing.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntoken\r\n3;x=y\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(frame(chunked, false), ok(200, "tokenabc"));
+        assert_eq!(frame(&chunked[..chunked.len() - 2], false), Ok(None), "no end of the trailer section yet");
+        let trailer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(frame(trailer, false), ok(200, "ab"));
+        // Neither: the close ends it.
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\n\r\nabcd", false), Ok(None));
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\n\r\nabcd", true), ok(200, "abcd"));
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\nContent-Len", false), Ok(None));
+    }
+
+    #[test]
+    fn answers_a_smuggler_or_a_broken_proxy_would_send_are_refused() {
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nabcd"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +4\r\n\r\nabcd",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"<html>not http</html>\r\n\r\n",
+        ] {
+            assert!(frame(bad, true).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let endless = [b"HTTP/1.1 200 OK\r\n".as_slice(), &[b'a'; MAX_ANSWER + 1]].concat();
+        assert!(frame(&endless, false).is_err(), "a head that never ends is bounded");
+    }
+
+    #[test]
+    fn only_a_token_shaped_body_is_a_token() {
+        assert!(Token::parse(b"AQAEAFTAHR4bHsZbKrOOzBRFUYwWfLTOoF2bUhFmhe-Ae3gVsQqvmA==").is_some());
+        for bad in [
+            &b""[..],
+            b"a\r\nX-Injected: yes",
+            b"38\r\nabc\r\n0",
+            b"a b",
+            b"tab\there",
+            &[b'a'; 257],
+            "\u{e9}".as_bytes(),
+        ] {
+            assert!(Token::parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     /// A kernel that enforces the bound: this machine's loopback, a listener whose answers carry TTL 1.

@@ -3,7 +3,7 @@
 //! token answer, on loopback; without it, it answers with the system's default TTL of 64, as a local
 //! emulator or proxy would, which must never be taken as proof.
 
-use crate::simulator::{Options, Scenario, Simulator};
+use crate::simulator::{ImdsFault, Options, Scenario, Simulator};
 use crate::support::{agent, ec2_calls, expect, json, modifies, run, scenario};
 
 fn imds_like(hop: i64) -> Scenario {
@@ -137,4 +137,54 @@ fn a_slow_imds_is_not_taken_for_a_low_hop_limit() {
     expect(&r, 0);
     assert!(r.stderr.contains("too slow to tell"), "{}", r.stderr);
     assert_eq!(json(&r)["evidence"], "ec2", "verified by EC2's `applied`");
+}
+
+// --- The raw reader honours HTTP framing (issue 27) ---
+
+fn framed(fault: ImdsFault) -> Simulator {
+    let mut s = imds_like(2);
+    s.imds_fault = Some(fault);
+    Simulator::start(s)
+}
+
+/// A chunked token answer (valid HTTP/1.1) is decoded: the token, not its chunk framing, goes back to IMDS,
+/// so the raw reader's own identity reads are answered (one probe token, no SDK token), and the run is
+/// compliant by IMDS itself. Before, the framing was taken as the token and written, line breaks included,
+/// into the next request's header, which IMDS refused; the SDK then read the identity again.
+#[test]
+fn a_chunked_token_answer_is_decoded_not_written_into_a_header() {
+    let sim = framed(ImdsFault::ChunkedAnswers);
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0, "{:?}", sim.requests());
+    assert_eq!(json(&r)["evidence"], "imds");
+    // The probe and its control (whose answer the kernel drops); no token for an SDK client.
+    assert_eq!((sim.probe_requests(), sim.token_requests()), (2, 0), "the probe's token served the identity");
+    for path in ["/latest/meta-data/instance-id", "/latest/meta-data/placement/region"] {
+        let reads: Vec<u16> = sim.requests().iter().filter(|r| r.path == path).map(|r| r.status).collect();
+        assert_eq!(reads, [200], "{path}");
+    }
+}
+
+/// An answer framed by its length on a connection IMDS keeps open ends with its last byte: proven, with no
+/// EC2 call. Before, the reader waited for a close that never came, and every probe ran out its 250 ms.
+#[test]
+fn an_answer_on_a_connection_kept_open_ends_with_its_last_byte() {
+    let sim = framed(ImdsFault::KeepsConnectionsOpen);
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(ec2_calls(&sim), 0, "{}", r.stderr);
+    assert_eq!(json(&r)["evidence"], "imds");
+    assert!(!r.stderr.contains("too slow to tell"), "{}", r.stderr);
+}
+
+/// A token answer whose body carries a line break and a header is no token: it is never written into a
+/// request, the probe proves nothing, and the run says why.
+#[test]
+fn a_token_answer_that_would_write_a_header_is_refused() {
+    let sim = framed(ImdsFault::TokenWithHeader);
+    let r = run(&mut agent(&sim));
+    assert!(sim.requests().iter().all(|r| !r.injected), "a request carried IMDS's header: {:?}", sim.requests());
+    assert!(r.stderr.contains("bytes that are not a token"), "{}", r.stderr);
+    assert_ne!(r.code, 0, "{}", r.stderr);
 }

@@ -31,7 +31,11 @@ pub(super) fn imds(
         }
         let token = s.secret("TOKEN");
         s.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
-        let mut r = reply(200, TEXT, token);
+        let body = match s.scenario.imds_fault {
+            Some(ImdsFault::TokenWithHeader) => format!("{token}\r\nX-Injected: yes"),
+            _ => token,
+        };
+        let mut r = reply(200, TEXT, body);
         r.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_string().parse().unwrap());
         let delay = s.scenario.token_delay;
         return (r, (!delay.is_zero()).then_some(delay));

@@ -227,6 +227,13 @@ pub enum ImdsFault {
     ExpiredCredentials,
     /// The role-credentials document answers a 500 page that echoes the request, its token header included.
     CredentialsEcho500,
+    /// Every answer is chunked (`Transfer-Encoding: chunked`, in two chunks), as HTTP/1.1 allows.
+    ChunkedAnswers,
+    /// Every answer is framed by its `Content-Length` on a connection IMDS keeps open, whatever the request's
+    /// `Connection: close` asked.
+    KeepsConnectionsOpen,
+    /// The token answer's body is a token, a line break and a header (`X-Injected: yes`), framed by its length.
+    TokenWithHeader,
 }
 
 impl Default for Scenario {
@@ -290,6 +297,8 @@ pub struct Logged {
     pub at_ms: u64,
     /// The token lifetime a PUT /latest/api/token asked for (X-aws-ec2-metadata-token-ttl-seconds).
     pub token_ttl: Option<u64>,
+    /// The request carried an `X-Injected` header: text IMDS answered was written into it.
+    pub injected: bool,
 }
 
 impl Logged {

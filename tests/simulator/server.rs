@@ -44,10 +44,86 @@ pub(super) async fn serve(
         }
         let state = state.clone();
         let instance = instance.clone();
+        let fault = state.lock().unwrap().scenario.imds_fault;
+        if let (Some(fault @ (ImdsFault::ChunkedAnswers | ImdsFault::KeepsConnectionsOpen)), "imds") = (fault, server) {
+            tokio::spawn(serve_by_hand(stream, state, instance, fault));
+            continue;
+        }
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, state.clone(), server, instance.clone()));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
+    }
+}
+
+/// IMDS answered by hand, for the framings hyper would not show: every answer chunked, or framed by its
+/// length on a connection kept open whatever the request asked. The answers are `imds`'s own.
+async fn serve_by_hand(
+    mut stream: tokio::net::TcpStream,
+    state: Arc<Mutex<State>>,
+    instance: Option<Arc<str>>,
+    fault: ImdsFault,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut read = Vec::new();
+    loop {
+        let end = loop {
+            if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut buf = [0u8; 4096];
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buf[..n]),
+            }
+            if read.len() > 64 * 1024 {
+                return;
+            }
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut head = httparse::Request::new(&mut headers);
+        // A request hyper would refuse (a header that is not one) is refused here too: the connection closes.
+        let Ok(httparse::Status::Complete(_)) = head.parse(&read[..end]) else { return };
+        let mut request = Request::builder().method(head.method.unwrap_or("GET")).uri(head.path.unwrap_or("/"));
+        for h in head.headers.iter() {
+            request = request.header(h.name, h.value);
+        }
+        let Ok(request) = request.body(()) else { return };
+        let (parts, ()) = request.into_parts();
+        let close = parts.headers.get("connection").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let length: usize =
+            parts.headers.get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        read.drain(..(end + length).min(read.len()));
+        let entry = entry(&parts, "imds", Vec::new());
+        let (reply, delay) = imds(&parts, &parts.method, parts.uri.path(), &state, instance.as_deref());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        state.lock().unwrap().record(entry, reply.status().as_u16());
+        let (answer, body) = reply.into_parts();
+        let Ok(body) = body.collect().await;
+        let body = body.to_bytes();
+        let mut out = format!("HTTP/1.1 {}\r\n", answer.status);
+        for (name, value) in &answer.headers {
+            out.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+        }
+        let mut out = out.into_bytes();
+        if fault == ImdsFault::ChunkedAnswers {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            let (first, rest) = body.split_at(body.len().min(7));
+            for chunk in [first, rest].into_iter().filter(|c| !c.is_empty()) {
+                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            out.extend_from_slice(&body);
+        }
+        if stream.write_all(&out).await.is_err() || close && fault == ImdsFault::ChunkedAnswers {
+            return;
+        }
     }
 }
 
@@ -132,23 +208,7 @@ pub(super) async fn handle(
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let params = if server == "ec2" { parse_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
-    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let entry = Logged {
-        server,
-        method: method.to_string(),
-        path: path.clone(),
-        action: param("Action").unwrap_or_default(),
-        dry_run: param("DryRun").as_deref() == Some("true"),
-        params: params.clone(),
-        status: 0,
-        via_proxy: parts.uri.authority().is_some(),
-        at_ms: 0,
-        token_ttl: parts
-            .headers
-            .get("x-aws-ec2-metadata-token-ttl-seconds")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()),
-    };
+    let entry = entry(&parts, server, params.clone());
     if server == "imds" {
         let (reply, delay) = imds(&parts, &method, &path, &state, instance.as_deref());
         if let Some(delay) = delay {
@@ -197,6 +257,28 @@ pub(super) async fn handle(
     let bytes = collected.to_bytes();
     parts.headers.insert("content-length", (bytes.len() + 1000).to_string().parse().unwrap());
     Ok(Response::from_parts(parts, Either::Right(Cut(Some(bytes)))))
+}
+
+/// The log's entry for a request, before its answer.
+fn entry(parts: &hyper::http::request::Parts, server: &'static str, params: Vec<(String, String)>) -> Logged {
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    Logged {
+        server,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        action: param("Action").unwrap_or_default(),
+        dry_run: param("DryRun").as_deref() == Some("true"),
+        status: 0,
+        via_proxy: parts.uri.authority().is_some(),
+        at_ms: 0,
+        token_ttl: parts
+            .headers
+            .get("x-aws-ec2-metadata-token-ttl-seconds")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        injected: parts.headers.contains_key("x-injected"),
+        params,
+    }
 }
 
 pub(super) const TEXT: &str = "text/plain";
