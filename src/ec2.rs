@@ -280,6 +280,7 @@ impl Ec2Api {
                 action: operation,
                 instance_id: instance_id.into(),
                 encoded: err.message().and_then(encoded_authorization_message),
+                refusal: err.message().and_then(crate::error::Refusal::parse),
                 hint: self.hint,
             },
             _ if time_refused => Error::ClockSkew { failure },

@@ -244,8 +244,20 @@ pub enum Error {
     )]
     ClockSkew { failure: Failure },
 
-    #[error("not authorized to call ec2:{action} on {instance_id}: {hint}{}", decode_hint(.encoded))]
-    NotAuthorized { action: &'static str, instance_id: String, encoded: Option<String>, hint: &'static str },
+    #[error(
+        "not authorized to call ec2:{action} on {instance_id}: {}{}",
+        Refusal::advice(refusal.as_ref(), action, hint),
+        decode_hint(.encoded)
+    )]
+    NotAuthorized {
+        action: &'static str,
+        instance_id: String,
+        encoded: Option<String>,
+        /// The kind of policy that refused, where EC2's message names it.
+        refusal: Option<Refusal>,
+        /// What to grant, and to whom, when no policy allows the action (or EC2 did not say which refused).
+        hint: &'static str,
+    },
 
     #[error(
         "the instance metadata defaults of {region} are managed by {managed_by}{}: changed nothing. Change them \
@@ -296,6 +308,104 @@ pub enum Error {
 
     #[error("interrupted by {signal} while {stage}")]
     Signal { signal: Signal, stage: Stage },
+}
+
+/// The kind of policy that refused a call, as EC2's UnauthorizedOperation message names it ("... with an
+/// explicit deny in a service control policy", "... because no identity-based policy allows the ec2:X
+/// action"; the IAM user guide's "Troubleshoot access denied error messages"). Each kind has its own owner
+/// and its own remedy, so the advice differs; the ARNs the message carries are never shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub policy: PolicyKind,
+    /// An explicit `Deny` (granting more cannot help) rather than no `Allow`.
+    pub explicit: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    ServiceControl,
+    ResourceControl,
+    PermissionsBoundary,
+    IdentityBased,
+    Session,
+    VpcEndpoint,
+    ResourceBased,
+}
+
+impl PolicyKind {
+    /// The kinds, as EC2's messages name them.
+    const NAMES: [(&'static str, PolicyKind); 7] = [
+        ("service control policy", PolicyKind::ServiceControl),
+        ("resource control policy", PolicyKind::ResourceControl),
+        ("permissions boundary", PolicyKind::PermissionsBoundary),
+        ("identity-based policy", PolicyKind::IdentityBased),
+        ("session policy", PolicyKind::Session),
+        ("vpc endpoint policy", PolicyKind::VpcEndpoint),
+        ("resource-based policy", PolicyKind::ResourceBased),
+    ];
+}
+
+impl Refusal {
+    /// How much of EC2's message is read for the phrases: they stand after the principal's and the
+    /// resource's ARNs, a few hundred characters in; the encoded message after them is not read.
+    const READ: usize = 2048;
+
+    /// The refusal EC2's message names, found by its fixed phrases only; `None` when it names none.
+    pub fn parse(message: &str) -> Option<Refusal> {
+        let mut end = message.len().min(Self::READ);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = message[..end].to_ascii_lowercase();
+        PolicyKind::NAMES.iter().find_map(|(name, policy)| {
+            if text.contains(&format!("with an explicit deny in a {name}"))
+                || text.contains(&format!("with an explicit deny in an {name}"))
+            {
+                Some(Refusal { policy: *policy, explicit: true })
+            } else if text.contains(&format!("because no {name} allows")) {
+                Some(Refusal { policy: *policy, explicit: false })
+            } else {
+                None
+            }
+        })
+    }
+
+    /// What to do about it, and whose it is to do: `hint` (the policy to grant) where nothing allows the
+    /// action or EC2 did not say which policy refused.
+    fn advice(refusal: Option<&Refusal>, action: &str, hint: &str) -> String {
+        let Some(r) = refusal else { return hint.to_string() };
+        let (denies, what) =
+            if r.explicit { ("denies it explicitly", "the Deny") } else { ("does not allow it", "it") };
+        match r.policy {
+            PolicyKind::IdentityBased if !r.explicit => format!("no identity-based policy allows it: {hint}"),
+            PolicyKind::IdentityBased => {
+                "a policy attached to these credentials denies it explicitly: remove or narrow that Deny statement \
+                 (granting more cannot override it)"
+                    .to_string()
+            }
+            PolicyKind::ServiceControl | PolicyKind::ResourceControl => format!(
+                "a {} of the AWS Organization {denies}: only the organization's administrators can change {what} \
+                 (no policy of this account can override it); ask them to allow ec2:{action} for this account",
+                if r.policy == PolicyKind::ServiceControl {
+                    "service control policy (SCP)"
+                } else {
+                    "resource control policy (RCP)"
+                }
+            ),
+            PolicyKind::PermissionsBoundary => format!(
+                "the permissions boundary of these credentials' role {denies}: the boundary is the role owner's to \
+                 change; ask them to allow ec2:{action} in it (a policy attached to the role cannot go past it)"
+            ),
+            PolicyKind::Session => format!(
+                "the session policy these credentials were issued with (AssumeRole's Policy or PolicyArns) {denies}: \
+                 issue them without it, or with one that allows ec2:{action}"
+            ),
+            PolicyKind::VpcEndpoint => format!(
+                "the policy of the VPC endpoint these calls go through {denies}: the endpoint's owner can change it"
+            ),
+            PolicyKind::ResourceBased => format!("a resource-based policy {denies}: its owner can change it"),
+        }
+    }
 }
 
 fn decode_hint(encoded: &Option<String>) -> String {
@@ -450,6 +560,7 @@ mod tests {
                     action: "ModifyInstanceMetadataOptions",
                     instance_id: "i-1".into(),
                     encoded: None,
+                    refusal: None,
                     hint: POLICY_HINT,
                 },
                 5,
@@ -494,12 +605,86 @@ mod tests {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-1".into(),
             encoded: Some("AbC-123_x".into()),
+            refusal: None,
             hint: POLICY_HINT,
         }
         .to_string();
         assert!(msg.contains("ec2:ModifyInstanceMetadataOptions"), "{msg}");
         assert!(msg.contains("packaging/iam-policy.json"), "{msg}");
         assert!(msg.contains("aws sts decode-authorization-message --encoded-message AbC-123_x"), "{msg}");
+    }
+
+    /// Each kind of policy EC2's message names is recognised by its fixed phrase, explicit or not, and its
+    /// advice names whose it is to change; the ARNs around the phrase are never part of it.
+    #[test]
+    fn the_policy_that_refused_is_named_with_its_owner() {
+        let message = |why: &str| {
+            format!(
+                "You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/r/i-1 \
+                 is not authorized to perform: ec2:ModifyInstanceMetadataOptions on resource: \
+                 arn:aws:ec2:us-west-2:123456789012:instance/i-1 {why}. Encoded authorization failure message: x"
+            )
+        };
+        let cases = [
+            (
+                "with an explicit deny in a service control policy",
+                PolicyKind::ServiceControl,
+                true,
+                "organization's administrators",
+            ),
+            (
+                "because no service control policy allows the ec2:X action",
+                PolicyKind::ServiceControl,
+                false,
+                "organization's administrators",
+            ),
+            (
+                "with an explicit deny in a resource control policy",
+                PolicyKind::ResourceControl,
+                true,
+                "organization's administrators",
+            ),
+            ("with an explicit deny in a permissions boundary", PolicyKind::PermissionsBoundary, true, "role owner's"),
+            (
+                "because no permissions boundary allows the ec2:X action",
+                PolicyKind::PermissionsBoundary,
+                false,
+                "role owner's",
+            ),
+            (
+                "with an explicit deny in an identity-based policy",
+                PolicyKind::IdentityBased,
+                true,
+                "remove or narrow that Deny",
+            ),
+            (
+                "because no identity-based policy allows the ec2:X action",
+                PolicyKind::IdentityBased,
+                false,
+                "packaging/iam-policy.json",
+            ),
+            ("with an explicit deny in a session policy", PolicyKind::Session, true, "session policy"),
+            ("because no session policy allows the ec2:X action", PolicyKind::Session, false, "session policy"),
+            ("with an explicit deny in a VPC endpoint policy", PolicyKind::VpcEndpoint, true, "VPC endpoint"),
+        ];
+        for (why, policy, explicit, advice) in cases {
+            let refusal = Refusal::parse(&message(why));
+            assert_eq!(refusal, Some(Refusal { policy, explicit }), "{why}");
+            let text = Error::NotAuthorized {
+                action: "ModifyInstanceMetadataOptions",
+                instance_id: "i-1".into(),
+                encoded: None,
+                refusal,
+                hint: POLICY_HINT,
+            }
+            .to_string();
+            assert!(text.contains(advice), "{why}: {text}");
+            assert!(!text.contains("arn:aws"), "no ARN is echoed: {text}");
+        }
+        assert_eq!(Refusal::parse("You are not authorized to perform this operation."), None);
+        // Read within its bound only: a phrase past 2 KiB (or in the encoded part) is not looked for.
+        let far = format!("{}with an explicit deny in a service control policy", "é".repeat(2000));
+        assert_eq!(Refusal::parse(&far), None);
     }
 
     #[test]

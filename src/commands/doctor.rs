@@ -377,7 +377,15 @@ async fn ec2_steps<E: Ec2>(
     let id = target.instance_id.as_str();
     let mut checks = Vec::new();
     let until = tokio::time::Instant::now() + EC2_PATIENCE;
-    let authorization = |err: &Error| matches!(err, Error::NotAuthorized { .. }).then(|| POLICY_HINT.to_string());
+    // The policy to grant, unless EC2 named another kind of policy as the one that refused (the detail then
+    // says whose it is to change, and granting more would not help).
+    let authorization = |err: &Error| match err {
+        Error::NotAuthorized { refusal: None, .. } => Some(POLICY_HINT.to_string()),
+        Error::NotAuthorized { refusal: Some(r), .. } => {
+            (r.policy == crate::error::PolicyKind::IdentityBased && !r.explicit).then(|| POLICY_HINT.to_string())
+        }
+        _ => None,
+    };
     let reported = match ec2.describe(id, until).await {
         Ok(current) => {
             checks.push(Check::ok("ec2:DescribeInstances", "authorized"));
@@ -613,6 +621,7 @@ mod tests {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-12345678".into(),
             encoded: None,
+            refusal: None,
             hint: crate::error::POLICY_HINT,
         });
         let (checks, _) = diagnose_with(&FakeImds::default(), ec2, &around(Ok(Hops::Reached(1)))).await;

@@ -171,6 +171,61 @@ fn unauthorized_keeps_the_encoded_authorization_message() {
     assert!(r.stderr.contains(&command), "{}", r.stderr);
 }
 
+/// EC2's message names the kind of policy that refused; the agent, `fleet` and `defaults` each say whose it is
+/// to change (never the ARNs the message carries), and keep the decode command. No allowing policy at all
+/// is the one case where granting `packaging/iam-policy.json` is the advice.
+#[test]
+fn the_policy_that_refused_is_named_with_whose_it_is_to_change() {
+    let decode = format!("aws sts decode-authorization-message --encoded-message {}", crate::simulator::ENCODED);
+    let cases = [
+        (
+            "with an explicit deny in a service control policy",
+            "a service control policy (SCP) of the AWS Organization denies it explicitly: only the organization's administrators can change the Deny",
+        ),
+        (
+            "with an explicit deny in a resource control policy",
+            "a resource control policy (RCP) of the AWS Organization denies it explicitly",
+        ),
+        (
+            "because no permissions boundary allows the ec2:ModifyInstanceMetadataOptions action",
+            "the permissions boundary of these credentials' role does not allow it: the boundary is the role owner's to change",
+        ),
+        (
+            "with an explicit deny in an identity-based policy",
+            "a policy attached to these credentials denies it explicitly: remove or narrow that Deny statement",
+        ),
+        ("with an explicit deny in a session policy", "the session policy these credentials were issued with"),
+    ];
+    for (why, advice) in cases {
+        let sim = Simulator::start(scenario(|s| {
+            s.options.hop_limit = Some(1);
+            s.unauthorized = vec!["ModifyInstanceMetadataOptions", "ModifyInstanceMetadataDefaults"];
+            s.refused_by = Some(why);
+            s.instances = vec![crate::support::web(1, REGION, "running", 1)];
+        }));
+        let agent_run = run(&mut agent(&sim));
+        expect(&agent_run, 5);
+        let fleet_run =
+            run(&mut crate::support::fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
+        expect(&fleet_run, 5);
+        let fleet_error = json(&fleet_run)["instances"][0]["error"].as_str().unwrap_or_default().to_string();
+        let defaults_run = run(&mut crate::support::fleet(&sim, &["defaults", "apply", "--output", "json"]));
+        expect(&defaults_run, 5);
+        let defaults_error = json(&defaults_run)["regions"][0]["error"].as_str().unwrap_or_default().to_string();
+        for (what, text) in [("agent", &agent_run.stderr), ("fleet", &fleet_error), ("defaults", &defaults_error)] {
+            assert!(text.contains(advice), "{what}, {why}: {text}");
+            assert!(text.contains(&decode), "{what}: the decode command is kept: {text}");
+            assert!(!text.contains("arn:aws") && !text.contains("iam-policy.json"), "{what}, {why}: {text}");
+        }
+    }
+    // No allowing policy: grant the shipped one.
+    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let r = run(&mut agent(&sim));
+    expect(&r, 5);
+    assert!(r.stderr.contains("no identity-based policy allows it: grant ec2:DescribeInstances"), "{}", r.stderr);
+    assert!(r.stderr.contains("packaging/iam-policy.json"), "{}", r.stderr);
+}
+
 #[test]
 fn expired_role_credentials_are_named_as_such() {
     let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::ExpiredCredentials)));

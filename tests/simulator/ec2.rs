@@ -17,12 +17,16 @@ pub(super) fn ec2_error(status: u16, code: &str, message: &str) -> Reply {
     )
 }
 
-pub(super) fn unauthorized(action: &str, encoded: &str) -> Reply {
+/// EC2's refusal, naming the kind of policy that refused as EC2 does (`refused_by`: "with an explicit deny
+/// in a service control policy", ...; by default no identity-based policy allows the action).
+pub(super) fn unauthorized(action: &str, encoded: &str, refused_by: Option<&str>) -> Reply {
+    let why = refused_by
+        .map_or_else(|| format!("because no identity-based policy allows the ec2:{action} action"), str::to_string);
     ec2_error(
         403,
         "UnauthorizedOperation",
         &format!(
-            "You are not authorized to perform this operation. User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/{INSTANCE_ID} is not authorized to perform: ec2:{action} on resource: arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID} because no identity-based policy allows the ec2:{action} action. Encoded authorization failure message: {encoded}"
+            "You are not authorized to perform this operation. User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/{INSTANCE_ID} is not authorized to perform: ec2:{action} on resource: arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID} {why}. Encoded authorization failure message: {encoded}"
         ),
     )
 }
@@ -106,7 +110,7 @@ pub(super) fn ec2(
         "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
         "DescribeRegions" | "GetInstanceMetadataDefaults" | "ModifyInstanceMetadataDefaults" => {
             if s.scenario.unauthorized.contains(&action) {
-                return unauthorized(action, &encoded);
+                return unauthorized(action, &encoded, s.scenario.refused_by);
             }
             if dry_run {
                 return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -117,7 +121,7 @@ pub(super) fn ec2(
     }
     if action == "DescribeInstances" {
         if s.scenario.unauthorized.contains(&action) {
-            return unauthorized(action, &encoded);
+            return unauthorized(action, &encoded, s.scenario.refused_by);
         }
         if dry_run {
             return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -177,7 +181,7 @@ pub(super) fn ec2(
         param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
     });
     if s.scenario.unauthorized.contains(&action) || over_cap || s.scenario.unauthorized_instances.contains(&id) {
-        return unauthorized(action, &encoded);
+        return unauthorized(action, &encoded, s.scenario.refused_by);
     }
     if dry_run {
         return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");

@@ -124,6 +124,10 @@ pub struct Scenario {
     pub static_keys: Vec<(String, String)>,
     /// EC2 actions answered with UnauthorizedOperation (with an encoded authorization message).
     pub unauthorized: Vec<&'static str>,
+    /// How the UnauthorizedOperation message names the policy that refused ("with an explicit deny in a
+    /// service control policy", "because no session policy allows the ec2:X action", ...); by default no
+    /// identity-based policy allows the action.
+    pub refused_by: Option<&'static str>,
     /// Instances whose ModifyInstanceMetadataOptions answers UnauthorizedOperation (a tag-conditioned policy).
     pub unauthorized_instances: Vec<String>,
     /// A policy cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
@@ -249,6 +253,7 @@ impl Default for Scenario {
             role_attached: true,
             static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
             unauthorized: Vec::new(),
+            refused_by: None,
             unauthorized_instances: Vec::new(),
             policy_max_hop_limit: None,
             buckets: None,

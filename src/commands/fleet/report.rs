@@ -429,6 +429,7 @@ mod tests {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-00000000000000003".into(),
             encoded: None,
+            refusal: None,
             hint: "grant it",
         });
         let outcomes = vec![
