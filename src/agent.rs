@@ -23,6 +23,7 @@ pub async fn once(config: &Config, progress: &Progress, deadline: Instant) -> Re
         if sense::compliant(s, &config.wanted) {
             if let Some((instance_id, region)) = sense::identity(addr, token).await {
                 let region = config.region.clone().unwrap_or(region);
+                progress.identified(&instance_id, &region);
                 return Ok(compliant_by_imds(reconcile::Target::named(instance_id, region), s));
             }
         }
@@ -30,6 +31,7 @@ pub async fn once(config: &Config, progress: &Progress, deadline: Instant) -> Re
     let imds = Imds::new(&config.imds_endpoint)?;
     let target = reconcile::identity(&imds, config, deadline).await?;
     tracing::debug!(?target, "identity");
+    progress.identified(&target.instance_id, &target.region);
     // Nothing answered the probes (IMDS not up yet at boot) but the identity's retries found it: sense again.
     let sensed = match sensed {
         Some(e) if sense::unreachable(&e) => sense_first(config).await,

@@ -288,9 +288,10 @@ pub enum Error {
     Ec2 { operation: &'static str, failure: Failure },
 
     #[error(
-        "EC2 kept {} for {:.0} s, until the deadline: ec2:{operation}: {last}; {}",
+        "EC2 kept {} for {:.0} s, until {}: ec2:{operation}: {last}; {}",
         last.kept(),
         waited.as_secs_f64(),
+        deadline(limit),
         if last.kind == FailureKind::Throttled {
             "this is not any instance's fault: EC2's request budget is shared by the whole account and region. \
              Run it again later, or raise --timeout"
@@ -298,7 +299,39 @@ pub enum Error {
             "check the way to EC2 (the endpoint, a proxy, the network), then run it again"
         }
     )]
-    GaveUp { operation: &'static str, waited: Duration, last: Failure },
+    GaveUp {
+        operation: &'static str,
+        waited: Duration,
+        last: Box<Failure>,
+        /// `--timeout`, where the run's deadline was the bound (for the message).
+        limit: Option<Duration>,
+    },
+
+    /// A paced call whose turn would have come only after its deadline: never sent.
+    #[error(
+        "ec2:{operation} was not sent: {}",
+        if *throttled {
+            format!(
+                "EC2 was throttling this account's requests, and at the pace left ({rate:.2} calls a second) its \
+                 turn would have come after {}. This is not any instance's fault: EC2's request budget is shared by \
+                 the whole account and region. Run it again later, or raise --timeout",
+                deadline(limit)
+            )
+        } else {
+            format!(
+                "at EC2's pace for it ({rate:.2} calls a second) its turn would have come after {}: raise --timeout \
+                 (or --modify-rate, where AWS raised this account's limit)",
+                deadline(limit)
+            )
+        }
+    )]
+    NotSent {
+        operation: &'static str,
+        rate: f64,
+        throttled: bool,
+        /// `--timeout`, where the run's deadline was the bound (for the message).
+        limit: Option<Duration>,
+    },
 
     #[error("{0}")]
     Unexpected(String),
@@ -408,6 +441,29 @@ impl Refusal {
     }
 }
 
+/// The bound a call ran into: the run's `--timeout` as given, where that was it.
+fn deadline(limit: &Option<Duration>) -> String {
+    match limit {
+        Some(limit) => format!("the run's deadline (--timeout {})", crate::config::show_duration(*limit)),
+        None => "the deadline".into(),
+    }
+}
+
+impl Error {
+    /// The same error, naming `--timeout` as given where the run's deadline was the bound a call ran into.
+    pub fn at_deadline(self, timeout: Option<Duration>) -> Error {
+        match self {
+            Error::GaveUp { operation, waited, last, limit: None } => {
+                Error::GaveUp { operation, waited, last, limit: timeout }
+            }
+            Error::NotSent { operation, rate, throttled, limit: None } => {
+                Error::NotSent { operation, rate, throttled, limit: timeout }
+            }
+            other => other,
+        }
+    }
+}
+
 fn decode_hint(encoded: &Option<String>) -> String {
     match encoded {
         Some(message) => format!(
@@ -481,7 +537,7 @@ impl Error {
             Error::NotVerified { cause, .. } => cause.exit_code(),
             Error::ManagedElsewhere { .. } => ExitCode::ManagedElsewhere,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
-            Error::GaveUp { .. } => ExitCode::Throttled,
+            Error::GaveUp { .. } | Error::NotSent { .. } => ExitCode::Throttled,
             Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
             Error::Deadline { stage, .. } => match stage {
                 Stage::Identity => ExitCode::MetadataUnreachable,
@@ -572,7 +628,8 @@ mod tests {
                 Error::GaveUp {
                     operation: "DescribeInstances",
                     waited: Duration::from_secs(1),
-                    last: Failure::new(FailureKind::Throttled),
+                    last: Box::new(Failure::new(FailureKind::Throttled)),
+                    limit: None,
                 },
                 8,
             ),

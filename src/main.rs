@@ -36,7 +36,9 @@ fn main() -> ExitCode {
             tracing::error!("{err}");
             let code = err.exit_code();
             if cli.output() == cli::Output::Json {
-                process::emit_json(&serde_json::json!({ "error": err.to_string(), "exit_code": code as u8 }));
+                if let Some(report) = commands::failed(&cli, &err) {
+                    process::emit_json(&report);
+                }
             }
             code
         }

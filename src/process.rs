@@ -2,6 +2,7 @@
 //! survives a closed stdout. Below the commands; knows none of them.
 
 use crate::error::{Error, ExitCode, Result, Signal, Stage};
+use crate::ids::{InstanceId, Region};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -79,9 +80,10 @@ impl Signals {
     }
 }
 
-/// Where a run is, for the message when a deadline or a signal ends it.
+/// Where a run is, for the message when a deadline or a signal ends it, and which instance it works on once
+/// that is known, for the report of a run that then fails.
 #[derive(Debug, Default)]
-pub struct Progress(AtomicU8);
+pub struct Progress(AtomicU8, std::sync::OnceLock<(InstanceId, Region)>);
 
 impl Progress {
     /// A run that starts at `stage` (the fleet and defaults commands, which read no IMDS).
@@ -93,6 +95,15 @@ impl Progress {
 
     pub fn set(&self, stage: Stage) {
         self.0.store(stage as u8, Ordering::Relaxed);
+    }
+
+    /// The instance the run works on, once known (first call wins).
+    pub fn identified(&self, instance_id: &InstanceId, region: &Region) {
+        let _ = self.1.set((instance_id.clone(), region.clone()));
+    }
+
+    pub fn identity(&self) -> Option<&(InstanceId, Region)> {
+        self.1.get()
     }
 
     pub fn get(&self) -> Stage {

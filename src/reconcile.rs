@@ -44,8 +44,7 @@ pub struct Report {
     pub verified: bool,
     /// How the outcome is known: `imds` (the token answer's TTL, no EC2 call for it) or `ec2`.
     pub evidence: EvidenceSource,
-    /// What IMDS itself proved, when it was asked and could prove it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What IMDS itself proved, when it was asked and could prove it (`null` otherwise).
     pub sensed: Option<crate::sense::Sensed>,
 }
 
@@ -205,7 +204,11 @@ impl<E: Ec2> Patient<'_, E> {
         let start = Instant::now();
         loop {
             if let Some(pace) = self.pace {
-                pace.acquire().await;
+                if !pace.acquire_before(until).await {
+                    let (rate, throttled) = pace.slowed();
+                    let operation = "ModifyInstanceMetadataOptions";
+                    return Err(Error::NotSent { operation, rate, throttled, limit: None });
+                }
             }
             let err = match self.inner.modify(instance_id, change, dry_run).await {
                 Ok(modified) => {
@@ -248,7 +251,12 @@ impl<E> Patient<'_, E> {
         let Some(backoff) = failure.retry() else { return Err(err) };
         let delay = backoff.delay(*attempt);
         if Instant::now() + delay >= until {
-            return Err(Error::GaveUp { operation, waited: start.elapsed(), last: failure.clone() });
+            return Err(Error::GaveUp {
+                operation,
+                waited: start.elapsed(),
+                last: Box::new(failure.clone()),
+                limit: None,
+            });
         }
         if failure.kind == FailureKind::Throttled && !self.told.replace(true) {
             tracing::info!(

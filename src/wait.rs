@@ -145,17 +145,27 @@ impl Pace {
         (tokens, now)
     }
 
-    /// Waits until a call may go, and spends its token.
-    pub async fn acquire(&self) {
+    /// Waits until a call may go and spends its token; `false`, at once, when the token would come only after
+    /// `until`: the call is not to be sent.
+    pub async fn acquire_before(&self, until: tokio::time::Instant) -> bool {
         loop {
             let (tokens, now) = self.refill();
             if tokens >= 1.0 {
                 self.state.set((tokens - 1.0, now));
-                return;
+                return true;
             }
             self.state.set((tokens, now));
-            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate.get())).await;
+            let wait = Duration::from_secs_f64((1.0 - tokens) / self.rate.get());
+            if now + wait > until {
+                return false;
+            }
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The pace now, and whether throttling has slowed it below the budget's.
+    pub fn slowed(&self) -> (f64, bool) {
+        (self.rate.get(), self.rate.get() < self.max_rate)
     }
 
     /// EC2 throttled a call: something else spends the account's budget too.
@@ -227,12 +237,13 @@ mod tests {
     async fn pace_spends_the_burst_then_goes_at_the_rate() {
         let pace = Pace::new(101, 5.0);
         let start = tokio::time::Instant::now();
+        let far = start + Duration::from_secs(3600);
         for _ in 0..100 {
-            pace.acquire().await;
+            assert!(pace.acquire_before(far).await);
         }
         assert!(start.elapsed() < Duration::from_millis(1), "the burst, less one token of headroom, goes at once");
         for _ in 0..50 {
-            pace.acquire().await;
+            assert!(pace.acquire_before(far).await);
         }
         let took = start.elapsed().as_secs_f64();
         assert!((9.9..=10.1).contains(&took), "50 more at 5 a second: {took} s");
@@ -248,12 +259,17 @@ mod tests {
         }
         assert_eq!(pace.rate(), 0.25, "never below a sixteenth");
         let start = tokio::time::Instant::now();
-        pace.acquire().await;
+        assert_eq!(pace.slowed(), (0.25, true));
+        // A turn that would come after the bound is refused at once, and spends nothing.
+        assert!(!pace.acquire_before(start + Duration::from_secs(3)).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(pace.acquire_before(start + Duration::from_secs(5)).await);
         assert!(start.elapsed() >= Duration::from_secs(4), "the bucket was emptied: one token at 0.25 a second");
         for _ in 0..100 {
             pace.accepted();
         }
         assert_eq!(pace.rate(), 4.0, "back to the full rate, never above it");
+        assert!(!pace.slowed().1);
     }
 
     #[test]

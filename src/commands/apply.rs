@@ -3,9 +3,11 @@
 
 use crate::cli::{EvidenceSource, Output};
 use crate::config::Config;
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
+use crate::ids::{InstanceId, Region};
 use crate::process::{self, Progress};
 use crate::reconcile::{self, Action, Report};
+use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -13,11 +15,42 @@ pub fn run(config: Config) -> Result<ExitCode> {
     let start = Instant::now();
     let progress = Progress::default();
     let once = |deadline| crate::agent::once(&config, &progress, deadline);
-    let report = process::block_on(config.timeout, &progress, once)?;
-    Ok(finish(&config, &report, start.elapsed()))
+    match process::block_on(config.timeout, &progress, once) {
+        Ok(report) => Ok(finish(&config, &report, start.elapsed())),
+        // The run's one report, in the same shape as a success's, with what it knew of the instance.
+        Err(err) if config.output == Output::Json => {
+            tracing::error!("{err}");
+            let known = progress.identity();
+            process::emit_json(&failed(known.map(|k| &k.0), known.map(|k| &k.1), &err, start.elapsed()));
+            Ok(err.exit_code())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The report of a run that failed: the success's keys, `null` where unknown, `action` `failed`, the
+/// message in `error`.
+pub fn failed(instance_id: Option<&InstanceId>, region: Option<&Region>, err: &Error, elapsed: Duration) -> Value {
+    serde_json::json!({
+        "instance_id": instance_id,
+        "region": region,
+        "before": null,
+        "after": null,
+        "action": "failed",
+        "verified": false,
+        "evidence": null,
+        "sensed": null,
+        "elapsed_ms": elapsed.as_millis() as u64,
+        "error": err.to_string(),
+        "exit_code": err.exit_code() as u8,
+    })
 }
 
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
+    let code = match report.action {
+        Action::Unchanged | Action::Changed | Action::AppliesAtStart => ExitCode::Compliant,
+        Action::WouldChange | Action::NotCompliant => ExitCode::NotCompliant,
+    };
     if let Some(sensed) = &report.sensed {
         tracing::info!(
             "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
@@ -60,14 +93,13 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             #[serde(flatten)]
             report: &'a Report,
             elapsed_ms: u64,
+            error: Option<String>,
+            exit_code: u8,
         }
-        let json = Json { report, elapsed_ms: elapsed.as_millis() as u64 };
+        let json = Json { report, elapsed_ms: elapsed.as_millis() as u64, error: None, exit_code: code as u8 };
         process::emit_json(&json);
     }
-    match report.action {
-        Action::Unchanged | Action::Changed | Action::AppliesAtStart => ExitCode::Compliant,
-        Action::WouldChange | Action::NotCompliant => ExitCode::NotCompliant,
-    }
+    code
 }
 
 fn show<T: ToString>(value: Option<T>) -> String {

@@ -221,8 +221,8 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
             }
             (err.exit_code(), Some(err))
         }
-        // Before any region could be read (the regions themselves): nothing to report but the error.
-        Err(err) => return Err(err),
+        // Before any region could be read (the regions themselves): the report, with no region.
+        Err(err) => (err.exit_code(), Some(err)),
     };
     let order = known.borrow();
     regions.sort_by_key(|r| order.iter().position(|n| *n == r.region));
@@ -235,17 +235,27 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
         }
     }
     match settings.output {
-        Output::Json => {
-            let mut json = serde_json::json!({ "regions": regions, "note": NOTE, "exit_code": code as u8 });
-            if let Some(err) = &error {
-                json["error"] = err.to_string().into();
-            }
-            process::emit_json(&json);
-        }
-        Output::Text if error.is_none() || !regions.is_empty() => process::emit(&render(&regions)),
+        Output::Json => process::emit_json(&json(&regions, code, error.as_ref())),
+        Output::Text if !regions.is_empty() => process::emit(&render(&regions)),
         Output::Text => {}
     }
     Ok(code)
+}
+
+/// The one JSON shape of a defaults run, failures included: `regions` (`[]` when none were read), `note`,
+/// `exit_code`, and `error` (what ended the run before it finished, else `null`).
+fn json(regions: &[RegionDefaults], code: ExitCode, ended: Option<&Error>) -> serde_json::Value {
+    serde_json::json!({
+        "regions": regions,
+        "note": NOTE,
+        "exit_code": code as u8,
+        "error": ended.map(Error::to_string),
+    })
+}
+
+/// The report of a defaults run that ended before it could read anything (its settings refused).
+pub fn failed(err: &Error) -> serde_json::Value {
+    json(&[], err.exit_code(), Some(err))
 }
 
 #[cfg(test)]

@@ -24,10 +24,17 @@ pub fn run(config: Config) -> Result<ExitCode> {
     })?;
     let code = exit_code(&checks);
     match config.output {
-        Output::Json => process::emit_json(&serde_json::json!({ "checks": checks, "exit_code": code as u8 })),
+        Output::Json => {
+            process::emit_json(&serde_json::json!({ "checks": checks, "exit_code": code as u8, "error": null }))
+        }
         Output::Text => process::emit(&render(&checks)),
     }
     Ok(code)
+}
+
+/// The report of a doctor run that ended before any step could run (its settings refused, a signal).
+pub fn failed(err: &Error) -> serde_json::Value {
+    serde_json::json!({ "checks": [], "exit_code": err.exit_code() as u8, "error": err.to_string() })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

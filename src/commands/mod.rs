@@ -13,7 +13,7 @@ mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 
 /// Runs the command the command line names (`apply` when none): its exit code, or the error that ended it
 /// before it could report.
@@ -25,5 +25,21 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Watch(args) => watch::run(Config::watch(&args)?),
         Command::Fleet(args) => fleet::run(&args, cli.log.quiet > 0),
         Command::Defaults(args) => defaults::run(&args),
+    }
+}
+
+/// The report of a run that ended before its command could report (its settings refused), in that command's
+/// own `--output json` shape, so that a consumer reads the same keys on every path; `None` for `watch`,
+/// which reports by its log.
+pub fn failed(cli: &Cli, err: &Error) -> Option<serde_json::Value> {
+    let agent =
+        |t: &crate::cli::TargetArgs| apply::failed(t.instance_id.as_ref(), t.region.as_ref(), err, Default::default());
+    match cli.chosen() {
+        Command::Apply(args) => Some(agent(&args.target)),
+        Command::Check(args) => Some(agent(&args.target)),
+        Command::Doctor(_) => Some(doctor::failed(err)),
+        Command::Fleet(_) => Some(fleet::failed(err)),
+        Command::Defaults(_) => Some(defaults::failed(err)),
+        Command::Watch(_) => None,
     }
 }

@@ -134,11 +134,54 @@ fn the_timeout_ends_the_run_with_always_throttled_modifies() {
     assert!(r.took < Duration::from_secs(7), "{:?}", r.took);
     // The deadline as given, not the 4 + 15 s it used to be padded to ("25 s" alone would match a jittered
     // "retrying in 0.25 s").
-    assert!(r.stderr.contains("(--timeout 4s)") && !r.stderr.contains("deadline of"), "{}", r.stderr);
-    assert!(!r.stderr.contains("raise --wait-timeout"), "{}", r.stderr);
+    assert!(!r.stderr.contains("deadline of") && !r.stderr.contains("raise --wait-timeout"), "{}", r.stderr);
     let doc = json(&r);
     assert_eq!(doc["summary"]["exit_code"], 8);
-    assert_eq!(doc["instances"].as_array().unwrap().len(), 30, "every instance reported");
+    let instances = doc["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 30, "every instance reported");
+    // In an apply, a change never accepted is a failure with its reasons, throttling and the deadline as
+    // given, not "not compliant" (issue 27): in the JSON, the summary, the log's line and the table alike.
+    for i in instances {
+        let error = i["error"].as_str().unwrap_or_default();
+        assert_eq!(i["action"], "failed", "{i}");
+        assert!(error.contains("throttling") && error.contains("(--timeout 4s)"), "{error}");
+    }
+    assert_eq!((doc["summary"]["failed"].as_u64(), doc["summary"]["not_compliant"].as_u64()), (Some(30), Some(0)));
+    assert!(r.stderr.contains("changed 0, applied 0, failed 30"), "{}", r.stderr);
+    let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--timeout", "4s"]));
+    expect(&r, 8);
+    assert_eq!(r.stdout.matches("failed (exit 8)").count(), 30, "{}", r.stdout);
+    assert!(!r.stdout.contains("not compliant"), "{}", r.stdout);
+}
+
+/// A region that hung until `--timeout` is counted in the log's last line as the JSON counts it (issue 27):
+/// the line said "failed 0" while the JSON named the region.
+#[test]
+fn the_summary_line_counts_a_failed_region_as_the_json_does() {
+    let sim = Simulator::start(scenario(|s| s.hang_regions = vec!["eu-west-1"]));
+    let args = ["fleet", "apply", "--region", "us-west-2,eu-west-1", "--timeout", "3s", "--output", "json"];
+    let r = run(&mut fleet(&sim, &args));
+    expect(&r, 8);
+    let summary = json(&r)["summary"].clone();
+    assert_eq!(summary["region_failures"].as_array().map(Vec::len), Some(1), "{summary}");
+    assert_eq!(summary["region_failures"][0]["region"], "eu-west-1");
+    let line =
+        lines_at(&r.stderr, "INFO").into_iter().find(|l| l.contains("fleet apply: selected")).unwrap_or_default();
+    let counted = format!(
+        "selected {}, compliant {}, to change {}, changed {}, applied {}, failed {}, 1 region failed in",
+        summary["selected"],
+        summary["compliant"],
+        summary["to_change"],
+        summary["changed"],
+        summary["applied"],
+        summary["failed"]
+    );
+    assert!(line.contains(&counted), "{line}\n{summary}");
+    // And where DescribeInstances itself fails (refused) rather than hangs.
+    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--region", "us-west-2"]));
+    expect(&r, 5);
+    assert!(r.stderr.contains("failed 0, 1 region failed in"), "{}", r.stderr);
 }
 
 #[test]
@@ -182,8 +225,84 @@ fn json_is_printed_when_the_regions_cannot_be_read() {
             expect(&r, 1);
             let doc = json(&r);
             assert!(doc["error"].as_str().is_some_and(|e| e.contains("DescribeRegions")), "{command:?}: {doc}");
+            // The report's own shape, not a bare error object: a consumer's jq reads the same keys (issue 27).
+            if command[0] == "fleet" {
+                let summary = &doc["summary"];
+                for count in [
+                    "selected",
+                    "compliant",
+                    "to_change",
+                    "not_compliant",
+                    "changed",
+                    "applied",
+                    "applies_at_start",
+                    "failed",
+                ] {
+                    assert_eq!(summary[count], 0, "{count}: {doc}");
+                }
+                assert_eq!(summary["exit_code"], 1, "{doc}");
+                assert_eq!(summary["region_failures"], serde_json::json!([]), "{doc}");
+                assert_eq!(doc["instances"], serde_json::json!([]), "{doc}");
+            } else {
+                assert_eq!(
+                    (doc["regions"].clone(), doc["exit_code"].clone()),
+                    (serde_json::json!([]), 1.into()),
+                    "{doc}"
+                );
+            }
         }
     }
+}
+
+/// Every `--output json` of a command has one set of keys, on success and on every failure: the agent's
+/// report (null where unknown), fleet's summary and instances, defaults' regions, doctor's checks; each with
+/// `exit_code` and `error` (null on success). A usage error after parsing (a value the command refuses) too.
+#[test]
+fn every_command_has_one_json_shape_failures_included() {
+    fn keys(doc: &serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+    let ok = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
+    let refused = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    for command in [&["apply"][..], &["check"]] {
+        let with = |args: &[&'static str]| [command, args, &["--output", "json"]].concat();
+        let good = json(&run(agent(&ok).args(with(&[]))));
+        let r = run(agent(&refused).args(with(&[])));
+        expect(&r, 5);
+        let bad = json(&r);
+        assert_eq!(keys(&good), keys(&bad), "{command:?}:\n{good}\n{bad}");
+        assert_eq!((good["error"].clone(), good["exit_code"].clone()), (serde_json::Value::Null, 0.into()));
+        assert_eq!((bad["action"].as_str(), bad["exit_code"].as_u64()), (Some("failed"), Some(5)), "{bad}");
+        assert_eq!(bad["instance_id"], crate::simulator::INSTANCE_ID, "the identity it had read: {bad}");
+        assert!(bad["error"].as_str().unwrap().contains("ec2:DescribeInstances"), "{bad}");
+        // No IMDS at all: the identity is unknown, and says so with null.
+        let r = run(agent(&ok)
+            .args(with(&["--imds-timeout", "1s"]))
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", closed_port())));
+        expect(&r, 4);
+        let none = json(&r);
+        assert_eq!(keys(&good), keys(&none), "{none}");
+        assert!(none["instance_id"].is_null() && none["region"].is_null(), "{none}");
+    }
+    let good = json(&run(&mut fleet(&ok, &["fleet", "check", "--output", "json"])));
+    let r = run(&mut fleet(&ok, &["fleet", "apply", "--modify-rate", "0", "--output", "json"]));
+    expect(&r, 2);
+    let usage = json(&r);
+    assert_eq!(keys(&good), keys(&usage), "{usage}");
+    assert_eq!(keys(&good["summary"]), keys(&usage["summary"]), "{usage}");
+    assert_eq!((good["error"].is_null(), usage["summary"]["exit_code"].as_u64()), (true, Some(2)), "{usage}");
+    let good = json(&run(&mut fleet(&ok, &["defaults", "check", "--output", "json"])));
+    let r = run(&mut fleet(&ok, &["defaults", "check", "--ipv6-endpoint", "enabled", "--output", "json"]));
+    expect(&r, 2);
+    assert_eq!(keys(&good), keys(&json(&r)), "{}", r.stdout);
+    let good = json(&run(agent(&ok).args(["doctor", "--output", "json"])));
+    let mut doctor = agent(&ok);
+    doctor.args(["doctor", "--output", "json"]).env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    let r = run(doctor.env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "v5"));
+    expect(&r, 2);
+    assert_eq!(keys(&good), keys(&json(&r)), "{}", r.stdout);
 }
 
 /// `defaults apply --output json` ended by SIGTERM prints its object, every region in it.

@@ -286,7 +286,10 @@ async fn change_all<E: Fleet>(
         let paced = &paced;
         async move {
             let id = ledger.outcomes.borrow()[index].instance_id.clone();
-            let result = paced.modify(&id, &change, settings.dry_run, patience(deadline)).await;
+            let until = patience(deadline);
+            let result = paced.modify(&id, &change, settings.dry_run, until).await;
+            // Where the run's deadline was the bound, the message names --timeout as given.
+            let result = result.map_err(|err| err.at_deadline(settings.timeout.filter(|_| until == deadline)));
             (index, change, result)
         }
     };
@@ -431,7 +434,10 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
                 "{err}; so far: {counts}. Changes sent are not undone; the report below is as far as the run got, \
                  and `imds-hop-limit fleet check` with the same selection shows each instance now"
             );
-            let outcomes = board.snapshot();
+            let mut outcomes = board.snapshot();
+            if settings.act == Act::Apply {
+                unsent(&mut outcomes, &err);
+            }
             let regions = board.regions.borrow().clone();
             // A region with nothing on the board never got its selection read.
             let failures = regions
@@ -443,36 +449,50 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
                     code: err.exit_code(),
                 })
                 .collect();
-            (regions, outcomes, failures, Some(err.exit_code()))
+            (regions, outcomes, failures, Some(err))
         }
-        // Before any region's selection could be read (the regions themselves, say): no instance to report.
-        Err(err) => return Err(err),
+        // Before any region's selection could be read (the regions themselves): the report, with no instance.
+        Err(err) => {
+            tracing::error!("{err}");
+            (Vec::new(), Vec::new(), Vec::new(), Some(err))
+        }
     };
     if ended.is_none() {
         outcomes.extend(not_found(&settings, &regions, &outcomes));
     }
     let merged = ExitCode::merge(outcomes.iter().map(exit_code).chain(failures.iter().map(|f| f.code)));
-    let code = ended.unwrap_or(merged);
+    let code = ended.as_ref().map_or(merged, Error::exit_code);
     let elapsed = start.elapsed();
+    let summary = report::Summary::new(&outcomes, regions.clone(), &failures, code, elapsed.as_millis() as u64);
     tracing::info!(
-        "fleet {}: {counts} in {:.1} s; exit {}",
+        "fleet {}: {} in {:.1} s; exit {}",
         if settings.act == Act::Check { "check" } else { "apply" },
+        summary.line(),
         elapsed.as_secs_f64(),
         code as u8
     );
     match settings.output {
-        Output::Json => {
-            let summary = report::Summary::new(&outcomes, regions, &failures, code, elapsed.as_millis() as u64);
-            #[derive(serde::Serialize)]
-            struct Json<'a> {
-                summary: report::Summary,
-                instances: &'a [Outcome],
-            }
-            process::emit_json(&Json { summary, instances: &outcomes });
-        }
+        Output::Json => process::emit_json(&report::Json::new(summary, &outcomes, ended.as_ref())),
         Output::Text => process::emit(&report::render(&outcomes, &regions, &failures, settings.act == Act::Check)),
     }
     Ok(code)
+}
+
+/// The report of a fleet run that ended before it could read anything (its settings refused): the same
+/// shape as every other, with no instance.
+pub fn failed(err: &Error) -> serde_json::Value {
+    let summary = report::Summary::new(&[], Vec::new(), &[], err.exit_code(), 0);
+    serde_json::to_value(report::Json::new(summary, &[], Some(err))).unwrap_or_default()
+}
+
+/// What an interrupted apply had not yet sent is failed, with what ended the run: the change it was to make
+/// did not happen, and "not compliant" is `check`'s word for an instance nobody tried to change.
+fn unsent(outcomes: &mut [Outcome], err: &Error) {
+    for o in outcomes.iter_mut().filter(|o| o.status == Status::NotCompliant) {
+        o.status = Status::Failed;
+        o.code = err.exit_code();
+        o.error = Some(format!("the change was not sent before the run ended: {err}"));
+    }
 }
 
 type Done = (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>);
@@ -507,7 +527,6 @@ async fn every_region(settings: &Settings, counts: &Counts, board: &Board, deadl
         match result {
             Ok(o) => outcomes.extend(o),
             Err(err) => {
-                counts.add_failed();
                 let mut error = err.to_string();
                 // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
                 if some_region_worked && matches!(err, Error::NoCredentials { .. }) {

@@ -318,6 +318,8 @@ pub struct Tally {
     /// Instances read from EC2 (an `--instance-id` not found is not one).
     pub selected: usize,
     pub compliant: usize,
+    /// Instances that needed a change when they were read (whatever became of it).
+    pub to_change: usize,
     /// Left to change: `check`, or `--dry-run`.
     pub not_compliant: usize,
     /// Changes EC2 accepted: applied, applying at start, or not verified (`--no-wait`, an interrupted run).
@@ -332,6 +334,7 @@ impl Tally {
         let mut t = Tally::default();
         for o in outcomes {
             t.selected += usize::from(o.before.is_some());
+            t.to_change += usize::from(o.change.is_some());
             match o.status {
                 Status::Unchanged => t.compliant += 1,
                 Status::NotCompliant | Status::WouldChange => t.not_compliant += 1,
@@ -372,6 +375,21 @@ fn summary_line(t: &Tally, act_is_check: bool) -> String {
     parts.join(", ")
 }
 
+/// The one JSON shape of a fleet run, failures included: `summary` (every count, zeros included),
+/// `instances` (`[]` when none) and `error` (what ended the run before it finished, else `null`).
+#[derive(Serialize)]
+pub struct Json<'a> {
+    pub summary: Summary,
+    pub instances: &'a [Outcome],
+    pub error: Option<String>,
+}
+
+impl<'a> Json<'a> {
+    pub fn new(summary: Summary, instances: &'a [Outcome], ended: Option<&Error>) -> Self {
+        Json { summary, instances, error: ended.map(Error::to_string) }
+    }
+}
+
 #[derive(Serialize)]
 pub struct Summary {
     #[serde(flatten)]
@@ -383,6 +401,25 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The run's counts in one line, for the log's last word: the same numbers as the JSON's, region
+    /// failures included.
+    pub fn line(&self) -> String {
+        let t = &self.tally;
+        let mut line = format!(
+            "selected {}, compliant {}, to change {}, changed {}, applied {}",
+            t.selected, t.compliant, t.to_change, t.changed, t.applied
+        );
+        if t.applies_at_start > 0 {
+            let _ = write!(line, ", applies at start {}", t.applies_at_start);
+        }
+        let _ = write!(line, ", failed {}", t.failed);
+        let regions = self.region_failures.len();
+        if regions > 0 {
+            let _ = write!(line, ", {regions} region{} failed", plural(regions));
+        }
+        line
+    }
+
     pub fn new(
         outcomes: &[Outcome],
         regions: Vec<Region>,
@@ -470,6 +507,11 @@ mod tests {
         let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
         let t = &s.tally;
         assert_eq!((t.selected, t.compliant, t.not_compliant, t.changed, t.applied, t.failed), (3, 1, 1, 1, 1, 1));
+        assert_eq!(t.to_change, 2, "the one not compliant and the one changed");
         assert_eq!(s.exit_code, 7);
+        assert_eq!(s.line(), "selected 3, compliant 1, to change 2, changed 1, applied 1, failed 1");
+        let failure = RegionFailure { region: "eu-west-1".into(), error: "hung".into(), code: ExitCode::Throttled };
+        let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[failure], ExitCode::Throttled, 5);
+        assert!(s.line().ends_with(", failed 1, 1 region failed"), "{}", s.line());
     }
 }
