@@ -46,6 +46,18 @@ fn the_kubernetes_manifests_validate_strictly_for_two_versions() {
     assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
     assert_eq!(pod["priorityClassName"], "system-node-critical");
     assert_eq!(pod["tolerations"][0]["operator"], "Exists", "every node, tainted ones too");
+    // No pod where there is no EC2 instance of yours (Fargate), no IMDS (EKS Hybrid Nodes, on premises), or
+    // options that cannot be changed (EKS Auto Mode): the EKS user guide's compute-type values, as
+    // aws-vpc-cni's own DaemonSet excludes them (issue 27: hybrid nodes got a pod that was never ready).
+    let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    let expression = &terms[0]["matchExpressions"][0];
+    assert_eq!(
+        (&expression["key"], &expression["operator"]),
+        (&"eks.amazonaws.com/compute-type".into(), &"NotIn".into())
+    );
+    let mut excluded: Vec<&str> = expression["values"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    excluded.sort();
+    assert_eq!(excluded, ["auto", "fargate", "hybrid"]);
     let c = &pod["containers"][0];
     assert_eq!(c["image"], image());
     let sc = &c["securityContext"];
