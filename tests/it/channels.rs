@@ -149,6 +149,24 @@ fn the_hook_is_executable_and_hides_nothing() {
     }
 }
 
+/// The demo is the first thing a new user runs: it ends with 0 and nothing of bash's own (issue 27: its second
+/// coprocess started before the first was reaped, and bash warned that the first "still exists").
+#[test]
+fn the_demo_runs_clean() {
+    let target = crate::support::bin().parent().unwrap().parent().unwrap().to_path_buf();
+    let out = Command::new("bash")
+        .args(["scripts/demo", "--inside"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    crate::support::no_secret(&said);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.lines().any(|l| l.contains(": warning: ") || l.contains("execute_coproc")), "{said}");
+    assert!(said.contains("fleet apply: selected 5"), "it ran to the end: {said}");
+}
+
 #[test]
 fn shipped_shell_scripts_pass_shellcheck() {
     let scripts = [
