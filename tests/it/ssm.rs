@@ -73,6 +73,22 @@ fn the_default_download_is_this_releases_assets() {
     assert!(workflow.contains("gh release create \"$GITHUB_REF_NAME\" dist/*"), "every dist/ file is an asset");
 }
 
+/// Pushes to main and pull requests run `.ci/run` on the machine the release workflow builds on (issue 27:
+/// only the release workflow existed); `.ci/run` lints every workflow with actionlint.
+#[test]
+fn pushes_and_pull_requests_run_ci_as_the_release_does() {
+    let ci = std::fs::read_to_string(".github/workflows/ci.yml").unwrap();
+    let release = std::fs::read_to_string(".github/workflows/release.yml").unwrap();
+    for trigger in ["  push:\n    branches: [main]", "  pull_request:"] {
+        assert!(ci.contains(trigger), "{trigger}: {ci}");
+    }
+    for step in ["image: rust:1.95-bookworm", "options: --privileged", "run: bash .ci/run", "fetch-depth: 0"] {
+        assert!(ci.contains(step) && release.contains(step), "{step}");
+    }
+    let run = std::fs::read_to_string(".ci/run").unwrap();
+    assert!(run.contains("/actionlint\" .github/workflows/*.yml"), "every workflow is linted");
+}
+
 #[test]
 fn the_rendered_script_passes_shellcheck() {
     let path = std::env::temp_dir().join(format!("ssm-script-{}.sh", std::process::id()));
