@@ -37,7 +37,9 @@ fn the_image_is_an_oci_index_of_both_architectures_from_scratch() {
     assert_eq!(std::fs::read_to_string(layout.join("oci-layout")).unwrap(), r#"{"imageLayoutVersion":"1.0.0"}"#);
     let index = json(&std::fs::read(layout.join("index.json")).unwrap());
     let top = &index["manifests"][0];
-    assert_eq!(top["annotations"]["org.opencontainers.image.ref.name"], version());
+    let reference = format!("{}:{}", manifests_image(), version());
+    assert_eq!(top["annotations"]["org.opencontainers.image.ref.name"], version(), "the tag, as the layout spec has it");
+    assert_eq!(top["annotations"]["io.containerd.image.name"], reference.as_str());
     let platforms = json(&blob(&layout, top));
     let mut seen = Vec::new();
     for m in platforms["manifests"].as_array().unwrap() {
@@ -77,6 +79,35 @@ fn the_image_is_an_oci_index_of_both_architectures_from_scratch() {
     seen.sort();
     assert_eq!(seen, ["amd64", "arm64"]);
     let _ = std::fs::remove_dir_all(&layout);
+}
+
+/// The repository the DaemonSet runs (the ECS task and the Bottlerocket settings name the same).
+fn manifests_image() -> String {
+    let daemonset = std::fs::read_to_string("deploy/kubernetes/daemonset.yaml").unwrap();
+    let line = daemonset.lines().find_map(|l| l.trim().strip_prefix("image: ")).unwrap();
+    line.rsplit_once(':').unwrap().0.to_string()
+}
+
+/// `podman load` stores the image under the reference the manifests run (issue 27: it was
+/// `localhost/0.1.0:latest`, so a DaemonSet on a node loaded by hand pulled instead). In a store of its own.
+#[test]
+fn podman_load_names_the_image_as_the_manifests_do() {
+    let store = scratch("podman-store");
+    let root = |args: &[&str]| {
+        let mut cmd = podman(&["--root", &format!("{}/root", store.display())]);
+        cmd.args(["--runroot", &format!("{}/run", store.display()), "--storage-driver", "vfs"]).args(args);
+        cmd.output().expect("podman (.ci/run installs it)")
+    };
+    let out = root(&["load", "-i", archive().to_str().unwrap()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let reference = format!("{}:{}", manifests_image(), version());
+    assert!(text.contains(&format!("Loaded image: {reference}")), "{text}");
+    let out = root(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let images = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(images.trim(), reference, "one image, under the manifests' name");
+    let _ = root(&["system", "reset", "--force"]);
+    let _ = std::fs::remove_dir_all(&store);
 }
 
 fn podman(args: &[&str]) -> Command {
