@@ -261,29 +261,11 @@ pub fn ec2_endpoint(region: &str) -> String {
     })
 }
 
-/// A duration as a flag takes it and as the operator gave it: `10s`, `2m`, `500ms`.
-pub fn show_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        _ if ms % 1000 != 0 => format!("{ms}ms"),
-        _ if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
-        _ => format!("{}s", ms / 1000),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
-
-    #[test]
-    fn durations_are_shown_as_a_flag_takes_them() {
-        assert_eq!(show_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(show_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(show_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
-    }
 
     /// The config of the agent command the arguments name, with `env` for the environment.
     fn config_with(args: &[&str], env: impl Fn(&str) -> Option<String>) -> Result<Config> {

@@ -336,7 +336,7 @@ pub enum Error {
     #[error("{0}")]
     Unexpected(String),
 
-    #[error("the run's deadline (--timeout {}) passed while {stage}; raise --timeout", crate::config::show_duration(*limit))]
+    #[error("the run's deadline (--timeout {}) passed while {stage}; raise --timeout", crate::cli::show_duration(*limit))]
     Deadline { stage: Stage, limit: Duration },
 
     #[error("interrupted by {signal} while {stage}")]
@@ -444,7 +444,7 @@ impl Refusal {
 /// The bound a call ran into: the run's `--timeout` as given, where that was it.
 fn deadline(limit: &Option<Duration>) -> String {
     match limit {
-        Some(limit) => format!("the run's deadline (--timeout {})", crate::config::show_duration(*limit)),
+        Some(limit) => format!("the run's deadline (--timeout {})", crate::cli::show_duration(*limit)),
         None => "the deadline".into(),
     }
 }

@@ -303,9 +303,127 @@ pub fn seen(read: &MetadataOptions, expected: &MetadataOptions) -> MetadataOptio
     MetadataOptions { state: read.state, ..read.or(expected) }
 }
 
+// --- Text: how options read in every message and report, one renderer for all ---
+
+/// What a value that is not there means where it is shown: EC2 left the field out of its answer (`unknown`),
+/// or an account default that is not set (`no preference`, as EC2 names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    Unknown,
+    NoPreference,
+}
+
+/// One value as text, or what its absence means.
+pub fn show<T: fmt::Display>(value: Option<T>, absent: Absent) -> String {
+    match (value, absent) {
+        (Some(v), _) => v.to_string(),
+        (None, Absent::Unknown) => "unknown".into(),
+        (None, Absent::NoPreference) => "no preference".into(),
+    }
+}
+
+/// A field of the metadata options, by the name messages give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    HopLimit,
+    Endpoint,
+    HttpTokens,
+    Ipv6Endpoint,
+    InstanceTags,
+}
+
+impl Field {
+    pub const ALL: [Field; 5] =
+        [Field::HopLimit, Field::Endpoint, Field::HttpTokens, Field::Ipv6Endpoint, Field::InstanceTags];
+    /// The two that compliance is about.
+    pub const COMPLIANCE: [Field; 2] = [Field::HopLimit, Field::Endpoint];
+    /// Those the account defaults have (no IPv6 endpoint setting).
+    pub const DEFAULTS: [Field; 4] = [Field::HopLimit, Field::Endpoint, Field::HttpTokens, Field::InstanceTags];
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::HopLimit => "hop limit",
+            Field::Endpoint => "endpoint",
+            Field::HttpTokens => "http tokens",
+            Field::Ipv6Endpoint => "ipv6 endpoint",
+            Field::InstanceTags => "instance tags",
+        }
+    }
+
+    fn of(self, o: &MetadataOptions, absent: Absent) -> String {
+        match self {
+            Field::HopLimit => show(o.hop_limit, absent),
+            Field::Endpoint => show(o.http_endpoint, absent),
+            Field::HttpTokens => show(o.http_tokens, absent),
+            Field::Ipv6Endpoint => show(o.ipv6_endpoint, absent),
+            Field::InstanceTags => show(o.instance_tags, absent),
+        }
+    }
+}
+
+impl MetadataOptions {
+    /// `hop limit 2, endpoint enabled`: the `fields`, in that order.
+    pub fn describe(&self, fields: &[Field], absent: Absent) -> String {
+        let parts: Vec<String> = fields.iter().map(|f| format!("{} {}", f.name(), f.of(self, absent))).collect();
+        parts.join(", ")
+    }
+
+    /// What compliance is about, as last read: `state pending, hop limit 2, endpoint enabled`; a read that
+    /// reports no state says that it cannot be verified applied.
+    pub fn last_read(&self) -> String {
+        let values = match (self.hop_limit, self.http_endpoint) {
+            (None, None) => "no values reported".to_string(),
+            _ => self.describe(&Field::COMPLIANCE, Absent::Unknown),
+        };
+        match self.state {
+            Some(state) => format!("state {state}, {values}"),
+            None => format!(
+                "EC2 reported no state for the metadata options ({values}), so the change cannot be verified applied"
+            ),
+        }
+    }
+
+    /// `hop limit 1 -> 2, endpoint enabled -> disabled`: the fields that differ in `after`, or `no change`.
+    pub fn changes_to(&self, after: &MetadataOptions) -> String {
+        let changed: Vec<String> = Field::ALL
+            .iter()
+            .map(|f| (f.name(), f.of(self, Absent::Unknown), f.of(after, Absent::Unknown)))
+            .filter(|(_, b, a)| b != a)
+            .map(|(name, b, a)| format!("{name} {b} -> {a}"))
+            .collect();
+        if changed.is_empty() { "no change".into() } else { changed.join(", ") }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_read_the_same_in_every_message() {
+        let o = MetadataOptions {
+            state: Some(State::Pending),
+            hop_limit: HopLimit::new(2),
+            http_endpoint: Some(Toggle::Enabled),
+            ..MetadataOptions::default()
+        };
+        assert_eq!(o.describe(&Field::COMPLIANCE, Absent::Unknown), "hop limit 2, endpoint enabled");
+        assert_eq!(
+            o.describe(&Field::DEFAULTS, Absent::NoPreference),
+            "hop limit 2, endpoint enabled, http tokens no preference, instance tags no preference"
+        );
+        assert_eq!(o.last_read(), "state pending, hop limit 2, endpoint enabled");
+        let unread = MetadataOptions::default();
+        assert_eq!(
+            unread.last_read(),
+            "EC2 reported no state for the metadata options (no values reported), so the change cannot be verified \
+             applied"
+        );
+        let after =
+            MetadataOptions { hop_limit: HopLimit::new(3), http_tokens: Some(HttpTokens::Required), ..o.clone() };
+        assert_eq!(o.changes_to(&after), "hop limit 2 -> 3, http tokens unknown -> required");
+        assert_eq!(o.changes_to(&o), "no change");
+    }
 
     fn hl(n: i64) -> HopLimit {
         HopLimit::new(n).unwrap()

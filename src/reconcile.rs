@@ -325,9 +325,9 @@ pub async fn reconcile(
     };
     // `watch` says it once, when the change is in effect.
     if config.watch.is_some() {
-        tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+        tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
     } else {
-        tracing::info!("ModifyInstanceMetadataOptions accepted: {}", describe_change(&before, &accepted));
+        tracing::info!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
     }
     if !config.wait {
         return Ok(report(accepted, Action::Changed, false));
@@ -450,46 +450,6 @@ async fn wait_data_plane(
 /// later, so the probes come about every 200 to 300 ms.
 const DATA_PLANE_PROBE: Duration = Duration::from_millis(200);
 const DATA_PLANE_JITTER: Duration = Duration::from_millis(100);
-
-/// What the last poll said, for the message when the wait ends without `applied`.
-pub fn describe_last(current: &MetadataOptions) -> String {
-    match current.state {
-        Some(state) => format!("state {state}, {}", describe_options(current)),
-        None => format!(
-            "EC2 reported no state for the metadata options ({}), so the change cannot be verified applied",
-            describe_options(current)
-        ),
-    }
-}
-
-/// `hop limit 2, endpoint enabled`, or what EC2 did not report.
-fn describe_options(o: &MetadataOptions) -> String {
-    match (o.hop_limit, o.http_endpoint) {
-        (None, None) => "no values reported".into(),
-        (hop, endpoint) => format!(
-            "hop limit {}, endpoint {}",
-            hop.map_or("unreported".into(), |h| h.to_string()),
-            endpoint.map_or("unreported".into(), |e| e.to_string())
-        ),
-    }
-}
-
-/// `hop limit 1 -> 2, endpoint enabled`: the fields that differ, or `no change`.
-pub fn describe_change(before: &MetadataOptions, after: &MetadataOptions) -> String {
-    fn show<T: ToString>(v: Option<T>) -> String {
-        v.map_or("unknown".into(), |v| v.to_string())
-    }
-    let fields = [
-        ("hop limit", show(before.hop_limit), show(after.hop_limit)),
-        ("endpoint", show(before.http_endpoint), show(after.http_endpoint)),
-        ("http tokens", show(before.http_tokens), show(after.http_tokens)),
-        ("ipv6 endpoint", show(before.ipv6_endpoint), show(after.ipv6_endpoint)),
-        ("instance tags", show(before.instance_tags), show(after.instance_tags)),
-    ];
-    let changed: Vec<String> =
-        fields.iter().filter(|(_, b, a)| b != a).map(|(name, b, a)| format!("{name} {b} -> {a}")).collect();
-    if changed.is_empty() { "no change".into() } else { changed.join(", ") }
-}
 
 #[cfg(test)]
 mod tests {
@@ -646,7 +606,7 @@ mod tests {
 
     #[test]
     fn describe_change_names_only_what_differs() {
-        assert_eq!(describe_change(&options(1, State::Applied), &options(2, State::Pending)), "hop limit 1 -> 2");
-        assert_eq!(describe_change(&options(2, State::Applied), &options(2, State::Applied)), "no change");
+        assert_eq!(options(1, State::Applied).changes_to(&options(2, State::Pending)), "hop limit 1 -> 2");
+        assert_eq!(options(2, State::Applied).changes_to(&options(2, State::Applied)), "no change");
     }
 }

@@ -74,7 +74,7 @@ impl Wait {
     fn last(&self) -> String {
         match (&self.last_error, &self.seen) {
             (Some(err), _) => format!("EC2 answered the read: {err}"),
-            (None, Some((_, options))) => crate::reconcile::describe_last(options),
+            (None, Some((_, options))) => options.last_read(),
             (None, None) => "none yet".into(),
         }
     }

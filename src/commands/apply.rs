@@ -5,8 +5,9 @@ use crate::cli::{EvidenceSource, Output};
 use crate::config::Config;
 use crate::error::{Error, ExitCode, Result};
 use crate::ids::{InstanceId, Region};
+use crate::plan::{Absent, Field};
 use crate::process::{self, Progress};
-use crate::reconcile::{self, Action, Report};
+use crate::reconcile::{Action, Report};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -62,7 +63,7 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             elapsed.as_secs_f64()
         );
     } else {
-        let change = reconcile::describe_change(&report.before, &report.after);
+        let change = report.before.changes_to(&report.after);
         let outcome = match report.action {
             Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
                 "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",
@@ -78,11 +79,10 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             Action::NotCompliant => "not compliant".into(),
         };
         tracing::info!(
-            "{} ({}): hop limit {}, endpoint {}: {} in {:.2} s",
+            "{} ({}): {}: {} in {:.2} s",
             report.instance_id,
             report.region,
-            show(report.after.hop_limit),
-            show(report.after.http_endpoint),
+            report.after.describe(&Field::COMPLIANCE, Absent::Unknown),
             outcome,
             elapsed.as_secs_f64()
         );
@@ -100,8 +100,4 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
         process::emit_json(&json);
     }
     code
-}
-
-fn show<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "unknown".into(), |v| v.to_string())
 }

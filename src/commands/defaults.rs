@@ -8,7 +8,7 @@ use crate::config;
 use crate::ec2::{Account, AccountDefaults, Defaults};
 use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::Region;
-use crate::plan::{self, Change, MetadataOptions, Plan, Wanted};
+use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::Patient;
 use crate::regions::Regions;
@@ -141,18 +141,9 @@ async fn decide<D: Defaults>(ec2: &D, out: &mut RegionDefaults, settings: &Setti
     Ok(())
 }
 
-/// `hop limit 2, endpoint enabled, tokens required` with "no preference" for what is unset.
+/// `hop limit 2, endpoint enabled, http tokens required, instance tags no preference`.
 pub fn describe(o: &MetadataOptions) -> String {
-    fn show<T: ToString>(v: Option<T>) -> String {
-        v.map_or_else(|| "no preference".into(), |v| v.to_string())
-    }
-    format!(
-        "hop limit {}, endpoint {}, http tokens {}, instance tags {}",
-        show(o.hop_limit),
-        show(o.http_endpoint),
-        show(o.http_tokens),
-        show(o.instance_tags)
-    )
+    o.describe(&Field::DEFAULTS, Absent::NoPreference)
 }
 
 pub fn render(regions: &[RegionDefaults]) -> String {

@@ -9,7 +9,7 @@ use crate::hops::{self, Hops};
 use crate::imds::{Imds, Probe};
 use crate::plan::{self, Change, Decision, HttpTokens, Intent, Step};
 use crate::process::{self, Progress};
-use crate::reconcile::{self, Patient, Target, describe_change};
+use crate::reconcile::{self, Patient, Target};
 use crate::sense;
 use serde::Serialize;
 use std::path::Path;
@@ -451,23 +451,14 @@ fn options(around: &Surroundings, current: &plan::MetadataOptions, decision: Dec
         ),
         Decision::Change(change) => Check::warn(
             STEP,
-            format!(
-                "not compliant: `imds-hop-limit` would set {}",
-                describe_change(current, &change.applied_to(current))
-            ),
+            format!("not compliant: `imds-hop-limit` would set {}", current.changes_to(&change.applied_to(current))),
             format!("run `imds-hop-limit` on the host; {tradeoff}"),
         ),
     }
 }
 
 fn summary(o: &plan::MetadataOptions) -> String {
-    let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-    format!(
-        "hop limit {}, endpoint {}, tokens {}",
-        show(o.hop_limit.map(|h| h.to_string())),
-        show(o.http_endpoint.map(|t| t.to_string())),
-        show(o.http_tokens.map(|t| t.to_string()))
-    )
+    o.describe(&[plan::Field::HopLimit, plan::Field::Endpoint, plan::Field::HttpTokens], plan::Absent::Unknown)
 }
 
 fn expires_in(at: SystemTime) -> String {

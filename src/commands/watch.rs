@@ -115,7 +115,7 @@ fn tell(report: &Report, before: &Seen, now: &Seen, watch: Watch) {
             "{} ({}): changed ({}); looking again every {}",
             report.instance_id,
             report.region,
-            reconcile::describe_change(&report.before, &report.after),
+            report.before.changes_to(&report.after),
             cost(report.evidence, watch)
         );
     } else if before != now {
@@ -132,11 +132,11 @@ fn tell(report: &Report, before: &Seen, now: &Seen, watch: Watch) {
 fn cost(evidence: EvidenceSource, watch: Watch) -> String {
     match evidence {
         EvidenceSource::Imds => {
-            format!("{} through IMDS itself (no EC2 call)", crate::config::show_duration(watch.interval))
+            format!("{} through IMDS itself (no EC2 call)", crate::cli::show_duration(watch.interval))
         }
         EvidenceSource::Ec2 => format!(
             "{} through EC2 (IMDS cannot prove the hop limit here): one DescribeInstances from the account's budget each",
-            crate::config::show_duration(watch.ec2_interval)
+            crate::cli::show_duration(watch.ec2_interval)
         ),
     }
 }

@@ -5,7 +5,7 @@
 use crate::ec2::Described;
 use crate::error::{Error, ExitCode};
 use crate::ids::{InstanceId, Region};
-use crate::plan::{Change, InstanceState, MetadataOptions};
+use crate::plan::{self, Absent, Change, InstanceState, MetadataOptions};
 use serde::Serialize;
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -195,14 +195,11 @@ pub fn milestone(counts: &Counts, line: &str) {
     }
 }
 
-fn show<T: ToString>(v: Option<T>) -> String {
-    v.map_or_else(|| "?".into(), |v| v.to_string())
-}
-
 /// `1 -> 2`, or `2` when it did not change.
-fn before_after<T: ToString + PartialEq + Copy>(before: Option<T>, after: Option<T>) -> String {
+fn before_after<T: std::fmt::Display + PartialEq + Copy>(before: Option<T>, after: Option<T>) -> String {
+    let show = |v| plan::show(v, Absent::Unknown);
     match after {
-        Some(a) if Some(a) != before => format!("{} -> {}", show(before), a.to_string()),
+        Some(a) if Some(a) != before => format!("{} -> {a}", show(before)),
         _ => show(before),
     }
 }
