@@ -38,7 +38,11 @@ fn the_image_is_an_oci_index_of_both_architectures_from_scratch() {
     let index = json(&std::fs::read(layout.join("index.json")).unwrap());
     let top = &index["manifests"][0];
     let reference = format!("{}:{}", manifests_image(), version());
-    assert_eq!(top["annotations"]["org.opencontainers.image.ref.name"], version(), "the tag, as the layout spec has it");
+    assert_eq!(
+        top["annotations"]["org.opencontainers.image.ref.name"],
+        version(),
+        "the tag, as the layout spec has it"
+    );
     assert_eq!(top["annotations"]["io.containerd.image.name"], reference.as_str());
     let platforms = json(&blob(&layout, top));
     let mut seen = Vec::new();
