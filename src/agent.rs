@@ -12,6 +12,7 @@ use crate::plan::MetadataOptions;
 use crate::process::Progress;
 use crate::reconcile::{self, Action, Report};
 use crate::sense::{self, Evidence};
+use crate::wait::Backoff;
 use tokio::time::Instant;
 
 /// The agent's run on this instance (or `--instance-id`): sensing first, then the identity, then one look.
@@ -29,7 +30,7 @@ pub async fn once(config: &Config, progress: &Progress, deadline: Instant) -> Re
         }
     }
     let imds = Imds::new(&config.imds_endpoint)?;
-    let target = reconcile::identity(&imds, config, deadline).await?;
+    let target = identity(&imds, config, deadline).await?;
     tracing::debug!(?target, "identity");
     progress.identified(&target.instance_id, &target.region);
     // Nothing answered the probes (IMDS not up yet at boot) but the identity's retries found it: sense again.
@@ -90,6 +91,64 @@ async fn look(
     explain_credentials(imds, result).await
 }
 
+/// Instance id and region: flags first, then IMDS. A metadata service that does not accept connections
+/// yet (early boot), or answers 429 or 5xx, is retried with jittered backoff until `config.imds_timeout`
+/// (or `deadline`, if sooner); any other failure ends the run at once. The bound keeps a missing IMDS from
+/// holding docker.service back for the whole `--timeout` at every boot.
+pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<reconcile::Target> {
+    let start = Instant::now();
+    let bound = (start + config.imds_timeout).min(deadline);
+    let mut attempt = 0;
+    loop {
+        let asked = Instant::now();
+        let result = async {
+            let id = match &config.instance_id {
+                Some(id) => id.clone(),
+                None => imds.instance_id().await?,
+            };
+            let region = match &config.region {
+                Some(region) => region.clone(),
+                None => imds.region().await?,
+            };
+            Ok((id, region))
+        }
+        .await;
+        let err = match result {
+            Ok(identity) => {
+                let took = asked.elapsed();
+                if took > crate::imds::SLOW && (config.instance_id.is_none() || config.region.is_none()) {
+                    tracing::warn!(
+                        "the instance metadata service took {:.1} s to answer (on EC2 it answers in milliseconds): \
+                         something on the way is slow",
+                        took.as_secs_f64()
+                    );
+                }
+                let (instance_id, region) = identity;
+                return Ok(reconcile::Target { instance_id, region, endpoint_vouched: config.instance_id.is_none() });
+            }
+            Err(err @ (Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. })) => err,
+            Err(other) => return Err(other),
+        };
+        let delay = Backoff::METADATA.delay(attempt);
+        if Instant::now() + delay >= bound {
+            return Err(match err {
+                Error::MetadataUnreachable { endpoint, detail } => Error::MetadataUnreachable {
+                    endpoint,
+                    detail: format!(
+                        "{detail}; still none after {:.0} s ({})",
+                        start.elapsed().as_secs_f64(),
+                        if bound < deadline { "--imds-timeout" } else { "--timeout" }
+                    ),
+                },
+                other => other,
+            });
+        }
+        tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
 /// What IMDS itself shows, before any EC2 call, where it can: this instance (not `--instance-id`), a hop
 /// limit that is "at least" (not `--exact`), no IPv6 endpoint setting (sensing cannot see it), an `http://`
 /// endpoint at an IP address, and `--evidence imds`.
@@ -130,4 +189,59 @@ async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+    use crate::fakes::config;
+    use crate::ids::{InstanceId, Region};
+    use reconcile::Target;
+    use std::time::Duration;
+
+    struct Unreachable;
+    impl Metadata for Unreachable {
+        async fn instance_id(&self) -> Result<InstanceId> {
+            Err(Error::MetadataUnreachable { endpoint: "e".into(), detail: "refused".into() })
+        }
+        async fn region(&self) -> Result<Region> {
+            unreachable!()
+        }
+        async fn has_role(&self) -> Result<bool> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_metadata_is_retried_until_the_deadline() {
+        let start = Instant::now();
+        let err = identity(&Unreachable, &config(Mode::Apply), start + Duration::from_secs(10)).await.unwrap_err();
+        assert!(matches!(err, Error::MetadataUnreachable { .. }));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(10), "{took:?}");
+    }
+
+    /// A missing IMDS holds boot back for `--imds-timeout` (30 s by default), not for the whole `--timeout`.
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_metadata_is_retried_until_the_imds_bound() {
+        let start = Instant::now();
+        let c = Config { imds_timeout: Duration::from_secs(30), ..config(Mode::Apply) };
+        let err = identity(&Unreachable, &c, start + Duration::from_secs(180)).await.unwrap_err();
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(25) && took <= Duration::from_secs(30), "{took:?}");
+        assert!(err.to_string().contains("--imds-timeout"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flags_need_no_metadata() {
+        let c =
+            Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
+        let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
+        assert_eq!(
+            got,
+            Target::named("i-12345678".into(), "eu-west-1".into()),
+            "given by flags: nothing vouches for the endpoint"
+        );
+    }
 }

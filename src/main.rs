@@ -15,6 +15,7 @@ mod process;
 mod reconcile;
 mod regions;
 mod remote;
+mod retry;
 mod sense;
 mod verify;
 mod wait;

@@ -3,15 +3,13 @@
 use crate::cli::EvidenceSource;
 use crate::config::Config;
 use crate::ec2::{Described, Ec2, Modified};
-use crate::error::{Error, FailureKind, Result, Stage};
+use crate::error::{Error, Result, Stage};
 use crate::ids::{InstanceId, Region};
-use crate::imds::Metadata;
-use crate::plan::{self, Change, InstanceState, MetadataOptions, State, Step, Toggle};
+use crate::plan::{self, MetadataOptions, State, Step, Toggle};
 use crate::process::Progress;
+use crate::retry::Patient;
 use crate::verify::{self, End, ReadBack, Wait, Watcher};
-use crate::wait::{Backoff, Pace};
 use serde::Serialize;
-use std::cell::Cell;
 use std::cell::RefCell;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -74,204 +72,6 @@ impl Target {
     }
 }
 
-/// Instance id and region: flags first, then IMDS. A metadata service that does not accept connections
-/// yet (early boot), or answers 429 or 5xx, is retried with jittered backoff until `config.imds_timeout`
-/// (or `deadline`, if sooner); any other failure ends the run at once. The bound keeps a missing IMDS from
-/// holding docker.service back for the whole `--timeout` at every boot.
-pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<Target> {
-    let start = Instant::now();
-    let bound = (start + config.imds_timeout).min(deadline);
-    let mut attempt = 0;
-    loop {
-        let asked = Instant::now();
-        let result = async {
-            let id = match &config.instance_id {
-                Some(id) => id.clone(),
-                None => imds.instance_id().await?,
-            };
-            let region = match &config.region {
-                Some(region) => region.clone(),
-                None => imds.region().await?,
-            };
-            Ok((id, region))
-        }
-        .await;
-        let err = match result {
-            Ok(identity) => {
-                let took = asked.elapsed();
-                if took > crate::imds::SLOW && (config.instance_id.is_none() || config.region.is_none()) {
-                    tracing::warn!(
-                        "the instance metadata service took {:.1} s to answer (on EC2 it answers in milliseconds): \
-                         something on the way is slow",
-                        took.as_secs_f64()
-                    );
-                }
-                let (instance_id, region) = identity;
-                return Ok(Target { instance_id, region, endpoint_vouched: config.instance_id.is_none() });
-            }
-            Err(err @ (Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. })) => err,
-            Err(other) => return Err(other),
-        };
-        let delay = Backoff::METADATA.delay(attempt);
-        if Instant::now() + delay >= bound {
-            return Err(match err {
-                Error::MetadataUnreachable { endpoint, detail } => Error::MetadataUnreachable {
-                    endpoint,
-                    detail: format!(
-                        "{detail}; still none after {:.0} s ({})",
-                        start.elapsed().as_secs_f64(),
-                        if bound < deadline { "--imds-timeout" } else { "--timeout" }
-                    ),
-                },
-                other => other,
-            });
-        }
-        tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
-}
-
-/// An EC2 side that takes throttling and passing failures as normal: each call is retried with full jitter
-/// (`Failure::retry` says with which backoff, or that retrying cannot help) until the deadline it is given,
-/// and only then fails, with what EC2 answered last. A change that EC2 may have carried out (a timeout or a
-/// 5xx after it was sent) is looked up before it is sent again, so one run never sends an accepted change
-/// twice.
-pub struct Patient<'a, E> {
-    inner: &'a E,
-    /// Throttling is said once, at INFO; each retry after that at DEBUG.
-    told: Cell<bool>,
-    /// The fleet's pace for ModifyInstanceMetadataOptions (only `modify` uses it): every attempt, retries
-    /// included, waits for it, and each throttled answer slows it down.
-    pace: Option<&'a Pace>,
-}
-
-impl<'a, E> Patient<'a, E> {
-    pub fn new(inner: &'a E) -> Self {
-        Patient { inner, told: Cell::new(false), pace: None }
-    }
-
-    pub fn inner(&self) -> &'a E {
-        self.inner
-    }
-
-    /// Modifies paced by `pace` (the fleet).
-    pub fn paced(inner: &'a E, pace: &'a Pace) -> Self {
-        Patient { pace: Some(pace), ..Self::new(inner) }
-    }
-
-    /// `call`, retried as every call here is, until `until`.
-    pub async fn retry<T, F: Future<Output = Result<T>>>(
-        &self,
-        operation: &'static str,
-        until: Instant,
-        mut call: impl FnMut(&'a E) -> F,
-    ) -> Result<T> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            match call(self.inner).await {
-                Ok(value) => return Ok(value),
-                Err(err) => self.back_off(operation, err, &mut attempt, start, until).await?,
-            }
-        }
-    }
-}
-
-impl<E: Ec2> Patient<'_, E> {
-    pub async fn describe(&self, instance_id: &str, until: Instant) -> Result<MetadataOptions> {
-        Ok(self.describe_instance(instance_id, until).await?.1)
-    }
-
-    pub async fn describe_instance(
-        &self,
-        instance_id: &str,
-        until: Instant,
-    ) -> Result<(InstanceState, MetadataOptions)> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            let err = match self.inner.describe_instance(instance_id).await {
-                Ok(found) => return Ok(found),
-                Err(err) => err,
-            };
-            self.back_off("DescribeInstances", err, &mut attempt, start, until).await?;
-        }
-    }
-
-    pub async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool, until: Instant) -> Result<Modified> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            if let Some(pace) = self.pace {
-                if !pace.acquire_before(until).await {
-                    let (rate, throttled) = pace.slowed();
-                    let operation = "ModifyInstanceMetadataOptions";
-                    return Err(Error::NotSent { operation, rate, throttled, limit: None });
-                }
-            }
-            let err = match self.inner.modify(instance_id, change, dry_run).await {
-                Ok(modified) => {
-                    if let Some(pace) = self.pace {
-                        pace.accepted();
-                    }
-                    return Ok(modified);
-                }
-                Err(err) => err,
-            };
-            let maybe_done = matches!(&err, Error::Ec2 { failure, .. } if failure.maybe_done());
-            if let (Some(pace), Error::Ec2 { failure, .. }) = (self.pace, &err) {
-                if failure.kind == FailureKind::Throttled {
-                    pace.throttled();
-                }
-            }
-            self.back_off("ModifyInstanceMetadataOptions", err, &mut attempt, start, until).await?;
-            if maybe_done && !dry_run {
-                let now = self.describe(instance_id, until).await?;
-                if change.is_reflected_in(&now) {
-                    tracing::debug!("the change was carried out although its answer was lost; not sending it again");
-                    return Ok(Modified::Accepted(now));
-                }
-            }
-        }
-    }
-}
-
-impl<E> Patient<'_, E> {
-    /// Waits before the next attempt, or returns the error when retrying cannot help or `until` would pass.
-    async fn back_off(
-        &self,
-        operation: &'static str,
-        err: Error,
-        attempt: &mut u32,
-        start: Instant,
-        until: Instant,
-    ) -> Result<()> {
-        let Error::Ec2 { failure, .. } = &err else { return Err(err) };
-        let Some(backoff) = failure.retry() else { return Err(err) };
-        let delay = backoff.delay(*attempt);
-        if Instant::now() + delay >= until {
-            return Err(Error::GaveUp {
-                operation,
-                waited: start.elapsed(),
-                last: Box::new(failure.clone()),
-                limit: None,
-            });
-        }
-        if failure.kind == FailureKind::Throttled && !self.told.replace(true) {
-            tracing::info!(
-                "EC2 is throttling this account's requests ({}): backing off with jitter until the deadline",
-                failure.code.as_deref().unwrap_or("throttled")
-            );
-        } else {
-            tracing::debug!("ec2:{operation}: {failure}; retrying in {:.2} s", delay.as_secs_f64());
-        }
-        tokio::time::sleep(delay).await;
-        *attempt += 1;
-        Ok(())
-    }
-}
-
 /// `data_plane`: IMDS's address where sensing showed that the kernel enforces the minimum TTL on the way to
 /// it, so that a change can be verified by the token answer arriving at the wanted TTL.
 pub async fn reconcile(
@@ -283,6 +83,7 @@ pub async fn reconcile(
     data_plane: Option<std::net::SocketAddr>,
 ) -> Result<Report> {
     progress.set(Stage::Ec2);
+    let run = Run { config, progress, deadline };
     let ec2 = Patient::new(ec2);
     let instance_id = &target.instance_id;
     let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
@@ -309,7 +110,7 @@ pub async fn reconcile(
         Step::NotCompliant => return Ok(report(before.clone(), Action::NotCompliant, false)),
         Step::LeavePending => return Ok(report(before.clone(), Action::Unchanged, false)),
         Step::SeeThrough => {
-            let (after, _) = wait_applied(&ec2, instance_id, &known, false, config, progress, deadline).await?;
+            let (after, _) = run.wait_applied(&ec2, instance_id, &known, false).await?;
             return Ok(report(after, Action::Unchanged, true));
         }
         Step::Send { change, dry_run } => (change, dry_run),
@@ -338,47 +139,92 @@ pub async fn reconcile(
     if let Some(addr) = data_plane
         .filter(|_| change.http_tokens.is_none() && change.ipv6_endpoint.is_none() && change.instance_tags.is_none())
     {
-        wait_data_plane(addr, instance_id, config, progress, deadline).await?;
+        run.wait_data_plane(addr, instance_id).await?;
         let after = MetadataOptions { state: None, ..expected };
         return Ok(Report { evidence: EvidenceSource::Imds, ..report(after, Action::Changed, true) });
     }
-    let (after, stopped) = wait_applied(&ec2, instance_id, &expected, true, config, progress, deadline).await?;
+    let (after, stopped) = run.wait_applied(&ec2, instance_id, &expected, true).await?;
     Ok(report(after, if stopped { Action::AppliesAtStart } else { Action::Changed }, true))
 }
 
-/// Waits, through the one verifier (`verify`, which the fleet uses too), until the change is applied or, the
-/// instance stopped, applies when it starts: `(options as seen, true)`; a terminated instance is gone, one
-/// that cannot be read back is not verified. Bounded by `--wait-timeout` (or `--timeout`, if sooner), which
-/// the message names. `sent`: the change is ours (not somebody's still pending).
-async fn wait_applied<E: Ec2>(
-    ec2: &Patient<'_, E>,
-    instance_id: &InstanceId,
-    expected: &MetadataOptions,
-    sent: bool,
-    config: &Config,
-    progress: &Progress,
+/// What the steps of one run share: its settings, where it is (for the message when a deadline or a signal
+/// ends it), and its deadline.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    config: &'a Config,
+    progress: &'a Progress,
     deadline: Instant,
-) -> Result<(MetadataOptions, bool)> {
-    progress.set(Stage::Waiting);
-    let start = Instant::now();
-    let wait = Wait::new(instance_id.clone(), 0, expected.clone(), sent, config.wait_timeout, deadline);
-    let waits = RefCell::new(vec![wait]);
-    let mut ended = Ended(None);
-    verify::verify(&ByOne(ec2), &waits, &config.wanted, &mut ended, deadline).await;
-    let Some((wait, end)) = ended.0 else {
-        return Err(Error::Unexpected("the wait for `applied` ended without a verdict".into()));
-    };
-    let seen = wait.seen.map(|(_, options)| options).unwrap_or_default();
-    match end {
-        End::Applied => {
-            tracing::debug!(after_ms = start.elapsed().as_millis() as u64, "change applied");
-            Ok((seen, false))
+}
+
+impl Run<'_> {
+    /// Waits, through the one verifier (`verify`, which the fleet uses too), until the change is applied or, the
+    /// instance stopped, applies when it starts: `(options as seen, true)`; a terminated instance is gone, one
+    /// that cannot be read back is not verified. Bounded by `--wait-timeout` (or `--timeout`, if sooner), which
+    /// the message names. `sent`: the change is ours (not somebody's still pending).
+    async fn wait_applied<E: Ec2>(
+        &self,
+        ec2: &Patient<'_, E>,
+        instance_id: &InstanceId,
+        expected: &MetadataOptions,
+        sent: bool,
+    ) -> Result<(MetadataOptions, bool)> {
+        let Run { config, progress, deadline } = *self;
+        progress.set(Stage::Waiting);
+        let start = Instant::now();
+        let wait = Wait::new(instance_id.clone(), 0, expected.clone(), sent, config.wait_timeout, deadline);
+        let waits = RefCell::new(vec![wait]);
+        let mut ended = Ended(None);
+        verify::verify(&ByOne(ec2), &waits, &config.wanted, &mut ended, deadline).await;
+        let Some((wait, end)) = ended.0 else {
+            return Err(Error::Unexpected("the wait for `applied` ended without a verdict".into()));
+        };
+        let seen = wait.seen.map(|(_, options)| options).unwrap_or_default();
+        match end {
+            End::Applied => {
+                tracing::debug!(after_ms = start.elapsed().as_millis() as u64, "change applied");
+                Ok((seen, false))
+            }
+            End::AppliesAtStart => {
+                tracing::debug!("stopped, with the wanted values: EC2 applies them when it starts");
+                Ok((seen, true))
+            }
+            End::Failed(err) => Err(err),
         }
-        End::AppliesAtStart => {
-            tracing::debug!("stopped, with the wanted values: EC2 applies them when it starts");
-            Ok((seen, true))
+    }
+
+    /// Probes the token answer at the wanted TTL about every 200 to 300 ms until it arrives: the change is in
+    /// effect where a container gets its token. Bounded by `--wait-timeout` (or `--timeout`, if sooner).
+    async fn wait_data_plane(&self, addr: std::net::SocketAddr, instance_id: &str) -> Result<()> {
+        let Run { config, progress, deadline } = *self;
+        progress.set(Stage::Waiting);
+        let start = Instant::now();
+        let (give_up, bound) = verify::give_up(config.wait_timeout, deadline);
+        let wanted = config.wanted.hop_limit;
+        let mut probes = 0u32;
+        loop {
+            probes += 1;
+            let probe = Instant::now();
+            if crate::sense::arrives(addr, wanted, DATA_PLANE_PROBE).await {
+                tracing::debug!(
+                    after_ms = start.elapsed().as_millis() as u64,
+                    probes,
+                    "the token answer arrives at TTL >= {wanted}"
+                );
+                return Ok(());
+            }
+            let next = probe + DATA_PLANE_PROBE + DATA_PLANE_JITTER.mul_f64(fastrand::f64());
+            if next >= give_up {
+                return Err(Error::WaitTimeout {
+                    instance_id: instance_id.into(),
+                    waited: start.elapsed(),
+                    last: format!(
+                        "the token answer does not yet reach this process with TTL >= {wanted} ({probes} probes)"
+                    ),
+                    bound,
+                });
+            }
+            tokio::time::sleep_until(next).await;
         }
-        End::Failed(err) => Err(err),
     }
 }
 
@@ -403,46 +249,6 @@ struct Ended(Option<(Wait, End)>);
 impl Watcher for Ended {
     fn ended(&mut self, wait: Wait, end: End) {
         self.0 = Some((wait, end));
-    }
-}
-
-/// Probes the token answer at the wanted TTL about every 200 to 300 ms until it arrives: the change is in
-/// effect where a container gets its token. Bounded by `--wait-timeout` (or `--timeout`, if sooner).
-async fn wait_data_plane(
-    addr: std::net::SocketAddr,
-    instance_id: &str,
-    config: &Config,
-    progress: &Progress,
-    deadline: Instant,
-) -> Result<()> {
-    progress.set(Stage::Waiting);
-    let start = Instant::now();
-    let (give_up, bound) = verify::give_up(config.wait_timeout, deadline);
-    let wanted = config.wanted.hop_limit;
-    let mut probes = 0u32;
-    loop {
-        probes += 1;
-        let probe = Instant::now();
-        if crate::sense::arrives(addr, wanted, DATA_PLANE_PROBE).await {
-            tracing::debug!(
-                after_ms = start.elapsed().as_millis() as u64,
-                probes,
-                "the token answer arrives at TTL >= {wanted}"
-            );
-            return Ok(());
-        }
-        let next = probe + DATA_PLANE_PROBE + DATA_PLANE_JITTER.mul_f64(fastrand::f64());
-        if next >= give_up {
-            return Err(Error::WaitTimeout {
-                instance_id: instance_id.into(),
-                waited: start.elapsed(),
-                last: format!(
-                    "the token answer does not yet reach this process with TTL >= {wanted} ({probes} probes)"
-                ),
-                bound,
-            });
-        }
-        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -557,56 +363,5 @@ mod tests {
         run(&ec2, &c).await.unwrap();
         let modifies = ec2.modifies.borrow();
         assert_eq!(modifies[0].0, Change { http_endpoint: Some(Toggle::Enabled), ..Change::default() });
-    }
-
-    struct Unreachable;
-    impl Metadata for Unreachable {
-        async fn instance_id(&self) -> Result<InstanceId> {
-            Err(Error::MetadataUnreachable { endpoint: "e".into(), detail: "refused".into() })
-        }
-        async fn region(&self) -> Result<Region> {
-            unreachable!()
-        }
-        async fn has_role(&self) -> Result<bool> {
-            unreachable!()
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unreachable_metadata_is_retried_until_the_deadline() {
-        let start = Instant::now();
-        let err = identity(&Unreachable, &config(Mode::Apply), start + Duration::from_secs(10)).await.unwrap_err();
-        assert!(matches!(err, Error::MetadataUnreachable { .. }));
-        let took = start.elapsed();
-        assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(10), "{took:?}");
-    }
-
-    /// A missing IMDS holds boot back for `--imds-timeout` (30 s by default), not for the whole `--timeout`.
-    #[tokio::test(start_paused = true)]
-    async fn unreachable_metadata_is_retried_until_the_imds_bound() {
-        let start = Instant::now();
-        let c = Config { imds_timeout: Duration::from_secs(30), ..config(Mode::Apply) };
-        let err = identity(&Unreachable, &c, start + Duration::from_secs(180)).await.unwrap_err();
-        let took = start.elapsed();
-        assert!(took >= Duration::from_secs(25) && took <= Duration::from_secs(30), "{took:?}");
-        assert!(err.to_string().contains("--imds-timeout"), "{err}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn flags_need_no_metadata() {
-        let c =
-            Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
-        let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
-        assert_eq!(
-            got,
-            Target::named("i-12345678".into(), "eu-west-1".into()),
-            "given by flags: nothing vouches for the endpoint"
-        );
-    }
-
-    #[test]
-    fn describe_change_names_only_what_differs() {
-        assert_eq!(options(1, State::Applied).changes_to(&options(2, State::Pending)), "hop limit 1 -> 2");
-        assert_eq!(options(2, State::Applied).changes_to(&options(2, State::Applied)), "no change");
     }
 }

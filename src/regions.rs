@@ -5,7 +5,7 @@ use crate::cli::RegionsArgs;
 use crate::ec2::{Account, Defaults as _};
 use crate::error::{Error, Result};
 use crate::ids::Region;
-use crate::reconcile::Patient;
+use crate::retry::Patient;
 use crate::wait::patience;
 use tokio::time::Instant;
 

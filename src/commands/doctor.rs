@@ -9,7 +9,8 @@ use crate::hops::{self, Hops};
 use crate::imds::{Imds, Probe};
 use crate::plan::{self, Change, Decision, HttpTokens, Intent, Step};
 use crate::process::{self, Progress};
-use crate::reconcile::{self, Patient, Target};
+use crate::reconcile::Target;
+use crate::retry::Patient;
 use crate::sense;
 use serde::Serialize;
 use std::path::Path;
@@ -327,7 +328,7 @@ async fn identity<M: Probe>(config: &Config, imds: &M, imds_ok: bool) -> Result<
         return Err(Check::skip(STEP, "needs the metadata service, or --instance-id and --region"));
     }
     let brief = Config { imds_timeout: Duration::ZERO, ..config.clone() };
-    match reconcile::identity(imds, &brief, tokio::time::Instant::now() + EC2_PATIENCE).await {
+    match crate::agent::identity(imds, &brief, tokio::time::Instant::now() + EC2_PATIENCE).await {
         Ok(target) => {
             let zone = if imds_ok {
                 imds.availability_zone().await.map(|z| format!(", zone {z}")).unwrap_or_default()

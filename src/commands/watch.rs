@@ -11,7 +11,7 @@ use crate::config::{Config, Watch};
 use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
 use crate::process::{self, Progress, Signals};
-use crate::reconcile::{self, Action, Report, Target};
+use crate::reconcile::{Action, Report, Target};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -59,7 +59,7 @@ impl Look for Agent<'_> {
         let progress = Progress::default();
         let target = match &self.target {
             Some(t) => t.clone(),
-            None => reconcile::identity(&self.imds, config, deadline).await?,
+            None => crate::agent::identity(&self.imds, config, deadline).await?,
         };
         let pass = crate::agent::pass(config, &self.imds, target.clone(), &progress, deadline);
         let report = tokio::time::timeout_at(deadline, pass)
