@@ -10,10 +10,9 @@ use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::Region;
 use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
-use crate::regions::Regions;
+use crate::regions::{self, Regions};
 use crate::retry::Patient;
 use serde::Serialize;
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -169,54 +168,39 @@ pub fn render(regions: &[RegionDefaults]) -> String {
     out
 }
 
-/// Every region's run, each region's result put in `done` as it comes, the regions in `known` once read;
-/// each call's retries end by `deadline` (the run's, less `CONCLUDE`).
-async fn every_region(
-    settings: &Settings,
-    known: &RefCell<Vec<Region>>,
-    done: &RefCell<Vec<RegionDefaults>>,
-    deadline: Instant,
-) -> Result<()> {
-    let account = Account::load().await;
-    let regions = settings.regions.resolve(&account, deadline).await?;
-    known.borrow_mut().clone_from(&regions);
-    let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-    let runs = regions.iter().zip(&clients).map(|(r, ec2)| async {
-        let result = region(ec2, r, settings, deadline).await;
-        done.borrow_mut().push(result);
-    });
-    futures_util::future::join_all(runs).await;
-    Ok(())
-}
-
 pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
-    // The regions to do, once known, and each region's result as it comes: a run ended by its deadline or a
-    // signal still reports every region, those not finished with what ended them.
-    let known: RefCell<Vec<Region>> = RefCell::default();
-    let done: RefCell<Vec<RegionDefaults>> = RefCell::default();
+    // Each region's result as it comes: a run ended by its deadline or a signal still reports every region,
+    // those not finished with what ended them.
+    let board = regions::Board::default();
     // `--timeout` ends the run at that instant, calls in flight included.
-    let work = |deadline: Instant| every_region(&settings, &known, &done, deadline - process::CONCLUDE);
-    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
-    let mut regions = done.take();
-    let (code, error) = match result {
-        Ok(()) => (ExitCode::merge(regions.iter().map(|r| r.code)), None),
-        Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
-            let missing: Vec<Region> =
-                known.borrow().iter().filter(|n| !regions.iter().any(|r| &r.region == *n)).cloned().collect();
-            for name in missing {
-                let mut r = RegionDefaults::new(&name);
-                r.error = Some(err.to_string());
-                r.code = err.exit_code();
-                regions.push(r);
-            }
-            (err.exit_code(), Some(err))
-        }
-        // Before any region could be read (the regions themselves): the report, with no region.
-        Err(err) => (err.exit_code(), Some(err)),
+    let work = |deadline: Instant| {
+        let (deadline, settings) = (deadline - process::CONCLUDE, &settings);
+        let one = async move |ec2: &_, r: &Region| region(ec2, r, settings, deadline).await;
+        let board = &board;
+        async move { regions::each(&Account::load().await, &settings.regions, board, deadline, one).await }
     };
-    let order = known.borrow();
-    regions.sort_by_key(|r| order.iter().position(|n| *n == r.region));
+    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
+    let error = result.err();
+    let regions: Vec<RegionDefaults> = board
+        .take()
+        .into_iter()
+        .map(|(name, done)| {
+            done.unwrap_or_else(|| {
+                let mut r = RegionDefaults::new(&name);
+                if let Some(err) = &error {
+                    r.error = Some(err.to_string());
+                    r.code = err.exit_code();
+                }
+                r
+            })
+        })
+        .collect();
+    let code = match &error {
+        // Ended by its deadline or a signal, or before any region could be read (the regions themselves).
+        Some(err) => err.exit_code(),
+        None => ExitCode::merge(regions.iter().map(|r| r.code)),
+    };
     if let Some(err) = &error {
         tracing::error!("{err}");
     }

@@ -16,7 +16,7 @@ use crate::ids::{InstanceId, Region};
 use crate::plan::{self, Change, Decision, Intent, State, Step, Wanted};
 use crate::process::{self, Progress};
 use crate::reconcile::Target;
-use crate::regions::Regions;
+use crate::regions::{self, Regions};
 use crate::retry::Patient;
 use crate::verify::{self, BATCH, End, ReadBack, Wait, Watcher};
 use crate::wait::{Pace, patience};
@@ -123,7 +123,7 @@ pub async fn region<E: Fleet>(
     region: &Region,
     settings: &Settings,
     counts: &Counts,
-    board: &Board,
+    live: &Live,
     deadline: Instant,
 ) -> Result<Vec<Outcome>> {
     let patient = Patient::new(ec2);
@@ -167,7 +167,7 @@ pub async fn region<E: Fleet>(
     );
     let ledger =
         Ledger { outcomes: Rc::new(RefCell::new(outcomes)), pending: RefCell::new(Vec::new()), done: false.into() };
-    board.outcomes.borrow_mut().push(ledger.outcomes.clone());
+    live.0.borrow_mut().push((region.clone(), ledger.outcomes.clone()));
     if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
         return Ok(ledger.outcomes.borrow().clone());
     }
@@ -264,8 +264,8 @@ fn endless_listing(what: &str) -> Error {
 
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
 struct Ledger {
-    /// Also on the run's `Board`, so that an interrupted run can still report them.
-    outcomes: Rc<RefCell<Vec<Outcome>>>,
+    /// Also on the run's `Live`, so that an interrupted run can still report them.
+    outcomes: Shared,
     pending: RefCell<Vec<Wait>>,
     /// Every change has been sent (or has failed).
     done: std::cell::Cell<bool>,
@@ -420,44 +420,34 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
     let start = std::time::Instant::now();
     let counts = Counts::new(quiet);
-    let board = Board::default();
+    let board = regions::Board::default();
+    let live = Live::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
-    // at the same deadline, so what they decided is on the board by then.
+    // at the same deadline, less `CONCLUDE`, so what they decided is on the board by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
-    let work = |deadline: Instant| every_region(&settings, &counts, &board, deadline - process::CONCLUDE);
-    let result = process::block_on(limit, &Progress::at(Stage::Ec2), work);
-    counts.finish();
-    let (regions, mut outcomes, failures, ended) = match result {
-        Ok((regions, outcomes, failures)) => (regions, outcomes, failures, None),
-        Err(err @ (Error::Signal { .. } | Error::Deadline { .. })) => {
-            // What was sent stays sent: report each instance as far as it got.
-            tracing::error!(
-                "{err}; so far: {counts}. Changes sent are not undone; the report below is as far as the run got, \
-                 and `imds-hop-limit fleet check` with the same selection shows each instance now"
-            );
-            let mut outcomes = board.snapshot();
-            if settings.act == Act::Apply {
-                unsent(&mut outcomes, &err);
-            }
-            let regions = board.regions.borrow().clone();
-            // A region with nothing on the board never got its selection read.
-            let failures = regions
-                .iter()
-                .filter(|r| !outcomes.iter().any(|o| &o.region == *r))
-                .map(|r| RegionFailure {
-                    region: r.clone(),
-                    error: format!("not read before the run ended: {err}"),
-                    code: err.exit_code(),
-                })
-                .collect();
-            (regions, outcomes, failures, Some(err))
-        }
-        // Before any region's selection could be read (the regions themselves): the report, with no instance.
-        Err(err) => {
-            tracing::error!("{err}");
-            (Vec::new(), Vec::new(), Vec::new(), Some(err))
-        }
+    let work = |deadline: Instant| {
+        let (deadline, settings, counts, live) = (deadline - process::CONCLUDE, &settings, &counts, &live);
+        let one = async move |ec2: &_, r: &Region| region(ec2, r, settings, counts, live, deadline).await;
+        let board = &board;
+        async move { regions::each(&Account::load().await, &settings.regions, board, deadline, one).await }
     };
+    let ended = process::block_on(limit, &Progress::at(Stage::Ec2), work).err();
+    counts.finish();
+    let interrupted = matches!(ended, Some(Error::Signal { .. } | Error::Deadline { .. }));
+    match &ended {
+        // What was sent stays sent: report each instance as far as it got.
+        Some(err) if interrupted => tracing::error!(
+            "{err}; so far: {counts}. Changes sent are not undone; the report below is as far as the run got, and \
+             `imds-hop-limit fleet check` with the same selection shows each instance now"
+        ),
+        // Before any region's selection could be read (the regions themselves): the report, with no instance.
+        Some(err) => tracing::error!("{err}"),
+        None => {}
+    }
+    let (regions, mut outcomes, failures) = gather(board.take(), &live, ended.as_ref());
+    if let (true, Some(err), Act::Apply) = (interrupted, &ended, settings.act) {
+        unsent(&mut outcomes, err);
+    }
     if ended.is_none() {
         outcomes.extend(not_found(&settings, &regions, &outcomes));
     }
@@ -496,38 +486,33 @@ fn unsent(outcomes: &mut [Outcome], err: &Error) {
     }
 }
 
-type Done = (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>);
-
-/// Every region's outcomes once its selection is read, kept outside the run, so that a run ended by a signal
-/// or its deadline still reports each instance as far as it got, and the regions it was working on.
+/// Each region's outcomes from the moment its selection is read, kept outside the run, so that a run ended
+/// by a signal or its deadline still reports each instance as far as it got.
 #[derive(Default)]
-pub struct Board {
-    regions: RefCell<Vec<Region>>,
-    outcomes: RefCell<Vec<Rc<RefCell<Vec<Outcome>>>>>,
-}
+pub struct Live(RefCell<Vec<(Region, Shared)>>);
 
-impl Board {
-    fn snapshot(&self) -> Vec<Outcome> {
-        self.outcomes.borrow().iter().flat_map(|o| o.borrow().clone()).collect()
+/// A region's outcomes, shared by its run (`Ledger`) and `Live`.
+type Shared = Rc<RefCell<Vec<Outcome>>>;
+
+impl Live {
+    fn of(&self, region: &Region) -> Option<Vec<Outcome>> {
+        self.0.borrow().iter().find(|(r, _)| r == region).map(|(_, o)| o.borrow().clone())
     }
 }
 
-/// Every region's run; each wait and retry inside ends by `deadline` (the run's, less `CONCLUDE`).
-async fn every_region(settings: &Settings, counts: &Counts, board: &Board, deadline: Instant) -> Result<Done> {
-    let account = Account::load().await;
-    let regions = settings.regions.resolve(&account, deadline).await?;
-    board.regions.borrow_mut().clone_from(&regions);
-    tracing::debug!(?regions, "regions");
-    let clients: Vec<_> = regions.iter().map(|r| account.ec2(r)).collect();
-    let runs = regions.iter().zip(&clients).map(|(r, ec2)| region(ec2, r, settings, counts, board, deadline));
-    let results = futures_util::future::join_all(runs).await;
-    let mut outcomes = Vec::new();
-    let mut failures = Vec::new();
-    let some_region_worked = results.iter().any(Result::is_ok);
-    for (region, result) in regions.iter().zip(results) {
-        match result {
-            Ok(o) => outcomes.extend(o),
-            Err(err) => {
+/// Every region's outcomes and failures, in the regions' order: its result where it finished; where a signal
+/// or the deadline (`ended`) came first, its instances as far as they got, or the region as not read.
+fn gather(
+    results: Vec<(Region, Option<Result<Vec<Outcome>>>)>,
+    live: &Live,
+    ended: Option<&Error>,
+) -> (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>) {
+    let some_region_worked = results.iter().any(|(_, r)| matches!(r, Some(Ok(_))));
+    let (mut regions, mut outcomes, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    for (region, result) in results {
+        match (result, live.of(&region), ended) {
+            (Some(Ok(o)), _, _) | (None, Some(o), _) => outcomes.extend(o),
+            (Some(Err(err)), _, _) => {
                 let mut error = err.to_string();
                 // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
                 if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
@@ -539,9 +524,16 @@ async fn every_region(settings: &Settings, counts: &Counts, board: &Board, deadl
                 tracing::error!("{region}: {error}");
                 failures.push(RegionFailure { region: region.clone(), error, code: err.exit_code() });
             }
+            // (A run that ended by itself has every region's result: `ended` is there.)
+            (None, None, ended) => failures.push(RegionFailure {
+                region: region.clone(),
+                error: format!("not read before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
+                code: ended.map_or(ExitCode::Unexpected, Error::exit_code),
+            }),
         }
+        regions.push(region);
     }
-    Ok((regions, outcomes, failures))
+    (regions, outcomes, failures)
 }
 
 /// Whether an outcome leaves the run compliant, needing a change, or failed: its exit code.
@@ -634,7 +626,7 @@ mod tests {
     async fn one_region(ec2: &FakeAccount, settings: &Settings, limit: Duration) -> (Result<Vec<Outcome>>, Duration) {
         let counts = Counts::new(true);
         let start = Instant::now();
-        let result = region(ec2, &"us-west-2".into(), settings, &counts, &Board::default(), start + limit).await;
+        let result = region(ec2, &"us-west-2".into(), settings, &counts, &Live::default(), start + limit).await;
         (result, start.elapsed())
     }
 
