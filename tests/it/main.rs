@@ -15,6 +15,7 @@ mod hardening;
 mod hop;
 mod hostile;
 mod image;
+mod layout;
 mod moto;
 mod sensing;
 mod ssm;
