@@ -49,14 +49,23 @@ async fn ended_by<T, F: Future<Output = Result<T>>>(
     signal: impl Future<Output = Signal>,
     work: impl FnOnce(Instant) -> F,
 ) -> Result<T> {
-    let deadline = Instant::now() + limit;
-    let work = work(deadline);
     tokio::select! {
-        result = tokio::time::timeout_at(deadline, work) => {
-            result.unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
-        }
+        result = within(limit, progress, work) => result,
         signal = signal => Err(Error::Signal { signal, stage: progress.get() }),
     }
+}
+
+/// `work`, given its deadline (`limit` from now) and ended there, calls in flight and retries included, saying
+/// where it was: a whole run's deadline, or one look's of `watch` (which watches the signals itself).
+pub async fn within<T, F: Future<Output = Result<T>>>(
+    limit: Duration,
+    progress: &Progress,
+    work: impl FnOnce(Instant) -> F,
+) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    tokio::time::timeout_at(deadline, work(deadline))
+        .await
+        .unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit }))
 }
 
 /// SIGTERM and SIGINT, watched from the moment this is made.

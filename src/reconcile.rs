@@ -9,9 +9,9 @@ use crate::plan::{self, MetadataOptions, State, Step, Toggle};
 use crate::process::Progress;
 use crate::retry::Patient;
 use crate::verify::{self, End, ReadBack, Wait, Watcher};
+use crate::wait::Probes;
 use serde::Serialize;
 use std::cell::RefCell;
-use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,7 +204,7 @@ impl Run<'_> {
         loop {
             probes += 1;
             let probe = Instant::now();
-            if crate::sense::arrives(addr, wanted, DATA_PLANE_PROBE).await {
+            if crate::sense::arrives(addr, wanted, Probes::DATA_PLANE.probe).await {
                 tracing::debug!(
                     after_ms = start.elapsed().as_millis() as u64,
                     probes,
@@ -212,7 +212,7 @@ impl Run<'_> {
                 );
                 return Ok(());
             }
-            let next = probe + DATA_PLANE_PROBE + DATA_PLANE_JITTER.mul_f64(fastrand::f64());
+            let next = Probes::DATA_PLANE.next(probe);
             if next >= give_up {
                 return Err(Error::WaitTimeout {
                     instance_id: instance_id.into(),
@@ -252,17 +252,13 @@ impl Watcher for Ended {
     }
 }
 
-/// Each data-plane probe waits this long for the token answer; the next starts up to `DATA_PLANE_JITTER`
-/// later, so the probes come about every 200 to 300 ms.
-const DATA_PLANE_PROBE: Duration = Duration::from_millis(200);
-const DATA_PLANE_JITTER: Duration = Duration::from_millis(100);
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Mode;
     use crate::fakes::{Scripted, config, options};
     use crate::plan::{Change, HopLimit};
+    use std::time::Duration;
 
     async fn run(ec2: &Scripted, config: &Config) -> Result<Report> {
         let deadline = Instant::now() + config.timeout;

@@ -6,9 +6,47 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A uniformly random fraction in `[0, 1)`; the one source of randomness, so tests can bound its effect.
+/// A uniformly random fraction in `[0, 1)`; the one source of randomness in the program, so tests can bound
+/// its effect, or fix it (`seed`).
 fn unit() -> f64 {
     fastrand::f64()
+}
+
+/// Makes this thread's draws repeat from `seed` (fastrand's generator is per thread, as each test is).
+#[cfg(test)]
+pub fn seed(seed: u64) {
+    fastrand::seed(seed);
+}
+
+/// `interval`, give or take `spread` (a fraction): looks repeated by many nodes started together (a node group,
+/// a DaemonSet rolled out at once) drift apart instead of calling at the same moment.
+pub fn around(interval: Duration, spread: f64) -> Duration {
+    interval.mul_f64(1.0 - spread + 2.0 * spread * unit())
+}
+
+/// The wait after `failures` failures in a row of a look repeated every `interval`: the interval doubled each
+/// time, at most `cap`, drawn from the upper half of that window (equal jitter), so a failing look backs off
+/// at once and still spreads out.
+pub fn retreat(interval: Duration, failures: u32, cap: Duration) -> Duration {
+    let window = interval.saturating_mul(1u32 << failures.min(16)).min(cap);
+    window.mul_f64(0.5 + 0.5 * unit())
+}
+
+/// The data plane's probes, while a change takes effect: each waits `probe` for the token answer, and the next
+/// starts up to `jitter` later, so the probes come about every 200 to 300 ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probes {
+    pub probe: Duration,
+    pub jitter: Duration,
+}
+
+impl Probes {
+    pub const DATA_PLANE: Probes = Probes { probe: Duration::from_millis(200), jitter: Duration::from_millis(100) };
+
+    /// When the probe after one that started at `started` begins.
+    pub fn next(&self, started: Instant) -> Instant {
+        started + self.probe + self.jitter.mul_f64(unit())
+    }
 }
 
 /// How long one EC2 call is retried while EC2 throttles it or fails (then it fails, exit 8), unless the run's
@@ -187,6 +225,47 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn looks_are_spread_and_failures_back_off_to_the_cap() {
+        let i = Duration::from_secs(60);
+        let draws: Vec<Duration> = (0..2000).map(|_| around(i, 0.1)).collect();
+        assert!(draws.iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
+        assert!(
+            draws.iter().any(|d| *d < Duration::from_secs(56)) && draws.iter().any(|d| *d > Duration::from_secs(64))
+        );
+        let cap = Duration::from_secs(900);
+        for _ in 0..200 {
+            let first = retreat(i, 1, cap);
+            assert!(first >= Duration::from_secs(60) && first <= Duration::from_secs(120), "{first:?}");
+            let late = retreat(i, 30, cap);
+            assert!(late >= cap / 2 && late <= cap, "{late:?}");
+        }
+    }
+
+    /// A seeded thread draws the same waits again: what a test of a schedule can rely on.
+    #[test]
+    fn a_seed_repeats_every_draw() {
+        let draw = || {
+            let b = Backoff::THROTTLED;
+            (b.delay(3), PollSchedule::APPLIED.delay(2), around(Duration::from_secs(60), 0.1))
+        };
+        seed(27);
+        let first = draw();
+        seed(27);
+        assert_eq!(draw(), first);
+        seed(28);
+        assert_ne!(draw(), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn data_plane_probes_come_every_200_to_300_ms() {
+        let start = Instant::now();
+        for _ in 0..500 {
+            let next = Probes::DATA_PLANE.next(start) - start;
+            assert!(next >= Duration::from_millis(200) && next <= Duration::from_millis(300), "{next:?}");
+        }
+    }
 
     #[test]
     fn full_jitter_stays_inside_a_doubling_capped_window() {

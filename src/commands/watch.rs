@@ -12,11 +12,14 @@ use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
 use crate::process::{self, Progress, Signals};
 use crate::reconcile::{Action, Report, Target};
+use crate::wait;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// The longest wait after failures: EC2 or IMDS failing for a long time is looked at every 15 minutes.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// Healthy looks come every interval, give or take a tenth: nodes started together drift apart instead of
+/// looking (and, where IMDS cannot prove, calling DescribeInstances) at the same moment.
+const SPREAD: f64 = 0.1;
 
 /// What the last look found, so that only a change of it is logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +58,17 @@ struct Agent<'a> {
 impl Look for Agent<'_> {
     async fn look(&mut self) -> Result<Report> {
         let config = self.config;
-        let deadline = Instant::now() + config.timeout;
         let progress = Progress::default();
-        let target = match &self.target {
-            Some(t) => t.clone(),
-            None => crate::agent::identity(&self.imds, config, deadline).await?,
-        };
-        let pass = crate::agent::pass(config, &self.imds, target.clone(), &progress, deadline);
-        let report = tokio::time::timeout_at(deadline, pass)
-            .await
-            .unwrap_or_else(|_| Err(Error::Deadline { stage: progress.get(), limit: config.timeout }))?;
+        let (imds, known, at) = (&self.imds, &self.target, &progress);
+        let (target, report) = process::within(config.timeout, &progress, |deadline| async move {
+            let target = match known {
+                Some(t) => t.clone(),
+                None => crate::agent::identity(imds, config, deadline).await?,
+            };
+            let report = crate::agent::pass(config, imds, target.clone(), at, deadline).await?;
+            Ok((target, report))
+        })
+        .await?;
         self.target = Some(target);
         Ok(report)
     }
@@ -87,12 +91,14 @@ async fn keep_looking(watch: Watch, looker: &mut impl Look, stop: impl Future<Ou
                 let now = Seen::Compliant(report.evidence);
                 tell(&report, &seen, &now, watch);
                 seen = now;
-                jittered(if report.evidence == EvidenceSource::Imds { watch.interval } else { watch.ec2_interval })
+                let interval =
+                    if report.evidence == EvidenceSource::Imds { watch.interval } else { watch.ec2_interval };
+                wait::around(interval, SPREAD)
             }
             Err(err) => {
                 failures += 1;
                 let now = Seen::Failed(err.to_string());
-                let wait = backoff(watch.interval, failures);
+                let wait = wait::retreat(watch.interval, failures, MAX_BACKOFF);
                 if now != seen {
                     tracing::error!("{err}; looking again in {:.0} s, backing off while it fails", wait.as_secs_f64());
                 }
@@ -141,42 +147,10 @@ fn cost(evidence: EvidenceSource, watch: Watch) -> String {
     }
 }
 
-/// `interval`, give or take a tenth: nodes started together (a node group, a DaemonSet rolled out at once)
-/// drift apart instead of looking, and where IMDS cannot prove, calling DescribeInstances, at the same moment.
-fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(0.9 + 0.2 * fastrand::f64())
-}
-
-/// After `failures` failures in a row: the interval doubled each time, jittered, at most `MAX_BACKOFF`.
-fn backoff(interval: Duration, failures: u32) -> Duration {
-    let window = interval.saturating_mul(1u32 << failures.min(16)).min(MAX_BACKOFF);
-    window.mul_f64(0.5 + 0.5 * fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_back_off_to_a_quarter_of_an_hour() {
-        let i = Duration::from_secs(60);
-        for _ in 0..200 {
-            let first = backoff(i, 1);
-            assert!(first >= Duration::from_secs(60) && first <= Duration::from_secs(120), "{first:?}");
-            let late = backoff(i, 30);
-            assert!(late >= MAX_BACKOFF / 2 && late <= MAX_BACKOFF, "{late:?}");
-        }
-    }
-
-    #[test]
-    fn healthy_looks_are_spread_by_a_tenth() {
-        let i = Duration::from_secs(60);
-        let draws: Vec<Duration> = (0..2000).map(|_| jittered(i)).collect();
-        assert!(draws.iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
-        assert!(
-            draws.iter().any(|d| *d < Duration::from_secs(56)) && draws.iter().any(|d| *d > Duration::from_secs(64))
-        );
-    }
+    use tokio::time::Instant;
 
     #[test]
     fn the_log_says_what_a_look_costs() {
