@@ -5,7 +5,7 @@
 //! on compliant looks, repairs a drift within an interval, and exits 0 on SIGTERM.
 
 use crate::simulator::{Options, Simulator};
-use crate::support::{dist, ec2_calls, modifies, no_secret, scenario, scratch, version};
+use crate::support::{dist, ec2_calls, follow, modifies, no_secret, scenario, scratch, until, version};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -98,8 +98,11 @@ fn manifests_image() -> String {
 fn podman_load_names_the_image_as_the_manifests_do() {
     let store = scratch("podman-store");
     let root = |args: &[&str]| {
+        // Its own storage, run and temporary directories: nothing another test's podman keeps (a container's
+        // exit code under the default tmpdir) is touched, and removing the folder removes it all.
         let mut cmd = podman(&["--root", &format!("{}/root", store.display())]);
-        cmd.args(["--runroot", &format!("{}/run", store.display()), "--storage-driver", "vfs"]).args(args);
+        cmd.args(["--runroot", &format!("{}/run", store.display())]);
+        cmd.args(["--tmpdir", &format!("{}/tmp", store.display()), "--storage-driver", "vfs"]).args(args);
         cmd.output().expect("podman (.ci/run installs it)")
     };
     let out = root(&["load", "-i", archive().to_str().unwrap()]);
@@ -110,7 +113,6 @@ fn podman_load_names_the_image_as_the_manifests_do() {
     let out = root(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     let images = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(images.trim(), reference, "one image, under the manifests' name");
-    let _ = root(&["system", "reset", "--force"]);
     let _ = std::fs::remove_dir_all(&store);
 }
 
@@ -143,34 +145,29 @@ fn podman_runs_the_image_apply_fixes_the_instance_and_watch_keeps_it() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(sim.effective_hop_limit(), 2, "{text}");
 
-    let child = run_image(&sim, &["watch", "--interval", "300ms"])
+    let mut child = run_image(&sim, &["watch", "--interval", "300ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let log = follow(&mut child);
     // The container starts, then looks: compliant looks cost no EC2 call.
-    let start = Instant::now();
-    while sim.probe_requests() < 6 {
-        assert!(start.elapsed() < Duration::from_secs(60), "watch looked through IMDS: {:?}", sim.requests());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until("watch looked through IMDS", Duration::from_secs(60), || sim.probe_requests() >= 6);
     sim.reset_log();
-    std::thread::sleep(Duration::from_millis(1000));
+    until("four more looks", Duration::from_secs(30), || sim.probe_requests() >= 8);
     assert_eq!(ec2_calls(&sim), 0, "compliant looks: {:?}", sim.requests());
     sim.set_hop_limit(1);
-    let start = Instant::now();
-    while sim.effective_hop_limit() != 2 {
-        assert!(start.elapsed() < Duration::from_secs(5), "the drift repaired within an interval and a change");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until("the drift repaired within an interval and a change", Duration::from_secs(5), || {
+        sim.effective_hop_limit() == 2
+    });
     assert_eq!(modifies(&sim).len(), 1);
-    std::thread::sleep(Duration::from_millis(800));
+    // The change is in effect on the data plane, and said so, before the stop.
+    log.until("changed (hop limit 1 -> 2)", 1, Duration::from_secs(10));
     let stopped = Instant::now();
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    no_secret(&text);
-    assert_eq!(out.status.code(), Some(0), "SIGTERM ends watch with 0: {text}");
+    let status = child.wait().unwrap();
+    let text = log.finish();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends watch with 0: {text}");
     assert!(stopped.elapsed() < Duration::from_secs(10), "{:?}", stopped.elapsed());
     assert!(text.contains("changed (hop limit 1 -> 2)") && text.contains("SIGTERM: stopping"), "{text}");
 }
