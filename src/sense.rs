@@ -537,7 +537,10 @@ mod tests {
                 });
             }
         });
-        let Some(before) = drops() else { return };
+        let Some(before) = drops() else {
+            eprintln!("skipped: this kernel has no {COUNTER} counter in /proc/net/netstat, so nothing here is proof");
+            return;
+        };
         assert!(arrives(addr, HopLimit::new(1).unwrap(), PROBE_WAIT).await, "TTL 1 at a bound of 1");
         assert!(!arrives(addr, HopLimit::new(2).unwrap(), PROBE_WAIT).await, "TTL 1 at a bound of 2 is dropped");
         assert!(dropped_since(before).await, "and counted");

@@ -5,10 +5,10 @@
 //! Every manifest names the image of this version.
 
 use crate::simulator::{Options, Simulator};
-use crate::support::{ec2_calls, no_secret, scenario, version};
+use crate::support::{ec2_calls, scenario, version};
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn python(code: &str, args: &[&str]) -> String {
     let out = Command::new("python3").arg("-c").arg(code).args(args).output().expect("python3");
@@ -91,17 +91,15 @@ fn the_daemonsets_own_command_runs_and_its_readiness_probe_passes() {
         cmd.envs(env.clone()).args(args);
         cmd
     };
-    let child = container(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let start = Instant::now();
-    while sim.effective_hop_limit() != 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the DaemonSet's command fixed the node");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = container(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let log = crate::support::follow(&mut child);
+    // The node fixed, and the change seen in effect (said once), before the kubelet's SIGTERM.
+    log.until("changed (hop limit 1 -> 2)", 1, Duration::from_secs(30));
+    assert_eq!(sim.effective_hop_limit(), 2, "the DaemonSet's command fixed the node");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    no_secret(&String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().unwrap();
+    let text = log.finish();
+    assert_eq!(status.code(), Some(0), "{text}");
 
     let probe: Vec<String> =
         c["readinessProbe"]["exec"]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()).collect();

@@ -315,11 +315,8 @@ fn defaults_ended_by_sigterm_still_print_their_json() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while sim.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // In the region's call, which never gets its answer.
+    crate::support::until("the call to the hung region", Duration::from_secs(20), || sim.arrived() >= 1);
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -190,3 +190,58 @@ pub fn test_ca(dir: &std::path::Path) -> (String, String, String) {
     let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
     (path("ca.pem"), path("server.pem"), path("server.key"))
 }
+
+/// Waits for `done`, looking every 20 ms, failing the test after `limit`: a condition, never a fixed sleep.
+#[track_caller]
+pub fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child's stderr, read on a thread of its own as it comes, so that a test waits for a line to be written
+/// instead of sleeping until it probably was.
+pub struct Followed {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+/// Follows `child`'s stderr (it must be piped); the child's output is then read from the `Followed`.
+pub fn follow(child: &mut std::process::Child) -> Followed {
+    use std::io::Read;
+    let mut stderr = child.stderr.take().expect("a piped stderr");
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    Followed { text, reader }
+}
+
+impl Followed {
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the text holds `needle` `times` times.
+    #[track_caller]
+    pub fn until(&self, needle: &str, times: usize, limit: Duration) {
+        until(&format!("{times} x {needle:?}"), limit, || self.text().matches(needle).count() >= times);
+    }
+
+    /// Everything the child wrote, once it has closed stderr (exited).
+    pub fn finish(self) -> String {
+        let _ = self.reader.join();
+        let text = self.text.lock().unwrap().clone();
+        no_secret(&text);
+        text
+    }
+}

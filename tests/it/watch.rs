@@ -3,7 +3,7 @@
 //! off without exiting while EC2 fails, and exits 0 at once on SIGTERM.
 
 use crate::simulator::{Options, Scenario, Simulator};
-use crate::support::{ec2_calls, lines_at, modifies, no_secret, scenario};
+use crate::support::{Followed, ec2_calls, follow, lines_at, modifies, scenario, until};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,41 +24,38 @@ fn watch(sim: &Simulator, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts `watch` with its stderr followed as it comes.
+fn followed(sim: &Simulator, args: &[&str]) -> (Child, Followed) {
+    let mut child = watch(sim, args);
+    let log = follow(&mut child);
+    (child, log)
 }
 
 /// SIGTERM, then the exit code and stderr; the stop must be prompt (a kubelet waits 30 s, then kills).
-fn stop(child: Child) -> (Option<i32>, String, Duration) {
+fn stop((mut child, log): (Child, Followed)) -> (Option<i32>, String, Duration) {
     let start = Instant::now();
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    no_secret(&stderr);
-    (out.status.code(), stderr, start.elapsed())
+    let status = child.wait().unwrap();
+    let took = start.elapsed();
+    (status.code(), log.finish(), took)
 }
 
 #[test]
 fn watch_applies_stays_quiet_and_cheap_while_compliant_and_repairs_a_drift() {
     let sim = Simulator::start(imds_like(1));
-    let child = watch(&sim, &["--interval", "300ms"]);
+    let child = followed(&sim, &["--interval", "300ms"]);
     until("the first change", Duration::from_secs(30), || sim.effective_hop_limit() == 2);
-    // Several compliant looks: no EC2 call at all.
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the change is in effect and said so, several compliant looks: no EC2 call at all.
+    child.1.until("changed (hop limit 1 -> 2)", 1, Duration::from_secs(10));
     sim.reset_log();
-    std::thread::sleep(Duration::from_millis(1500));
+    until("four looks", Duration::from_secs(10), || sim.probe_requests() >= 8);
     assert_eq!(ec2_calls(&sim), 0, "compliant looks cost no EC2 call: {:?}", sim.requests());
-    assert!(sim.probe_requests() >= 4, "it kept looking: {} probes", sim.probe_requests());
     // Somebody lowers it: repaired within an interval (plus the change itself).
     sim.set_hop_limit(1);
     until("the drift repaired", Duration::from_secs(10), || sim.effective_hop_limit() == 2);
     assert_eq!(modifies(&sim).len(), 1, "one change for the drift");
-    // The change is seen on the data plane within a probe or two; then the next looks.
-    std::thread::sleep(Duration::from_millis(1000));
+    // The change is seen on the data plane within a probe or two, and said once.
+    child.1.until("changed (hop limit 1 -> 2)", 2, Duration::from_secs(10));
     let (code, stderr, took) = stop(child);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(took < Duration::from_secs(30), "ended by the signal, not by a look: {took:?}");
@@ -75,7 +72,7 @@ fn watch_backs_off_without_exiting_while_ec2_fails_and_says_what_a_look_costs() 
         s.options.hop_limit = Some(2);
         s.unauthorized = vec!["DescribeInstances"];
     }));
-    let child = watch(&sim, &["--interval", "200ms", "--ec2-interval", "2s"]);
+    let child = followed(&sim, &["--interval", "200ms", "--ec2-interval", "2s"]);
     until("two failed looks", Duration::from_secs(15), || {
         sim.requests().iter().filter(|r| r.action == "DescribeInstances").count() >= 2
     });
@@ -86,11 +83,18 @@ fn watch_backs_off_without_exiting_while_ec2_fails_and_says_what_a_look_costs() 
     assert!(errors[0].contains("backing off"), "{stderr}");
 
     let sim = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
-    let child = watch(&sim, &["--interval", "200ms", "--ec2-interval", "1s"]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let describes = sim.requests().iter().filter(|r| r.action == "DescribeInstances").count();
+    let child = followed(&sim, &["--interval", "200ms", "--ec2-interval", "1s"]);
+    let describes = || sim.requests().iter().filter(|r| r.action == "DescribeInstances").count();
+    until("the first look", Duration::from_secs(15), || describes() >= 1);
+    let first = Instant::now();
+    until("two more looks", Duration::from_secs(15), || describes() >= 3);
+    let took = first.elapsed();
     let (_, stderr, _) = stop(child);
-    assert!((2..=4).contains(&describes), "one DescribeInstances per --ec2-interval, not per --interval: {describes}");
+    // Two more looks at --ec2-interval (1 s, give or take a tenth) take at least 1.8 s; at --interval, 0.4 s.
+    assert!(
+        took >= Duration::from_millis(1750),
+        "one DescribeInstances per --ec2-interval, not per --interval: {took:?}"
+    );
     assert!(stderr.contains("through EC2 (IMDS cannot prove the hop limit here)"), "{stderr}");
 }
 

@@ -376,6 +376,8 @@ struct State {
     cut: HashMap<String, usize>,
     /// A change has been taken (for `refuse_reads_after_modify`).
     modified: bool,
+    /// Requests that have arrived, answered or not (a hung region's are never answered, so never logged).
+    arrived: usize,
 }
 
 impl State {
@@ -395,6 +397,7 @@ impl State {
             counter: 0,
             cut: HashMap::new(),
             modified: false,
+            arrived: 0,
         }
     }
 
@@ -512,6 +515,11 @@ impl Simulator {
     /// Empties the request log and nothing else (the account keeps its state).
     pub fn reset_log(&self) {
         self.state.lock().unwrap().log.clear();
+    }
+
+    /// How many requests have arrived, answered or not: a test waits on this for a call that will hang.
+    pub fn arrived(&self) -> usize {
+        self.state.lock().unwrap().arrived
     }
 
     pub fn requests(&self) -> Vec<Logged> {

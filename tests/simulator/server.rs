@@ -204,6 +204,7 @@ pub(super) async fn handle(
     instance: Option<Arc<str>>,
 ) -> Result<Answer, hyper::Error> {
     let (parts, body) = req.into_parts();
+    state.lock().unwrap().arrived += 1;
     let body = body.collect().await?.to_bytes();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
