@@ -2,11 +2,12 @@
 //! fails in passing, until the deadline it is given; a change EC2 may have carried out looked up before it is
 //! sent again; the fleet's modifies paced to the account's budget. Below the commands and the runs.
 
-use crate::ec2::{Ec2, Modified};
+use crate::ec2::{Described, Ec2, Filter, Fleet, Modified};
 use crate::error::{Error, FailureKind, Result};
 use crate::plan::{Change, InstanceState, MetadataOptions};
 use crate::wait::Pace;
 use std::cell::Cell;
+use std::collections::HashSet;
 use tokio::time::Instant;
 
 /// An EC2 side that takes throttling and passing failures as normal: each call is retried with full jitter
@@ -146,5 +147,55 @@ impl<E> Patient<'_, E> {
         tokio::time::sleep(delay).await;
         *attempt += 1;
         Ok(())
+    }
+}
+
+/// The most pages one listing reads: 2,000 pages of up to 1,000 instances, twenty times the largest accounts'
+/// instance counts in a region. EC2 can answer a filtered page with fewer instances than asked for, even
+/// none, and a next token, so the count of instances cannot bound a listing; this bounds one whose tokens
+/// never repeat and never end (at EC2's 20 DescribeInstances a second, under two minutes of calls).
+pub const MAX_PAGES: usize = 2_000;
+
+impl<E: Fleet> Patient<'_, E> {
+    /// Every page of the instances that pass `filters`, appended to `into` as they come; each page's retries end
+    /// at `until()`. On a failure, the pages read so far stay in `into`. A page token seen before in the same
+    /// listing (A, B, A, ...) would page forever: it ends the listing with an error, as does a listing longer
+    /// than `MAX_PAGES`. Tokens are remembered by a hash, never shown.
+    pub async fn every_page(
+        &self,
+        filters: &[Filter],
+        until: impl Fn() -> Instant,
+        into: &mut Vec<Described>,
+    ) -> Result<()> {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut seen = HashSet::new();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self.retry("DescribeInstances", until(), |ec2| ec2.select(filters, next.as_deref())).await?;
+            into.extend(page.instances);
+            match page.next {
+                None => return Ok(()),
+                Some(token) if !seen.insert(hasher.hash_one(&token)) => {
+                    return Err(endless_listing(&format!(
+                        "EC2 answered with a page token it had already given in this listing, after {} pages: the \
+                         listing would never end",
+                        seen.len()
+                    )));
+                }
+                Some(token) => next = Some(token),
+            }
+        }
+        Err(endless_listing(&format!("the listing did not end within {MAX_PAGES} pages")))
+    }
+}
+
+fn endless_listing(what: &str) -> Error {
+    Error::Ec2 {
+        operation: "DescribeInstances",
+        failure: crate::error::Failure {
+            message: Some(what.to_string()),
+            ..crate::error::Failure::new(crate::error::FailureKind::Malformed)
+        },
     }
 }

@@ -23,7 +23,7 @@ use crate::wait::{Pace, patience};
 use futures_util::StreamExt;
 use report::{Counts, Outcome, RegionFailure, Status};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -206,60 +206,12 @@ async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadlin
     };
     let mut all = Vec::new();
     for filters in &batches {
-        read_pages(patient, filters, || patience(deadline), &mut all).await?;
+        patient.every_page(filters, || patience(deadline), &mut all).await?;
     }
     // An instance read twice is EC2 paging over a changing set: keep the first.
     let mut seen = BTreeSet::new();
     all.retain(|d| seen.insert(d.instance_id.clone()));
     Ok(all)
-}
-
-/// The most pages one listing reads: 2,000 pages of up to 1,000 instances, twenty times the largest accounts'
-/// instance counts in a region. EC2 can answer a filtered page with fewer instances than asked for, even
-/// none, and a next token, so the count of instances cannot bound a listing; this bounds one whose tokens
-/// never repeat and never end (at EC2's 20 DescribeInstances a second, under two minutes of calls).
-pub const MAX_PAGES: usize = 2_000;
-
-/// Every page of the instances that pass `filters`, appended to `into` as they come; each page's retries end
-/// at `until()`. On a failure, the pages read so far stay in `into`. A page token seen before in the same
-/// listing (A, B, A, ...) would page forever: it ends the listing with an error, as does a listing longer
-/// than `MAX_PAGES`. Tokens are remembered by a hash, never shown.
-async fn read_pages<E: Fleet>(
-    patient: &Patient<'_, E>,
-    filters: &[Filter],
-    until: impl Fn() -> Instant,
-    into: &mut Vec<Described>,
-) -> Result<()> {
-    use std::hash::BuildHasher;
-    let hasher = std::collections::hash_map::RandomState::new();
-    let mut seen = HashSet::new();
-    let mut next: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let page = patient.retry("DescribeInstances", until(), |ec2| ec2.select(filters, next.as_deref())).await?;
-        into.extend(page.instances);
-        match page.next {
-            None => return Ok(()),
-            Some(token) if !seen.insert(hasher.hash_one(&token)) => {
-                return Err(endless_listing(&format!(
-                    "EC2 answered with a page token it had already given in this listing, after {} pages: the \
-                     listing would never end",
-                    seen.len()
-                )));
-            }
-            Some(token) => next = Some(token),
-        }
-    }
-    Err(endless_listing(&format!("the listing did not end within {MAX_PAGES} pages")))
-}
-
-fn endless_listing(what: &str) -> Error {
-    Error::Ec2 {
-        operation: "DescribeInstances",
-        failure: crate::error::Failure {
-            message: Some(what.to_string()),
-            ..crate::error::Failure::new(crate::error::FailureKind::Malformed)
-        },
-    }
 }
 
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
@@ -338,7 +290,7 @@ struct Batches<'a, 'b, E>(&'a Patient<'b, E>);
 impl<E: Fleet> ReadBack for Batches<'_, '_, E> {
     async fn read_back(&self, ids: &[InstanceId], until: Instant) -> Result<Vec<Described>> {
         let mut read = Vec::new();
-        read_pages(self.0, &[Filter::new("instance-id", ids)], || until, &mut read).await?;
+        self.0.every_page(&[Filter::new("instance-id", ids)], || until, &mut read).await?;
         Ok(read)
     }
 }
