@@ -10,6 +10,7 @@ mod hops;
 mod ids;
 mod imds;
 mod logging;
+mod outcome;
 mod plan;
 mod process;
 mod reconcile;

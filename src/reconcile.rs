@@ -5,7 +5,8 @@ use crate::config::Config;
 use crate::ec2::{Described, Ec2, Modified};
 use crate::error::{Error, Result, Stage};
 use crate::ids::{InstanceId, Region};
-use crate::plan::{self, MetadataOptions, State, Step, Toggle};
+use crate::outcome::{self, Action};
+use crate::plan::{self, MetadataOptions, Step, Toggle};
 use crate::process::Progress;
 use crate::retry::Patient;
 use crate::verify::{self, End, ReadBack, Wait, Watcher};
@@ -13,22 +14,6 @@ use crate::wait::Probes;
 use serde::Serialize;
 use std::cell::RefCell;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Already compliant: nothing was sent.
-    Unchanged,
-    /// Modified (and, unless `--no-wait`, verified applied).
-    Changed,
-    /// `--dry-run`: EC2 says the change would be authorized.
-    WouldChange,
-    /// `check`: a change is needed.
-    NotCompliant,
-    /// Changed a stopped instance, and read back with the new values: EC2 applies them when it starts.
-    #[serde(rename = "changed-applies-at-start")]
-    AppliesAtStart,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -102,18 +87,17 @@ pub async fn reconcile(
         evidence: EvidenceSource::Ec2,
         sensed: None,
     };
-    let (change, dry_run) = match plan::step(plan::decide(&known, &config.wanted), config.intent()) {
-        Step::Nothing => {
-            let applied = before.state == Some(State::Applied);
-            return Ok(report(before.clone(), Action::Unchanged, applied));
-        }
-        Step::NotCompliant => return Ok(report(before.clone(), Action::NotCompliant, false)),
-        Step::LeavePending => return Ok(report(before.clone(), Action::Unchanged, false)),
-        Step::SeeThrough => {
+    let step = plan::step(plan::decide(&known, &config.wanted), config.intent());
+    if let Some((action, verified)) = outcome::before_sending(&step, &before) {
+        return Ok(report(before.clone(), action, verified));
+    }
+    let (change, dry_run) = match step {
+        Step::Send { change, dry_run } => (change, dry_run),
+        // Somebody's change, still pending (every other step was reported above): seen through to `applied`.
+        _ => {
             let (after, _) = run.wait_applied(&ec2, instance_id, &known, false).await?;
             return Ok(report(after, Action::Unchanged, true));
         }
-        Step::Send { change, dry_run } => (change, dry_run),
     };
     tracing::debug!(?change, dry_run, "change needed");
     if dry_run {
@@ -257,6 +241,7 @@ mod tests {
     use super::*;
     use crate::config::Mode;
     use crate::fakes::{Scripted, config, options};
+    use crate::plan::State;
     use crate::plan::{Change, HopLimit};
     use std::time::Duration;
 

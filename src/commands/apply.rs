@@ -5,9 +5,10 @@ use crate::cli::{EvidenceSource, Output};
 use crate::config::Config;
 use crate::error::{Error, ExitCode, Result};
 use crate::ids::{InstanceId, Region};
+use crate::outcome::Action;
 use crate::plan::{Absent, Field};
 use crate::process::{self, Progress};
-use crate::reconcile::{Action, Report};
+use crate::reconcile::Report;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,10 +49,8 @@ pub fn failed(instance_id: Option<&InstanceId>, region: Option<&Region>, err: &E
 }
 
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
-    let code = match report.action {
-        Action::Unchanged | Action::Changed | Action::AppliesAtStart => ExitCode::Compliant,
-        Action::WouldChange | Action::NotCompliant => ExitCode::NotCompliant,
-    };
+    // The agent's failures are errors, not reports: no report of its is `failed`.
+    let code = report.action.exit_code(ExitCode::Unexpected);
     if let Some(sensed) = &report.sensed {
         tracing::info!(
             "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
@@ -77,6 +76,8 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             }
             Action::WouldChange => "not compliant; the change would be authorized (--dry-run, nothing changed)".into(),
             Action::NotCompliant => "not compliant".into(),
+            Action::Accepted => format!("changed ({change}), accepted"),
+            Action::ManagedElsewhere | Action::Failed => "failed".into(),
         };
         tracing::info!(
             "{} ({}): {}: {} in {:.2} s",

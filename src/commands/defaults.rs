@@ -8,6 +8,7 @@ use crate::config;
 use crate::ec2::{Account, AccountDefaults, Defaults};
 use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::Region;
+use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
 use crate::regions::{self, Regions};
@@ -49,17 +50,6 @@ impl Settings {
             timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Unchanged,
-    NotCompliant,
-    Changed,
-    /// An AWS Organizations declarative policy manages them: nothing sent.
-    ManagedElsewhere,
-    Failed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,11 +141,12 @@ pub fn render(regions: &[RegionDefaults]) -> String {
         let before = r.before.as_ref().map_or_else(|| "unknown".into(), describe);
         let line = match r.action {
             Action::Unchanged => format!("as wanted ({before})"),
-            Action::NotCompliant => format!(
+            // (The defaults have no dry run, no stopped instance and no unverified change: one word each.)
+            Action::NotCompliant | Action::WouldChange => format!(
                 "not as wanted: {before}; apply would set {}",
                 r.after.as_ref().map_or_else(String::new, describe)
             ),
-            Action::Changed => {
+            Action::Changed | Action::Accepted | Action::AppliesAtStart => {
                 format!("changed: {before} -> {}", r.after.as_ref().map_or_else(String::new, describe))
             }
             Action::ManagedElsewhere | Action::Failed => {

@@ -10,8 +10,9 @@ use crate::cli::EvidenceSource;
 use crate::config::{Config, Watch};
 use crate::error::{Error, ExitCode, Result, Signal};
 use crate::imds::Imds;
+use crate::outcome::Action;
 use crate::process::{self, Progress, Signals};
-use crate::reconcile::{Action, Report, Target};
+use crate::reconcile::{Report, Target};
 use crate::wait;
 use std::time::Duration;
 

@@ -13,15 +13,15 @@ use crate::config;
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
 use crate::error::{Error, ExitCode, Result, Stage};
 use crate::ids::{InstanceId, Region};
-use crate::plan::{self, Change, Decision, Intent, State, Step, Wanted};
+use crate::outcome::{self, Action};
+use crate::plan::{self, Change, Decision, Intent, Step, Wanted};
 use crate::process::{self, Progress};
-use crate::reconcile::Target;
 use crate::regions::{self, Regions};
 use crate::retry::Patient;
 use crate::verify::{self, BATCH, End, ReadBack, Wait, Watcher};
 use crate::wait::{Pace, patience};
 use futures_util::StreamExt;
-use report::{Counts, Outcome, RegionFailure, Status};
+use report::{Counts, Outcome, RegionFailure};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -136,30 +136,32 @@ pub async fn region<E: Fleet>(
     let mut to_verify = Vec::new();
     for d in selected {
         let mut outcome = Outcome::new(&d, region);
-        let known = Target::named(d.instance_id.clone(), region.clone()).known(&d.options);
-        let decision = plan::decide(&known, &settings.wanted);
+        // Nothing vouches for a selected instance's endpoint (no IMDS answered for it): EC2's read is all.
+        let decision = plan::decide(&d.options, &settings.wanted);
         if let Decision::Change(change) = decision {
             counts.add_to_change();
             outcome.change = Some(change);
         }
-        match plan::step(decision, settings.intent()) {
-            Step::Nothing => {
-                outcome.status = Status::Unchanged;
-                // As the agent says it: verified when EC2's answer said `applied` with the wanted values.
-                outcome.verified = d.options.state == Some(State::Applied);
+        let step = plan::step(decision, settings.intent());
+        // The agent's own mapping of a step to what is reported before anything is sent.
+        if let Some((action, verified)) = outcome::before_sending(&step, &d.options) {
+            (outcome.action, outcome.verified) = (action, verified);
+            if step == Step::Nothing {
                 counts.add_compliant();
             }
-            Step::NotCompliant => outcome.status = Status::NotCompliant,
-            Step::LeavePending => outcome.status = Status::Unchanged,
+        }
+        match step {
             Step::SeeThrough => to_verify.push((outcomes.len(), d.options.clone())),
+            // Not compliant until EC2 takes the change.
             Step::Send { change, .. } => {
-                outcome.status = Status::NotCompliant;
+                outcome.action = Action::NotCompliant;
                 to_change.push((outcomes.len(), change));
             }
+            Step::Nothing | Step::NotCompliant | Step::LeavePending => {}
         }
         outcomes.push(outcome);
     }
-    let compliant = outcomes.iter().filter(|o| o.status == Status::Unchanged).count();
+    let compliant = outcomes.iter().filter(|o| o.action == Action::Unchanged).count();
     let needing = outcomes.iter().filter(|o| o.change.is_some()).count();
     report::milestone(
         counts,
@@ -253,11 +255,11 @@ async fn change_all<E: Fleet>(
         let mut outcomes = ledger.outcomes.borrow_mut();
         let outcome = &mut outcomes[index];
         match result {
-            Ok(Modified::WouldSucceed) => outcome.status = Status::WouldChange,
+            Ok(Modified::WouldSucceed) => outcome.action = Action::WouldChange,
             Ok(Modified::Accepted(answer)) => {
                 counts.add_changed();
                 outcome.after = Some(answer.clone());
-                outcome.status = Status::Accepted;
+                outcome.action = Action::Accepted;
                 if settings.wait {
                     let expected = change.applied_to(&outcome.before.clone().unwrap_or_default());
                     let id = outcome.instance_id.clone();
@@ -320,10 +322,10 @@ impl Watcher for Verifying<'_> {
         let o = &mut self.ledger.outcomes.borrow_mut()[wait.key];
         match end {
             End::Applied | End::AppliesAtStart => {
-                o.status = match (wait.sent, end) {
-                    (false, _) => Status::Unchanged,
-                    (true, End::AppliesAtStart) => Status::AppliesAtStart,
-                    (true, _) => Status::Applied,
+                o.action = match (wait.sent, end) {
+                    (false, _) => Action::Unchanged,
+                    (true, End::AppliesAtStart) => Action::AppliesAtStart,
+                    (true, _) => Action::Changed,
                 };
                 o.verified = true;
                 self.counts.add_applied();
@@ -431,8 +433,8 @@ pub fn failed(err: &Error) -> serde_json::Value {
 /// What an interrupted apply had not yet sent is failed, with what ended the run: the change it was to make
 /// did not happen, and "not compliant" is `check`'s word for an instance nobody tried to change.
 fn unsent(outcomes: &mut [Outcome], err: &Error) {
-    for o in outcomes.iter_mut().filter(|o| o.status == Status::NotCompliant) {
-        o.status = Status::Failed;
+    for o in outcomes.iter_mut().filter(|o| o.action == Action::NotCompliant) {
+        o.action = Action::Failed;
         o.code = err.exit_code();
         o.error = Some(format!("the change was not sent before the run ended: {err}"));
     }
@@ -490,11 +492,7 @@ fn gather(
 
 /// Whether an outcome leaves the run compliant, needing a change, or failed: its exit code.
 pub fn exit_code(o: &Outcome) -> ExitCode {
-    match o.status {
-        Status::Unchanged | Status::Applied | Status::AppliesAtStart | Status::Accepted => ExitCode::Compliant,
-        Status::NotCompliant | Status::WouldChange => ExitCode::NotCompliant,
-        Status::Failed => o.code,
-    }
+    o.action.exit_code(o.code)
 }
 
 #[cfg(test)]
@@ -582,8 +580,8 @@ mod tests {
         (result, start.elapsed())
     }
 
-    fn statuses(outcomes: &[Outcome]) -> Vec<Status> {
-        outcomes.iter().map(|o| o.status).collect()
+    fn statuses(outcomes: &[Outcome]) -> Vec<Action> {
+        outcomes.iter().map(|o| o.action).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -592,7 +590,7 @@ mod tests {
         ec2.instances.borrow_mut()[3].options.hop_limit = HopLimit::new(3);
         let (result, took) = one_region(&ec2, &apply(), NO_DEADLINE).await;
         let outcomes = result.unwrap();
-        use Status::{Applied, Unchanged};
+        use Action::{Changed as Applied, Unchanged};
         assert_eq!(statuses(&outcomes), [Applied, Applied, Applied, Unchanged, Applied]);
         assert!(outcomes.iter().all(|o| o.verified), "each change read back applied, the other read applied");
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 4, "one modify per instance that needs it");
@@ -607,12 +605,12 @@ mod tests {
         let ec2 = FakeAccount::with(3, 1);
         let check = Settings { act: Act::Check, ..apply() };
         let outcomes = one_region(&ec2, &check, NO_DEADLINE).await.0.unwrap();
-        assert_eq!(statuses(&outcomes), [Status::NotCompliant; 3]);
+        assert_eq!(statuses(&outcomes), [Action::NotCompliant; 3]);
         assert!(outcomes.iter().all(|o| o.change.is_some_and(|c| c.hop_limit == HopLimit::new(2))));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
         let dry = Settings { dry_run: true, ..apply() };
         let outcomes = one_region(&ec2, &dry, NO_DEADLINE).await.0.unwrap();
-        assert_eq!(statuses(&outcomes), [Status::WouldChange; 3]);
+        assert_eq!(statuses(&outcomes), [Action::WouldChange; 3]);
         assert!(ec2.instances.borrow().iter().all(|i| i.options.hop_limit == HopLimit::new(1)), "nothing changed");
     }
 
@@ -630,12 +628,12 @@ mod tests {
         };
         let ec2 = pending();
         let outcomes = one_region(&ec2, &apply(), NO_DEADLINE).await.0.unwrap();
-        assert_eq!((outcomes[0].status, outcomes[0].verified), (Status::Unchanged, true));
+        assert_eq!((outcomes[0].action, outcomes[0].verified), (Action::Unchanged, true));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
         let outcomes = one_region(&pending(), &Settings { wait: false, ..apply() }, NO_DEADLINE).await.0.unwrap();
-        assert_eq!((outcomes[0].status, outcomes[0].verified), (Status::Unchanged, false));
+        assert_eq!((outcomes[0].action, outcomes[0].verified), (Action::Unchanged, false));
         let check = Settings { act: Act::Check, ..apply() };
-        assert_eq!(one_region(&pending(), &check, NO_DEADLINE).await.0.unwrap()[0].status, Status::NotCompliant);
+        assert_eq!(one_region(&pending(), &check, NO_DEADLINE).await.0.unwrap()[0].action, Action::NotCompliant);
     }
 
     #[tokio::test(start_paused = true)]
@@ -650,7 +648,7 @@ mod tests {
         };
         let ((result, _), ()) = tokio::join!(one_region(&ec2, &settings, NO_DEADLINE), terminate);
         let outcomes = result.unwrap();
-        assert_eq!(statuses(&outcomes), [Status::AppliesAtStart, Status::Failed]);
+        assert_eq!(statuses(&outcomes), [Action::AppliesAtStart, Action::Failed]);
         assert_eq!(exit_code(&outcomes[0]), ExitCode::Compliant);
         assert_eq!(outcomes[1].code, ExitCode::InstanceNotFound);
         assert!(outcomes[1].error.as_deref().is_some_and(|e| e.contains("terminated")), "{:?}", outcomes[1].error);
@@ -664,7 +662,7 @@ mod tests {
         let ec2 = FakeAccount::with(25, 1).bucket(10.0, 5.0);
         let paced = Settings { modify_burst: 10, modify_rate: 5.0, ..apply() };
         let (result, took) = one_region(&ec2, &paced, NO_DEADLINE).await;
-        assert!(result.unwrap().iter().all(|o| o.status == Status::Applied));
+        assert!(result.unwrap().iter().all(|o| o.action == Action::Changed));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", true), 0, "paced to the bucket: nothing throttled");
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 25);
         // 10 at once less the headroom, then 5 a second: about 3 s of modifies, then 2 s to apply.
@@ -673,7 +671,7 @@ mod tests {
         let ec2 = FakeAccount::with(30, 1).bucket(10.0, 5.0);
         let unpaced = Settings { modify_burst: 100, modify_rate: 50.0, ..apply() };
         let outcomes = one_region(&ec2, &unpaced, NO_DEADLINE).await.0.unwrap();
-        assert!(outcomes.iter().all(|o| o.status == Status::Applied));
+        assert!(outcomes.iter().all(|o| o.action == Action::Changed));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 30, "each change taken once");
         let throttled = ec2.count("ModifyInstanceMetadataOptions", true);
         assert!(throttled > 0, "the account's bucket throttled some");
@@ -700,12 +698,12 @@ mod tests {
         // The last read comes just before the deadline, so that the message says what EC2 answered then.
         assert_eq!(took, Duration::from_millis(9700), "the waits end at the deadline, not at --wait-timeout");
         for o in &outcomes {
-            assert_eq!((o.status, o.code), (Status::Failed, ExitCode::WaitTimeout));
+            assert_eq!((o.action, o.code), (Action::Failed, ExitCode::WaitTimeout));
             let error = o.error.as_deref().unwrap_or_default();
             assert!(error.contains("--timeout") && error.contains("state pending, hop limit 2"), "{error}");
         }
         let (result, took) = one_region(&FakeAccount::with(1, 1), &apply(), NO_DEADLINE).await;
-        assert_eq!(result.unwrap()[0].status, Status::Applied);
+        assert_eq!(result.unwrap()[0].action, Action::Changed);
         assert!(took < Duration::from_secs(120));
     }
 }

@@ -5,31 +5,11 @@
 use crate::ec2::Described;
 use crate::error::{Error, ExitCode};
 use crate::ids::{InstanceId, Region};
+use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, InstanceState, MetadataOptions};
 use serde::Serialize;
 use std::cell::Cell;
 use std::fmt::Write as _;
-
-/// Where one instance ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Already compliant: nothing was sent.
-    Unchanged,
-    /// `check`: a change is needed.
-    NotCompliant,
-    /// `--dry-run`: EC2 says the change would be authorized.
-    WouldChange,
-    /// EC2 took the change (final with `--no-wait`).
-    Accepted,
-    /// Changed and read back `applied`.
-    #[serde(rename = "changed")]
-    Applied,
-    /// A stopped instance, changed and read back with the new values: EC2 applies them when it starts.
-    #[serde(rename = "changed-applies-at-start")]
-    AppliesAtStart,
-    Failed,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -41,8 +21,7 @@ pub struct Outcome {
     pub before: Option<MetadataOptions>,
     /// As last read back (or as EC2's answer to the change).
     pub after: Option<MetadataOptions>,
-    #[serde(rename = "action")]
-    pub status: Status,
+    pub action: Action,
     /// Whether `after` was read back from EC2 as applied (or reflected, when stopped).
     pub verified: bool,
     /// The fields sent (or that would be).
@@ -61,7 +40,7 @@ impl Outcome {
             state: Some(d.state),
             before: Some(d.options.clone()),
             after: None,
-            status: Status::Unchanged,
+            action: Action::Unchanged,
             verified: false,
             change: None,
             error: None,
@@ -77,7 +56,7 @@ impl Outcome {
             state: None,
             before: None,
             after: None,
-            status: Status::Failed,
+            action: Action::Failed,
             verified: false,
             change: None,
             error: None,
@@ -86,7 +65,7 @@ impl Outcome {
     }
 
     pub fn fail(&mut self, err: &Error) {
-        self.status = Status::Failed;
+        self.action = Action::Failed;
         self.code = err.exit_code();
         self.error = Some(err.to_string());
     }
@@ -205,14 +184,14 @@ fn before_after<T: std::fmt::Display + PartialEq + Copy>(before: Option<T>, afte
 }
 
 fn result(o: &Outcome) -> String {
-    match o.status {
-        Status::Unchanged => "compliant".into(),
-        Status::NotCompliant => "not compliant".into(),
-        Status::WouldChange => "would change (--dry-run)".into(),
-        Status::Accepted => "changed, accepted (not verified)".into(),
-        Status::Applied => "changed, applied".into(),
-        Status::AppliesAtStart => "changed; applies when it starts".into(),
-        Status::Failed => format!("failed (exit {})", o.code as u8),
+    match o.action {
+        Action::Unchanged => "compliant".into(),
+        Action::NotCompliant => "not compliant".into(),
+        Action::WouldChange => "would change (--dry-run)".into(),
+        Action::Accepted => "changed, accepted (not verified)".into(),
+        Action::Changed => "changed, applied".into(),
+        Action::AppliesAtStart => "changed; applies when it starts".into(),
+        Action::Failed | Action::ManagedElsewhere => format!("failed (exit {})", o.code as u8),
     }
 }
 
@@ -222,12 +201,12 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
     let mut out = String::new();
     let rows: Vec<[String; 6]> = outcomes
         .iter()
-        .filter(|o| o.status != Status::Unchanged)
+        .filter(|o| o.action != Action::Unchanged)
         .map(|o| {
             let before = o.before.clone().unwrap_or_default();
             // Not compliant or a dry run: before -> what the change would make it. Failed: as it was last read
             // (what EC2 answered to a change that then failed to apply in time, or as before).
-            let would = matches!(o.status, Status::NotCompliant | Status::WouldChange);
+            let would = matches!(o.action, Action::NotCompliant | Action::WouldChange);
             let after = o.after.clone().or_else(|| o.change.filter(|_| would).map(|c| c.applied_to(&before)));
             let after = after.unwrap_or_else(|| before.clone());
             let hop = before_after(before.hop_limit, after.hop_limit);
@@ -256,7 +235,7 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
     }
-    let unchanged = outcomes.iter().filter(|o| o.status == Status::Unchanged).count();
+    let unchanged = outcomes.iter().filter(|o| o.action == Action::Unchanged).count();
     if unchanged > 0 {
         let _ = writeln!(
             out,
@@ -271,7 +250,7 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
     for f in failures {
         let _ = writeln!(out, "{}: could not read the selection: {}", f.region, f.error);
     }
-    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Failed).collect();
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Failed).collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "Failures:");
         for o in failed {
@@ -279,7 +258,7 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
         }
     }
     let stopped =
-        outcomes.iter().filter(|o| o.state == Some(InstanceState::Stopped) && o.status != Status::Unchanged).count();
+        outcomes.iter().filter(|o| o.state == Some(InstanceState::Stopped) && o.action != Action::Unchanged).count();
     if stopped > 0 {
         let _ = writeln!(
             out,
@@ -332,19 +311,19 @@ impl Tally {
         for o in outcomes {
             t.selected += usize::from(o.before.is_some());
             t.to_change += usize::from(o.change.is_some());
-            match o.status {
-                Status::Unchanged => t.compliant += 1,
-                Status::NotCompliant | Status::WouldChange => t.not_compliant += 1,
-                Status::Accepted => t.changed += 1,
-                Status::Applied => {
+            match o.action {
+                Action::Unchanged => t.compliant += 1,
+                Action::NotCompliant | Action::WouldChange => t.not_compliant += 1,
+                Action::Accepted => t.changed += 1,
+                Action::Changed => {
                     t.changed += 1;
                     t.applied += 1;
                 }
-                Status::AppliesAtStart => {
+                Action::AppliesAtStart => {
                     t.changed += 1;
                     t.applies_at_start += 1;
                 }
-                Status::Failed => t.failed += 1,
+                Action::Failed | Action::ManagedElsewhere => t.failed += 1,
             }
         }
         t
@@ -440,17 +419,17 @@ mod tests {
     use crate::fakes::options;
     use crate::plan::{HopLimit, State};
 
-    fn outcome(id: &str, state: InstanceState, status: Status) -> Outcome {
+    fn outcome(id: &str, state: InstanceState, action: Action) -> Outcome {
         let d = Described { instance_id: id.into(), state, options: options(1, State::Applied) };
         let mut o = Outcome::new(&d, "us-west-2");
-        o.status = status;
-        if status != Status::Unchanged {
+        o.action = action;
+        if action != Action::Unchanged {
             o.change = Some(Change { hop_limit: HopLimit::new(2), ..Change::default() });
         }
         // As the verification leaves them: read back with the new values.
-        match status {
-            Status::Applied => o.after = Some(options(2, State::Applied)),
-            Status::AppliesAtStart => o.after = Some(options(2, State::Pending)),
+        match action {
+            Action::Changed => o.after = Some(options(2, State::Applied)),
+            Action::AppliesAtStart => o.after = Some(options(2, State::Pending)),
             _ => {}
         }
         o
@@ -458,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_text_report_is_golden() {
-        let mut failed = outcome("i-00000000000000003", InstanceState::Running, Status::Failed);
+        let mut failed = outcome("i-00000000000000003", InstanceState::Running, Action::Failed);
         failed.fail(&Error::NotAuthorized {
             action: "ModifyInstanceMetadataOptions",
             instance_id: "i-00000000000000003".into(),
@@ -467,9 +446,9 @@ mod tests {
             hint: "grant it",
         });
         let outcomes = vec![
-            outcome("i-00000000000000001", InstanceState::Running, Status::Unchanged),
-            outcome("i-00000000000000002", InstanceState::Running, Status::Applied),
-            outcome("i-00000000000000004", InstanceState::Stopped, Status::AppliesAtStart),
+            outcome("i-00000000000000001", InstanceState::Running, Action::Unchanged),
+            outcome("i-00000000000000002", InstanceState::Running, Action::Changed),
+            outcome("i-00000000000000004", InstanceState::Stopped, Action::AppliesAtStart),
             failed,
         ];
         let regions = ["us-west-2".into(), "eu-west-1".into()];
@@ -496,9 +475,9 @@ mod tests {
     #[test]
     fn the_summary_counts_each_outcome_once() {
         let outcomes = vec![
-            outcome("i-00000000000000001", InstanceState::Running, Status::Unchanged),
-            outcome("i-00000000000000002", InstanceState::Running, Status::NotCompliant),
-            outcome("i-00000000000000003", InstanceState::Running, Status::Applied),
+            outcome("i-00000000000000001", InstanceState::Running, Action::Unchanged),
+            outcome("i-00000000000000002", InstanceState::Running, Action::NotCompliant),
+            outcome("i-00000000000000003", InstanceState::Running, Action::Changed),
             Outcome::missing(&"i-00000000000000009".into(), "us-west-2"),
         ];
         let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
