@@ -11,7 +11,7 @@ use crate::imds::{Imds, Metadata, Probe};
 use crate::outcome::Action;
 use crate::plan::MetadataOptions;
 use crate::process::Progress;
-use crate::reconcile::{self, Report};
+use crate::reconcile::{self, Report, Run};
 use crate::sense::{self, Evidence};
 use crate::wait::Backoff;
 use tokio::time::Instant;
@@ -39,7 +39,7 @@ pub async fn once(config: &Config, progress: &Progress, deadline: Instant) -> Re
         Some(e) if sense::unreachable(&e) => sense_first(config).await,
         other => other,
     };
-    look(config, &imds, target, sensed, progress, deadline).await
+    look(&imds, target, sensed, Run { config, progress, deadline, announce: true }).await
 }
 
 fn compliant_by_imds(target: reconcile::Target, sensed: &sense::Sensed) -> Report {
@@ -65,18 +65,12 @@ pub async fn pass(
     deadline: Instant,
 ) -> Result<Report> {
     let sensed = sense_first(config).await;
-    look(config, imds, target, sensed, progress, deadline).await
+    look(imds, target, sensed, Run { config, progress, deadline, announce: false }).await
 }
 
 /// The rest of a pass once sensing has spoken: compliant by IMDS, or EC2's read, decision, change and check.
-async fn look(
-    config: &Config,
-    imds: &Imds,
-    target: reconcile::Target,
-    sensed: Option<Evidence>,
-    progress: &Progress,
-    deadline: Instant,
-) -> Result<Report> {
+async fn look(imds: &Imds, target: reconcile::Target, sensed: Option<Evidence>, run: Run<'_>) -> Result<Report> {
+    let config = run.config;
     if let Some(Evidence::Proven(s, _)) = &sensed {
         if sense::compliant(s, &config.wanted) {
             return Ok(compliant_by_imds(target, s));
@@ -88,7 +82,7 @@ async fn look(
         _ => None,
     };
     let ec2 = Ec2Api::new(&target.region, imds.client()).await;
-    let result = reconcile::reconcile(&ec2, &target, config, progress, deadline, data_plane).await;
+    let result = reconcile::reconcile(&ec2, &target, run, data_plane).await;
     explain_credentials(imds, result).await
 }
 

@@ -11,12 +11,11 @@ pub enum Mode {
     Apply,
     Check,
     DryRun,
-    Doctor,
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Apply, check, dry run or doctor.
+    /// Apply, check (doctor reads as check does) or dry run.
     pub mode: Mode,
     /// The options the instance must end with.
     pub wanted: Wanted,
@@ -37,17 +36,15 @@ pub struct Config {
     pub imds_endpoint: String,
     /// `--evidence`: sense from IMDS where it can prove (the default), or always ask EC2.
     pub evidence: EvidenceSource,
-    /// `watch`: apply, then keep looking.
-    pub watch: Option<Watch>,
 }
 
 impl Config {
-    /// What this run means to do with the instance: doctor only reads, as check does.
+    /// What this run means to do with the instance.
     pub fn intent(&self) -> Intent {
         match self.mode {
             Mode::Apply => Intent::Apply { wait: self.wait },
             Mode::DryRun => Intent::DryRun,
-            Mode::Check | Mode::Doctor => Intent::Check,
+            Mode::Check => Intent::Check,
         }
     }
 }
@@ -66,7 +63,6 @@ struct Given<'a> {
     wait: bool,
     wait_timeout: Duration,
     output: Output,
-    watch: Option<Watch>,
 }
 
 impl<'a> Given<'a> {
@@ -81,7 +77,6 @@ impl<'a> Given<'a> {
             wait: !a.no_wait,
             wait_timeout: a.wait.wait_timeout,
             output: a.output.output,
-            watch: None,
         }
     }
 
@@ -97,14 +92,13 @@ impl<'a> Given<'a> {
             wait: false,
             wait_timeout: Duration::ZERO,
             output: c.output.output,
-            watch: None,
         }
     }
 
     /// `doctor` reads IMDS and EC2 both, and waits for nothing.
     fn doctor(d: &'a DoctorArgs) -> Self {
         Given {
-            mode: Mode::Doctor,
+            mode: Mode::Check,
             wanted: &d.wanted,
             instance_id: d.target.instance_id.clone(),
             region: d.target.region.clone(),
@@ -113,19 +107,13 @@ impl<'a> Given<'a> {
             wait: false,
             wait_timeout: Duration::ZERO,
             output: d.output.output,
-            watch: None,
         }
     }
 
     /// `watch` applies to this instance (it takes no `--instance-id`), verifies each change, and reports by
     /// its log.
-    fn watch(w: &'a WatchArgs) -> Result<Self> {
-        if w.interval < Duration::from_millis(100) || w.ec2_interval < w.interval {
-            return Err(Error::Usage(
-                "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
-            ));
-        }
-        Ok(Given {
+    fn watch(w: &'a WatchArgs) -> Self {
+        Given {
             mode: Mode::Apply,
             wanted: &w.wanted,
             instance_id: None,
@@ -135,8 +123,7 @@ impl<'a> Given<'a> {
             wait: true,
             wait_timeout: w.wait.wait_timeout,
             output: Output::Text,
-            watch: Some(Watch { interval: w.interval, ec2_interval: w.ec2_interval }),
-        })
+        }
     }
 }
 
@@ -153,8 +140,10 @@ impl Config {
         Self::with_env(Given::doctor(d), env_var)
     }
 
-    pub fn watch(w: &WatchArgs) -> Result<Self> {
-        Self::with_env(Given::watch(w)?, env_var)
+    /// `watch`'s agent settings, and its own: how often to look.
+    pub fn watch(w: &WatchArgs) -> Result<(Self, Watch)> {
+        let watch = Watch::from_args(w)?;
+        Ok((Self::with_env(Given::watch(w), env_var)?, watch))
     }
 
     /// `env` gives a variable's value, empty counting as unset (as for the AWS CLI).
@@ -185,18 +174,28 @@ impl Config {
             output: given.output,
             imds_endpoint,
             evidence: given.evidence,
-            watch: given.watch,
         })
     }
 }
 
-/// `watch`: how often to look again.
+/// `watch`'s own settings: how often to look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watch {
     /// Where IMDS proves the hop limit: no API cost.
     pub interval: Duration,
     /// Where it cannot: one DescribeInstances each.
     pub ec2_interval: Duration,
+}
+
+impl Watch {
+    pub fn from_args(w: &WatchArgs) -> Result<Self> {
+        if w.interval < Duration::from_millis(100) || w.ec2_interval < w.interval {
+            return Err(Error::Usage(
+                "--interval must be at least 100ms, and --ec2-interval at least --interval".into(),
+            ));
+        }
+        Ok(Watch { interval: w.interval, ec2_interval: w.ec2_interval })
+    }
 }
 
 /// What the operator wants, from the flags every command shares.
@@ -276,7 +275,10 @@ mod tests {
             Command::Apply(a) => Given::apply(a),
             Command::Check(c) => Given::check(c),
             Command::Doctor(d) => Given::doctor(d),
-            Command::Watch(w) => Given::watch(w)?,
+            Command::Watch(w) => {
+                Watch::from_args(w)?;
+                Given::watch(w)
+            }
             Command::Fleet(_) | Command::Defaults(_) => panic!("not an agent command"),
         };
         Config::with_env(given, env)
@@ -328,9 +330,9 @@ mod tests {
         assert_eq!(config(&["check"]).unwrap().mode, Mode::Check);
         assert_eq!(config(&["apply", "--dry-run"]).unwrap().mode, Mode::DryRun);
         assert_eq!(config(&["--dry-run"]).unwrap().mode, Mode::DryRun);
-        assert_eq!(config(&["doctor"]).unwrap().mode, Mode::Doctor);
+        assert_eq!(config(&["doctor"]).unwrap().mode, Mode::Check, "doctor reads, as check does");
         let watch = config(&["watch", "--interval", "10s"]).unwrap();
-        assert_eq!((watch.mode, watch.watch.map(|w| w.interval)), (Mode::Apply, Some(Duration::from_secs(10))));
+        assert_eq!(watch.mode, Mode::Apply);
         assert!(matches!(config(&["watch", "--interval", "10ms"]), Err(Error::Usage(_))));
     }
 }

@@ -43,7 +43,6 @@ pub fn config(mode: Mode) -> Config {
         imds_endpoint: "http://127.0.0.1:1".into(),
         output: Output::Text,
         evidence: crate::cli::EvidenceSource::Ec2,
-        watch: None,
     }
 }
 

@@ -62,13 +62,11 @@ impl Target {
 pub async fn reconcile(
     ec2: &impl Ec2,
     target: &Target,
-    config: &Config,
-    progress: &Progress,
-    deadline: Instant,
+    run: Run<'_>,
     data_plane: Option<std::net::SocketAddr>,
 ) -> Result<Report> {
+    let Run { config, progress, deadline, .. } = run;
     progress.set(Stage::Ec2);
-    let run = Run { config, progress, deadline };
     let ec2 = Patient::new(ec2);
     let instance_id = &target.instance_id;
     let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
@@ -108,11 +106,10 @@ pub async fn reconcile(
         Modified::Accepted(options) => options,
         Modified::WouldSucceed => MetadataOptions::default(),
     };
-    // `watch` says it once, when the change is in effect.
-    if config.watch.is_some() {
-        tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
-    } else {
+    if run.announce {
         tracing::info!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
+    } else {
+        tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
     }
     if !config.wait {
         return Ok(report(accepted, Action::Changed, false));
@@ -132,12 +129,15 @@ pub async fn reconcile(
 }
 
 /// What the steps of one run share: its settings, where it is (for the message when a deadline or a signal
-/// ends it), and its deadline.
+/// ends it), its deadline, and how it tells that EC2 took a change.
 #[derive(Clone, Copy)]
-struct Run<'a> {
-    config: &'a Config,
-    progress: &'a Progress,
-    deadline: Instant,
+pub struct Run<'a> {
+    pub config: &'a Config,
+    pub progress: &'a Progress,
+    pub deadline: Instant,
+    /// Say at INFO that EC2 took the change, before the wait (the one-shot agent); `watch` says it once,
+    /// when the change is in effect, so here only at DEBUG.
+    pub announce: bool,
 }
 
 impl Run<'_> {
@@ -152,7 +152,7 @@ impl Run<'_> {
         expected: &MetadataOptions,
         sent: bool,
     ) -> Result<(MetadataOptions, bool)> {
-        let Run { config, progress, deadline } = *self;
+        let Run { config, progress, deadline, .. } = *self;
         progress.set(Stage::Waiting);
         let start = Instant::now();
         let wait = Wait::new(instance_id.clone(), 0, expected.clone(), sent, config.wait_timeout, deadline);
@@ -179,7 +179,7 @@ impl Run<'_> {
     /// Probes the token answer at the wanted TTL about every 200 to 300 ms until it arrives: the change is in
     /// effect where a container gets its token. Bounded by `--wait-timeout` (or `--timeout`, if sooner).
     async fn wait_data_plane(&self, addr: std::net::SocketAddr, instance_id: &str) -> Result<()> {
-        let Run { config, progress, deadline } = *self;
+        let Run { config, progress, deadline, .. } = *self;
         progress.set(Stage::Waiting);
         let start = Instant::now();
         let (give_up, bound) = verify::give_up(config.wait_timeout, deadline);
@@ -252,7 +252,8 @@ mod tests {
             region: "us-west-2".into(),
             endpoint_vouched: config.instance_id.is_none(),
         };
-        reconcile(ec2, &target, config, &Progress::default(), deadline, None).await
+        let progress = Progress::default();
+        reconcile(ec2, &target, Run { config, progress: &progress, deadline, announce: true }, None).await
     }
 
     #[tokio::test(start_paused = true)]

@@ -524,7 +524,7 @@ mod tests {
     async fn diagnose_with(imds: &FakeImds, ec2: Scripted, around: &Surroundings) -> (Vec<Check>, Scripted) {
         let ec2 = std::rc::Rc::new(ec2);
         let shared = ec2.clone();
-        let checks = diagnose(&config(Mode::Doctor), around, imds, async |_: &str| Shared(shared)).await;
+        let checks = diagnose(&config(Mode::Check), around, imds, async |_: &str| Shared(shared)).await;
         (checks, std::rc::Rc::try_unwrap(ec2).ok().expect("doctor let go of its EC2 side"))
     }
 

@@ -22,7 +22,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Apply(args) => apply::run(Config::apply(&args)?),
         Command::Check(args) => apply::run(Config::check(&args)?),
         Command::Doctor(args) => doctor::run(Config::doctor(&args)?),
-        Command::Watch(args) => watch::run(Config::watch(&args)?),
+        Command::Watch(args) => {
+            let (config, watch) = Config::watch(&args)?;
+            watch::run(config, watch)
+        }
         Command::Fleet(args) => fleet::run(&args, cli.log.quiet > 0),
         Command::Defaults(args) => defaults::run(&args),
     }

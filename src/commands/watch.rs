@@ -8,7 +8,7 @@
 
 use crate::cli::EvidenceSource;
 use crate::config::{Config, Watch};
-use crate::error::{Error, ExitCode, Result, Signal};
+use crate::error::{ExitCode, Result, Signal};
 use crate::imds::Imds;
 use crate::outcome::Action;
 use crate::process::{self, Progress, Signals};
@@ -30,8 +30,7 @@ enum Seen {
     Failed(String),
 }
 
-pub fn run(config: Config) -> Result<ExitCode> {
-    let watch = config.watch.ok_or_else(|| Error::Unexpected("watch without its settings".into()))?;
+pub fn run(config: Config, watch: Watch) -> Result<ExitCode> {
     let signal = process::runtime()?.block_on(watch_until_signal(&config, watch))?;
     tracing::info!("{signal}: stopping");
     Ok(ExitCode::Compliant)
@@ -151,6 +150,7 @@ fn cost(evidence: EvidenceSource, watch: Watch) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use tokio::time::Instant;
 
     #[test]
