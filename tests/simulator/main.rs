@@ -8,7 +8,7 @@
 //! team=web with hop limit 1, the odd ones untagged with hop limit 2. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
 //! included, for runs that give --instance-id and --region). Commands on stdin, for benchmarks: `requests`
-//! (the log, one line each: ms server method path action status instance, then `end`), `reset` (first
+//! (the log, one line each: ms server method path action status instance token-ttl, then `end`), `reset` (first
 //! state, empty log), `reset-log` (empty log, same state), `applied-at` (ms since start when the agent's instance's last change turned applied,
 //! or `none`), `all-applied-at HOP` (when the last instance of the account turned applied with that hop
 //! limit, or `none`), `applied-count HOP` (how many instances are applied with that hop limit), `ids` (every
@@ -94,7 +94,8 @@ fn main() {
                 for r in sim.requests() {
                     let action = if r.action.is_empty() { "-" } else { &r.action };
                     let instance = r.instance().unwrap_or("-");
-                    println!("{} {} {} {} {action} {} {instance}", r.at_ms, r.server, r.method, r.path, r.status);
+                    let ttl = r.token_ttl.map_or_else(|| "-".to_string(), |t| t.to_string());
+                    println!("{} {} {} {} {action} {} {instance} {ttl}", r.at_ms, r.server, r.method, r.path, r.status);
                 }
                 println!("end");
             }
