@@ -9,7 +9,6 @@
 //! selection), plain data with methods that take the time, unit-tested apart from the wire; `server.rs` the
 //! HTTP servers and the dispatch; `imds.rs` and `ec2.rs` each side's answers (EC2 per action); `sigv4.rs` the
 //! signature check; `wire.rs` the formats (XML escaping, forms, dates).
-#![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Either, Full};
@@ -187,6 +186,7 @@ pub struct Scenario {
 /// How EC2 answers wrongly, when a scenario says it does: one fault at a time, each replacing the answers it
 /// names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
 pub enum Ec2Fault {
     /// Every call: this status and an HTML page that echoes the request, headers included.
     EchoErrorPage(u16),
@@ -220,6 +220,7 @@ pub enum Ec2Fault {
 
 /// How IMDS answers wrongly, when a scenario says it does: one fault at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
 pub enum ImdsFault {
     /// The token request is never answered (the answer dies on the way, as with a hop limit too low).
     TokenNeverAnswers,
@@ -307,6 +308,7 @@ pub struct Logged {
 }
 
 impl Logged {
+    #[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests use it; the demo's binary does not"))]
     pub fn throttled(&self) -> bool {
         self.status == 503 && self.server == "ec2"
     }
@@ -331,6 +333,7 @@ pub fn fleet_instance(n: usize) -> InstanceSpec {
 
 /// The README's and the demo's fleet: web instances in two regions, one stopped, one with a higher hop limit,
 /// one with its endpoint disabled, and one of another team.
+#[cfg_attr(test, allow(dead_code, reason = "the demo's binary uses it; the tests do not"))]
 pub fn demo_fleet() -> Vec<InstanceSpec> {
     let spec = |n: u32, region, team: &str, state, hop, endpoint| InstanceSpec {
         id: format!("i-0a1b2c3d4e5f6{n:04}"),
@@ -360,6 +363,9 @@ struct Issued {
 }
 
 struct State {
+    /// The scenario as given, for `reset`: a run may move the scenario's own state (a skew's clock, a lost
+    /// answer already lost).
+    first: Scenario,
     scenario: Scenario,
     account: Account,
     tokens: HashMap<String, Instant>,
@@ -384,6 +390,7 @@ impl State {
     fn new(scenario: Scenario) -> Self {
         let now = Instant::now();
         State {
+            first: scenario.clone(),
             account: Account::new(&scenario),
             scenario,
             tokens: HashMap::new(),
@@ -432,6 +439,10 @@ pub struct Simulator {
     pub imds_url: String,
     pub ec2_url: String,
     /// (instance id, its IMDS's URL) with `imds_per_instance`.
+    #[cfg_attr(
+        test,
+        allow(dead_code, reason = "the benchmarks' simulated-instance binary reads it; the tests do not")
+    )]
     pub imds_urls: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -439,11 +450,6 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts both servers on 127.0.0.1 in a thread of their own.
-    pub fn start(scenario: Scenario) -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), scenario)
-    }
-
     pub fn start_on(imds_addr: SocketAddr, ec2_addr: SocketAddr, scenario: Scenario) -> Self {
         let state = Arc::new(Mutex::new(State::new(scenario)));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -501,15 +507,17 @@ impl Simulator {
         }
     }
 
-    /// Back to the scenario's first state, with an empty request log (for repeated benchmark runs).
+    /// Back to the scenario's first state (for repeated runs): the account, every fault's count, what a run moved
+    /// in the scenario itself (a skew's clock, a lost answer already lost), the clock the log counts from, the
+    /// log and the arrivals. What was handed out (tokens, role credentials) stays valid and in `secrets()`, as
+    /// on a real instance, and new secrets stay unique.
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap();
-        s.account = Account::new(&s.scenario);
-        s.throttled = 0;
-        s.errored = 0;
-        s.imds_reads = 0;
-        s.signed = 0;
-        s.log.clear();
+        let mut fresh = State::new(s.first.clone());
+        fresh.tokens = std::mem::take(&mut s.tokens);
+        fresh.issued = std::mem::take(&mut s.issued);
+        fresh.counter = s.counter;
+        *s = fresh;
     }
 
     /// Empties the request log and nothing else (the account keeps its state).
@@ -517,17 +525,46 @@ impl Simulator {
         self.state.lock().unwrap().log.clear();
     }
 
-    /// How many requests have arrived, answered or not: a test waits on this for a call that will hang.
-    pub fn arrived(&self) -> usize {
-        self.state.lock().unwrap().arrived
-    }
-
     pub fn requests(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
     }
 
-    pub fn count(&self, server: &str, what: &str) -> usize {
-        self.requests().iter().filter(|r| r.server == server && (r.action == what || r.path == what)).count()
+    /// Somebody else set the agent's own instance's hop limit (a drift), in effect at once.
+    pub fn set_hop_limit(&self, hop: i64) {
+        let mut s = self.state.lock().unwrap();
+        let instance = s.own();
+        instance.options.hop_limit = Some(hop);
+        instance.effective_hop_limit = hop;
+        instance.applied_at = None;
+    }
+
+    /// Milliseconds since start at which the agent's own instance's last change turned applied, if it has.
+    pub fn applied_at_ms(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap();
+        let started = s.started;
+        s.own().last_apply.map(|at| at.duration_since(started).as_millis() as u64)
+    }
+
+    /// The environment a run of the agent needs to use this simulator and nothing else.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds_url.clone()),
+            ("AWS_ENDPOINT_URL_EC2", self.ec2_url.clone()),
+        ]
+    }
+}
+
+/// What the black-box tests read of a run; the demo's binary reads none of it.
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests use these; the demo's binary does not"))]
+impl Simulator {
+    /// Starts both servers on 127.0.0.1 in a thread of their own.
+    pub fn start(scenario: Scenario) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), scenario)
+    }
+
+    /// How many requests have arrived, answered or not: a test waits on this for a call that will hang.
+    pub fn arrived(&self) -> usize {
+        self.state.lock().unwrap().arrived
     }
 
     /// Session tokens the agent's SDK client asked for (it asks for 300 s); the sensing probes' tokens (60 s,
@@ -553,30 +590,31 @@ impl Simulator {
         (i.state().into(), i.options.hop_limit, i.options.http_endpoint, i.options.http_tokens)
     }
 
-    /// Somebody else set the agent's own instance's hop limit (a drift), in effect at once.
-    pub fn set_hop_limit(&self, hop: i64) {
-        let mut s = self.state.lock().unwrap();
-        let instance = s.own();
-        instance.options.hop_limit = Some(hop);
-        instance.effective_hop_limit = hop;
-        instance.applied_at = None;
-    }
-
-    pub fn instance_ids(&self) -> Vec<String> {
-        self.state.lock().unwrap().account.instances.keys().cloned().collect()
-    }
-
     pub fn effective_hop_limit(&self) -> i64 {
         let mut s = self.state.lock().unwrap();
         s.account.settle(Instant::now());
         s.own().effective_hop_limit
     }
 
-    /// Milliseconds since start at which the agent's own instance's last change turned applied, if it has.
-    pub fn applied_at_ms(&self) -> Option<u64> {
-        let mut s = self.state.lock().unwrap();
-        let started = s.started;
-        s.own().last_apply.map(|at| at.duration_since(started).as_millis() as u64)
+    /// Every secret handed out so far: tokens, access keys, secret keys, session tokens, the static ones.
+    pub fn secrets(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        let mut all: Vec<String> = s.tokens.keys().cloned().collect();
+        for issued in &s.issued {
+            all.extend([issued.key.clone(), issued.secret.clone(), issued.session.clone()]);
+        }
+        for (key, secret) in &s.scenario.static_keys {
+            all.extend([key.clone(), secret.clone()]);
+        }
+        all
+    }
+}
+
+/// What the benchmarks read of a run, through the demo's binary; the tests read none of it.
+#[cfg_attr(test, allow(dead_code, reason = "the benchmarks' simulated-instance binary uses these; the tests do not"))]
+impl Simulator {
+    pub fn instance_ids(&self) -> Vec<String> {
+        self.state.lock().unwrap().account.instances.keys().cloned().collect()
     }
 
     /// Milliseconds since start at which the last of all instances turned applied (None while any is not).
@@ -608,27 +646,6 @@ impl Simulator {
 
     pub fn elapsed_ms(&self) -> u64 {
         self.state.lock().unwrap().started.elapsed().as_millis() as u64
-    }
-
-    /// Every secret handed out so far: tokens, access keys, secret keys, session tokens, the static ones.
-    pub fn secrets(&self) -> Vec<String> {
-        let s = self.state.lock().unwrap();
-        let mut all: Vec<String> = s.tokens.keys().cloned().collect();
-        for issued in &s.issued {
-            all.extend([issued.key.clone(), issued.secret.clone(), issued.session.clone()]);
-        }
-        for (key, secret) in &s.scenario.static_keys {
-            all.extend([key.clone(), secret.clone()]);
-        }
-        all
-    }
-
-    /// The environment a run of the agent needs to use this simulator and nothing else.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds_url.clone()),
-            ("AWS_ENDPOINT_URL_EC2", self.ec2_url.clone()),
-        ]
     }
 }
 
