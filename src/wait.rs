@@ -193,12 +193,20 @@ impl Pace {
                 return true;
             }
             self.state.set((tokens, now));
-            let wait = Duration::from_secs_f64((1.0 - tokens) / self.rate.get());
+            let wait = self.until_token(tokens);
             if now + wait > until {
                 return false;
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// How long until a whole token is there, from `tokens`, at the current rate: at least a microsecond. A
+    /// deficit of a hair (floating point leaves 0.999999999999 tokens) gives a wait that rounds to nothing, and a
+    /// sleep of nothing does not move a paused clock (the tests'): the bucket would be counted again at the same
+    /// instant, forever. A unit test spun for over an hour on one such draw.
+    fn until_token(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64((1.0 - tokens) / self.rate.get()).max(Duration::from_micros(1))
     }
 
     /// The pace now, and whether throttling has slowed it below the budget's.
@@ -326,6 +334,21 @@ mod tests {
         }
         let took = start.elapsed().as_secs_f64();
         assert!((9.9..=10.1).contains(&took), "50 more at 5 a second: {took} s");
+    }
+
+    /// A hair short of a token: the wait is still a moment (it rounded to nothing, and a paused clock never moved),
+    /// and the token comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_hair_short_of_a_token_still_waits_a_moment() {
+        let pace = Pace::new(2, 5.0);
+        assert_eq!(pace.until_token(1.0 - 1e-12), Duration::from_micros(1));
+        assert!(pace.until_token(0.0) >= Duration::from_millis(199));
+        let now = tokio::time::Instant::now();
+        pace.state.set((1.0 - 1e-12, now));
+        let far = now + Duration::from_secs(3600);
+        let got = tokio::time::timeout(Duration::from_secs(1), pace.acquire_before(far)).await;
+        assert_eq!(got, Ok(true));
+        assert!(now.elapsed() <= Duration::from_millis(1), "{:?}", now.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
