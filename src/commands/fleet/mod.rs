@@ -464,9 +464,10 @@ fn gather(
     let some_region_worked = results.iter().any(|(_, r)| matches!(r, Some(Ok(_))));
     let (mut regions, mut outcomes, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     for (region, result) in results {
-        match (result, live.of(&region), ended) {
-            (Some(Ok(o)), _, _) | (None, Some(o), _) => outcomes.extend(o),
-            (Some(Err(err)), _, _) => {
+        // A region's live outcomes are looked up (and copied) only where it has no result of its own.
+        match result.ok_or_else(|| live.of(&region)) {
+            Ok(Ok(o)) | Err(Some(o)) => outcomes.extend(o),
+            Ok(Err(err)) => {
                 let mut error = err.to_string();
                 // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
                 if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
@@ -479,7 +480,7 @@ fn gather(
                 failures.push(RegionFailure { region: region.clone(), error, code: err.exit_code() });
             }
             // (A run that ended by itself has every region's result: `ended` is there.)
-            (None, None, ended) => failures.push(RegionFailure {
+            Err(None) => failures.push(RegionFailure {
                 region: region.clone(),
                 error: format!("not read before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
                 code: ended.map_or(ExitCode::Unexpected, Error::exit_code),
