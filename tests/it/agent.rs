@@ -1,7 +1,8 @@
 //! Black-box tests of the `imds-hop-limit` binary against the simulated instance on loopback.
 
 use crate::simulator::{
-    Ec2Fault, INSTANCE_ID, ImdsFault, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario, Simulator,
+    Applies, Ec2Fault, INSTANCE_ID, ImdsFault, Options, REGION, SECRET_MARK, STATIC_KEY, STATIC_SECRET, Scenario,
+    Simulator,
 };
 use crate::support::{agent, expect, json, modifies, run, scenario};
 use std::time::{Duration, Instant};
@@ -66,7 +67,7 @@ fn dry_run_asks_ec2_and_changes_nothing() {
     assert!(m[0].dry_run);
     assert_eq!(sim.options().1, Some(1));
 
-    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
     let r = run(agent(&sim).arg("--dry-run"));
     expect(&r, 5);
     assert!(r.stderr.contains("ec2:ModifyInstanceMetadataOptions"), "{}", r.stderr);
@@ -75,7 +76,7 @@ fn dry_run_asks_ec2_and_changes_nothing() {
 #[test]
 fn not_authorized_names_the_missing_action_and_the_policy() {
     for action in ["ModifyInstanceMetadataOptions", "DescribeInstances"] {
-        let sim = Simulator::start(scenario(|s| s.unauthorized = vec![action]));
+        let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec![action]));
         let r = run(&mut agent(&sim));
         expect(&r, 5);
         assert!(r.stderr.contains(&format!("ec2:{action}")), "{}", r.stderr);
@@ -94,7 +95,7 @@ fn an_instance_without_a_role_is_told_so() {
 
 #[test]
 fn malformed_credentials_are_a_credentials_error() {
-    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::MalformedCredentials)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::MalformedCredentials)));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("credentials"), "{}", r.stderr);
@@ -110,7 +111,7 @@ fn unknown_instance_exits_7() {
 
 #[test]
 fn pending_forever_gives_up_at_wait_timeout_with_6() {
-    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::Never));
     let r = run(agent(&sim).args(["--wait-timeout", "2s"]));
     expect(&r, 6);
     assert!(r.stderr.contains("--wait-timeout"), "{}", r.stderr);
@@ -119,7 +120,7 @@ fn pending_forever_gives_up_at_wait_timeout_with_6() {
 
 #[test]
 fn the_overall_timeout_bounds_the_wait_too() {
-    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::Never));
     let r = run(agent(&sim).args(["--timeout", "2s"]));
     assert!(r.code == 6, "exit {}: {}", r.code, r.stderr);
     assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
@@ -127,7 +128,7 @@ fn the_overall_timeout_bounds_the_wait_too() {
 
 #[test]
 fn no_wait_returns_once_ec2_accepted() {
-    let sim = Simulator::start(scenario(|s| s.pending_for = Duration::from_secs(30)));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::After(Duration::from_secs(30))));
     let r = run(agent(&sim).args(["--no-wait", "--output", "json"]));
     expect(&r, 0);
     let j = json(&r);
@@ -151,7 +152,7 @@ fn unreachable_metadata_service_exits_4_at_the_deadline() {
 
 #[test]
 fn metadata_refusing_connections_at_boot_is_retried() {
-    let sim = Simulator::start(scenario(|s| s.imds_refuse_for = Duration::from_millis(1500)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::RefuseFor(Duration::from_millis(1500)))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert!(r.stderr.contains("retrying"), "{}", r.stderr);
@@ -160,7 +161,7 @@ fn metadata_refusing_connections_at_boot_is_retried() {
 
 #[test]
 fn a_silent_token_answer_is_named_as_the_hop_limit_symptom_and_fails_fast() {
-    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::TokenNeverAnswers)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::TokenNeverAnswers)));
     let r = run(&mut agent(&sim));
     expect(&r, 4);
     assert!(r.stderr.contains("Run imds-hop-limit on the host, not in the container"), "{}", r.stderr);
@@ -199,8 +200,8 @@ fn aws_region_overrides_imds_and_reaches_the_signature() {
 #[test]
 fn throttling_and_server_errors_are_retried() {
     let sim = Simulator::start(scenario(|s| {
-        s.throttle_first = 2;
-        s.server_error_first = 1;
+        s.ec2_faults.push(Ec2Fault::ThrottleFirst(2));
+        s.ec2_faults.push(Ec2Fault::ServerErrorFirst(1));
     }));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
@@ -209,13 +210,13 @@ fn throttling_and_server_errors_are_retried() {
 
 #[test]
 fn slow_ec2_answers_are_waited_for() {
-    let sim = Simulator::start(scenario(|s| s.ec2_delay = Duration::from_millis(400)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::Slow(Duration::from_millis(400)))));
     expect(&run(&mut agent(&sim)), 0);
 }
 
 #[test]
 fn malformed_ec2_answer_is_an_unexpected_error() {
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::MalformedDescribe)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::MalformedDescribe)));
     let r = run(&mut agent(&sim));
     expect(&r, 1);
     assert!(r.stderr.contains("DescribeInstances"), "{}", r.stderr);
@@ -319,7 +320,7 @@ fn version_and_help() {
 
 #[test]
 fn sigterm_ends_the_run_with_143_saying_where_it_was() {
-    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::Never));
     let child =
         crate::support::process(&sim, crate::support::bin()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let start = Instant::now();

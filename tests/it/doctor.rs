@@ -1,6 +1,6 @@
 //! `imds-hop-limit doctor` against the simulated instance: one test per verdict.
 
-use crate::simulator::{Scenario, Simulator};
+use crate::simulator::{Policy, Scenario, Simulator};
 use crate::support::{agent, run};
 
 fn doctor(sim: &Simulator, args: &[&str]) -> (i32, String, String) {
@@ -94,7 +94,7 @@ fn a_refused_endpoint_fails_first_and_skips_the_rest() {
 #[test]
 fn token_silence_is_named_as_the_hop_limit() {
     let sim = Simulator::start(Scenario {
-        imds_fault: Some(crate::simulator::ImdsFault::TokenNeverAnswers),
+        imds_faults: vec![crate::simulator::ImdsFault::TokenNeverAnswers],
         ..Scenario::default()
     });
     let (code, out, _) = doctor(&sim, &[]);
@@ -106,7 +106,10 @@ fn token_silence_is_named_as_the_hop_limit() {
 
 #[test]
 fn unauthorized_names_the_action_and_the_policy() {
-    let sim = Simulator::start(Scenario { unauthorized: vec!["ModifyInstanceMetadataOptions"], ..Scenario::default() });
+    let sim = Simulator::start(Scenario {
+        policy: Policy { unauthorized: vec!["ModifyInstanceMetadataOptions"], ..Policy::default() },
+        ..Scenario::default()
+    });
     let (code, out, _) = doctor(&sim, &[]);
     assert_eq!(code, 5, "{out}");
     assert!(line(&out, "ec2:DescribeInstances").starts_with("[ok]"), "{out}");

@@ -2,7 +2,9 @@
 //! tag and by id, pages, pacing and throttling, stopped instances, one failure among many, the merged exit
 //! code, the JSON shape, regions, and the account defaults with a declarative policy.
 
-use crate::simulator::{Buckets, INSTANCE_ID, InstanceSpec, REGION, Scenario, Simulator, fleet_instance};
+use crate::simulator::{
+    Applies, Buckets, Ec2Fault, INSTANCE_ID, InstanceSpec, REGION, Scenario, Simulator, fleet_instance,
+};
 use crate::support::{Run, expect, fleet, fleet_process, json, modifies, run, scenario, web};
 use assert_cmd::Command;
 use std::collections::BTreeSet;
@@ -155,7 +157,7 @@ fn a_stopped_instance_is_changed_and_reported_as_applying_when_it_starts() {
 fn one_refused_instance_does_not_stop_the_others_and_sets_the_exit_code() {
     let sim = Simulator::start(scenario(|s| {
         s.instances = (0..6).map(|n| web(n, REGION, "running", 1)).collect();
-        s.unauthorized_instances = vec!["i-40000000000000003".into()];
+        s.policy.unauthorized_instances = vec!["i-40000000000000003".into()];
     }));
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
     expect(&r, 5);
@@ -313,7 +315,7 @@ fn defaults_managed_by_a_declarative_policy_are_left_alone_with_exit_9() {
 fn defaults_throttled_by_their_small_budget_are_retried() {
     let sim = Simulator::start(scenario(|s| {
         s.buckets = Some(Buckets { defaults: (1.0, 0.5), ..Buckets::DOCUMENTED });
-        s.throttle_requests = vec![1];
+        s.ec2_faults.push(Ec2Fault::ThrottleRequests(vec![1]));
     }));
     let r = run(&mut defaults(&sim, &["defaults", "apply"]));
     expect(&r, 0);
@@ -344,7 +346,7 @@ fn on_a_terminal_the_counts_are_a_live_line_instead_of_log_lines() {
 fn an_interrupted_run_says_how_far_it_got() {
     let sim = Simulator::start(scenario(|s| {
         s.instances = (0..3).map(|n| web(n, REGION, "running", 1)).collect();
-        s.pending_forever = true;
+        s.applies = Applies::Never;
     }));
     let child = fleet_process(&sim, crate::support::bin())
         .args(["fleet", "apply", "--tag", "team=web"])

@@ -2,7 +2,9 @@
 //! against the simulator. Every run goes through `support::run`, which fails on any secret in the output;
 //! every run is at trace level (`support::agent` sets RUST_LOG=trace).
 
-use crate::simulator::{Ec2Fault, INSTANCE_ID, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::simulator::{
+    Applies, Ec2Fault, INSTANCE_ID, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator,
+};
 use crate::support::{
     agent, closed_port, ec2_calls, expect, json, lines_at, modifies, no_secret, run, scenario, test_ca,
 };
@@ -43,10 +45,10 @@ fn error_pages_that_echo_the_request_print_no_secret_and_say_status_and_code() {
     // Each echoes the request line, every header (Authorization with the access key id, the session token)
     // and the body; runs that EC2 keeps failing end at a short deadline.
     let cases: Vec<(Scenario, i32, &str)> = vec![
-        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoErrorPage(400))), 1, "HTTP 400"),
-        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoErrorPage(503))), 8, "HTTP 503"),
-        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoOkNotXml)), 1, "not an EC2 answer"),
-        (scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoInMessage)), 1, "InvalidRequest"),
+        (scenario(|s| s.ec2_faults.push(Ec2Fault::EchoErrorPage(400))), 1, "HTTP 400"),
+        (scenario(|s| s.ec2_faults.push(Ec2Fault::EchoErrorPage(503))), 8, "HTTP 503"),
+        (scenario(|s| s.ec2_faults.push(Ec2Fault::EchoOkNotXml)), 1, "not an EC2 answer"),
+        (scenario(|s| s.ec2_faults.push(Ec2Fault::EchoInMessage)), 1, "InvalidRequest"),
     ];
     for (scenario, code, shown) in cases {
         let sim = Simulator::start(scenario);
@@ -57,14 +59,14 @@ fn error_pages_that_echo_the_request_print_no_secret_and_say_status_and_code() {
         assert!(sim.secrets().len() >= 3, "the run was handed credentials to leak");
     }
     // IMDS's own 500 page echoing the request, its token header included: retried, then fine.
-    let sim = Simulator::start(scenario(|s| s.imds_echo_500_first = 6));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::Echo500First(6))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
 }
 
 #[test]
 fn a_ten_megabyte_answer_becomes_a_bounded_message() {
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::HugeAnswer(10 << 20))));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::HugeAnswer(10 << 20))));
     let r = run(agent(&sim).args(["--timeout", "3s"]));
     expect(&r, 8);
     let longest = r.stderr.lines().map(str::len).max().unwrap_or(0);
@@ -88,7 +90,7 @@ fn a_malformed_metadata_endpoint_is_a_usage_error_at_once() {
 
 #[test]
 fn imds_throttling_is_retried() {
-    let sim = Simulator::start(scenario(|s| s.imds_throttle_first = 3));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::ThrottleFirst(3))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert!(r.stderr.contains("HTTP 429"), "{}", r.stderr);
@@ -96,7 +98,7 @@ fn imds_throttling_is_retried() {
 
 #[test]
 fn a_truncated_describe_is_a_malformed_answer_not_a_missing_instance() {
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::TruncatedDescribe)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::TruncatedDescribe)));
     let r = run(&mut agent(&sim));
     expect(&r, 1);
     assert!(r.stderr.contains("incomplete DescribeInstances answer"), "{}", r.stderr);
@@ -105,7 +107,7 @@ fn a_truncated_describe_is_a_malformed_answer_not_a_missing_instance() {
 
 #[test]
 fn what_imds_says_is_validated_as_strictly_as_a_flag() {
-    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::GarbageIdentity("<html>login</html>"))));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::GarbageIdentity("<html>login</html>"))));
     let r = run(&mut agent(&sim));
     expect(&r, 4);
     assert!(r.stderr.contains("answered something that is not an instance id"), "{}", r.stderr);
@@ -118,13 +120,13 @@ fn what_imds_says_is_validated_as_strictly_as_a_flag() {
 
 #[test]
 fn an_unreported_state_is_not_verified_applied() {
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::NoMetadataOptions)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::NoMetadataOptions)));
     let r = run(agent(&sim).args(["--wait-timeout", "4s", "--output", "json"]));
     expect(&r, 6);
     assert!(r.stderr.contains("reported no state"), "{}", r.stderr);
     assert_eq!(modifies(&sim).len(), 1);
     // --no-wait says it did not verify.
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::NoMetadataOptions)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::NoMetadataOptions)));
     let r = run(agent(&sim).args(["--no-wait", "--output", "json"]));
     expect(&r, 0);
     assert_eq!(json(&r)["verified"], false);
@@ -164,7 +166,7 @@ fn a_missing_imds_holds_boot_back_for_the_imds_bound_only() {
 
 #[test]
 fn unauthorized_keeps_the_encoded_authorization_message() {
-    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     let command = format!("aws sts decode-authorization-message --encoded-message {}", crate::simulator::ENCODED);
@@ -199,8 +201,8 @@ fn the_policy_that_refused_is_named_with_whose_it_is_to_change() {
     for (why, advice) in cases {
         let sim = Simulator::start(scenario(|s| {
             s.options.hop_limit = Some(1);
-            s.unauthorized = vec!["ModifyInstanceMetadataOptions", "ModifyInstanceMetadataDefaults"];
-            s.refused_by = Some(why);
+            s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions", "ModifyInstanceMetadataDefaults"];
+            s.policy.refused_by = Some(why);
             s.instances = vec![crate::support::web(1, REGION, "running", 1)];
         }));
         let agent_run = run(&mut agent(&sim));
@@ -219,7 +221,7 @@ fn the_policy_that_refused_is_named_with_whose_it_is_to_change() {
         }
     }
     // No allowing policy: grant the shipped one.
-    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
+    let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions"]));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("no identity-based policy allows it: grant ec2:DescribeInstances"), "{}", r.stderr);
@@ -228,7 +230,7 @@ fn the_policy_that_refused_is_named_with_whose_it_is_to_change() {
 
 #[test]
 fn expired_role_credentials_are_named_as_such() {
-    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::ExpiredCredentials)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::ExpiredCredentials)));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("credentials from IMDS expired at"), "{}", r.stderr);
@@ -325,7 +327,7 @@ fn boolean_variables_take_the_usual_spellings_and_bad_values_name_the_variable()
 
 #[test]
 fn the_overall_timeout_ending_the_wait_is_named_as_such() {
-    let sim = Simulator::start(scenario(|s| s.pending_forever = true));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::Never));
     let r = run(agent(&sim).args(["--timeout", "5s"]));
     expect(&r, 6);
     assert!(r.stderr.contains("raise --timeout"), "{}", r.stderr);
@@ -334,7 +336,7 @@ fn the_overall_timeout_ending_the_wait_is_named_as_such() {
 
 #[test]
 fn a_slow_imds_is_slow_not_silent() {
-    let sim = Simulator::start(scenario(|s| s.token_delay = Duration::from_millis(1500)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::TokenDelay(Duration::from_millis(1500)))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert!(r.stderr.contains("took 1.5 s to answer"), "{}", r.stderr);
@@ -345,7 +347,7 @@ fn a_slow_imds_is_slow_not_silent() {
 fn doctor_probes_with_what_apply_would_send_so_a_capped_policy_passes_above_the_cap() {
     let sim = Simulator::start(scenario(|s| {
         s.options.hop_limit = Some(3);
-        s.policy_max_hop_limit = Some(2);
+        s.policy.max_hop_limit = Some(2);
     }));
     let r = run(agent(&sim).arg("doctor"));
     expect(&r, 0);
@@ -356,7 +358,7 @@ fn doctor_probes_with_what_apply_would_send_so_a_capped_policy_passes_above_the_
 
 #[test]
 fn static_credentials_from_the_environment_are_never_printed() {
-    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["DescribeInstances"]));
     let r = run(agent(&sim)
         .args(["--instance-id", INSTANCE_ID, "--region", REGION, "-vv"])
         .env("AWS_ACCESS_KEY_ID", STATIC_KEY)

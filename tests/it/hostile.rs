@@ -5,7 +5,7 @@
 //! clock that is off at boot. Every run goes through `support::run`, which fails on any secret in the output,
 //! at `RUST_LOG=trace` unless a test says otherwise.
 
-use crate::simulator::{Ec2Fault, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
+use crate::simulator::{Applies, Ec2Fault, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
 use crate::support::{
     Run, agent, closed_port, expect, fleet, fleet_process, json, lines_at, modifies, no_secret, run, scenario, web,
 };
@@ -30,7 +30,7 @@ fn tagged(n: usize) -> Scenario {
 /// level (where the SDK's WARN used to pass).
 #[test]
 fn a_credentials_page_that_echoes_the_token_prints_no_token() {
-    let sim = Simulator::start(scenario(|s| s.imds_fault = Some(ImdsFault::CredentialsEcho500)));
+    let sim = Simulator::start(scenario(|s| s.imds_faults.push(ImdsFault::CredentialsEcho500)));
     for level in [Some("trace"), None] {
         let mut cmd = agent(&sim);
         match level {
@@ -62,7 +62,7 @@ fn a_credentials_page_that_echoes_the_token_prints_no_token() {
 #[test]
 fn unknown_enum_values_and_state_names_are_bounded_and_forge_no_row() {
     let mut sim_scenario = tagged(2);
-    sim_scenario.ec2_fault = Some(Ec2Fault::EchoInEnums);
+    sim_scenario.ec2_faults.push(Ec2Fault::EchoInEnums);
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web"]));
     expect(&r, 3);
@@ -84,7 +84,7 @@ fn unknown_enum_values_and_state_names_are_bounded_and_forge_no_row() {
 /// A request id that is not a UUID (here the signing access key id, echoed) is never shown.
 #[test]
 fn a_request_id_that_is_not_one_is_not_shown() {
-    let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(Ec2Fault::EchoRequestId)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::EchoRequestId)));
     let r = run(agent(&sim).env("AWS_ACCESS_KEY_ID", STATIC_KEY).env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
     expect(&r, 1);
     assert!(r.stderr.contains("InvalidRequest") && !r.stderr.contains("request id"), "{}", r.stderr);
@@ -95,8 +95,8 @@ fn a_request_id_that_is_not_one_is_not_shown() {
 #[test]
 fn an_encoded_message_that_echoes_a_key_is_not_shown() {
     let sim = Simulator::start(scenario(|s| {
-        s.ec2_fault = Some(Ec2Fault::EchoEncodedMessage);
-        s.unauthorized = vec!["ModifyInstanceMetadataOptions"];
+        s.ec2_faults.push(Ec2Fault::EchoEncodedMessage);
+        s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions"];
     }));
     let r = run(agent(&sim).env("AWS_ACCESS_KEY_ID", STATIC_KEY).env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET));
     expect(&r, 5);
@@ -111,7 +111,7 @@ fn an_encoded_message_that_echoes_a_key_is_not_shown() {
 #[test]
 fn a_page_token_cycle_ends_the_listing() {
     let mut sim_scenario = tagged(3);
-    sim_scenario.ec2_fault = Some(Ec2Fault::PageTokenCycle);
+    sim_scenario.ec2_faults.push(Ec2Fault::PageTokenCycle);
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web", "--output", "json"]));
     expect(&r, 1);
@@ -127,7 +127,7 @@ fn a_page_token_cycle_ends_the_listing() {
 #[test]
 fn the_timeout_ends_the_run_with_always_throttled_modifies() {
     let mut sim_scenario = tagged(30);
-    sim_scenario.throttle_actions = vec!["ModifyInstanceMetadataOptions"];
+    sim_scenario.ec2_faults.push(Ec2Fault::ThrottleActions(vec!["ModifyInstanceMetadataOptions"]));
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--timeout", "4s", "--output", "json"]));
     expect(&r, 8);
@@ -158,7 +158,7 @@ fn the_timeout_ends_the_run_with_always_throttled_modifies() {
 /// the line said "failed 0" while the JSON named the region.
 #[test]
 fn the_summary_line_counts_a_failed_region_as_the_json_does() {
-    let sim = Simulator::start(scenario(|s| s.hang_regions = vec!["eu-west-1"]));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::HangRegions(vec!["eu-west-1"]))));
     let args = ["fleet", "apply", "--region", "us-west-2,eu-west-1", "--timeout", "3s", "--output", "json"];
     let r = run(&mut fleet(&sim, &args));
     expect(&r, 8);
@@ -178,7 +178,7 @@ fn the_summary_line_counts_a_failed_region_as_the_json_does() {
     );
     assert!(line.contains(&counted), "{line}\n{summary}");
     // And where DescribeInstances itself fails (refused) rather than hangs.
-    let sim = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    let sim = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["DescribeInstances"]));
     let r = run(&mut fleet(&sim, &["fleet", "check", "--region", "us-west-2"]));
     expect(&r, 5);
     assert!(r.stderr.contains("failed 0, 1 region failed in"), "{}", r.stderr);
@@ -186,7 +186,7 @@ fn the_summary_line_counts_a_failed_region_as_the_json_does() {
 
 #[test]
 fn the_timeout_ends_a_run_with_a_hung_region_and_reports_the_others() {
-    let sim = Simulator::start(scenario(|s| s.hang_regions = vec!["eu-west-1"]));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::HangRegions(vec!["eu-west-1"]))));
     let r = run(&mut fleet(&sim, &["fleet", "check", "--region", "us-west-2,eu-west-1", "--timeout", "3s"]));
     expect(&r, 8);
     assert!(r.took < Duration::from_secs(6), "{:?}", r.took);
@@ -217,7 +217,7 @@ fn the_timeout_ends_a_run_with_a_hung_region_and_reports_the_others() {
 #[test]
 fn json_is_printed_when_the_regions_cannot_be_read() {
     for fault in [Ec2Fault::RegionsGarbage, Ec2Fault::NoRegions] {
-        let sim = Simulator::start(scenario(|s| s.ec2_fault = Some(fault)));
+        let sim = Simulator::start(scenario(|s| s.ec2_faults.push(fault)));
         for command in [&["fleet", "check"][..], &["defaults", "check"]] {
             let mut args = command.to_vec();
             args.extend(["--all-regions", "--output", "json", "--timeout", "5s"]);
@@ -265,7 +265,7 @@ fn every_command_has_one_json_shape_failures_included() {
         keys
     }
     let ok = Simulator::start(scenario(|s| s.options.hop_limit = Some(2)));
-    let refused = Simulator::start(scenario(|s| s.unauthorized = vec!["DescribeInstances"]));
+    let refused = Simulator::start(scenario(|s| s.policy.unauthorized = vec!["DescribeInstances"]));
     for command in [&["apply"][..], &["check"]] {
         let with = |args: &[&'static str]| [command, args, &["--output", "json"]].concat();
         let good = json(&run(agent(&ok).args(with(&[]))));
@@ -308,7 +308,7 @@ fn every_command_has_one_json_shape_failures_included() {
 /// `defaults apply --output json` ended by SIGTERM prints its object, every region in it.
 #[test]
 fn defaults_ended_by_sigterm_still_print_their_json() {
-    let sim = Simulator::start(scenario(|s| s.hang_regions = vec![REGION]));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::HangRegions(vec![REGION]))));
     let child = fleet_process(&sim, crate::support::bin())
         .args(["defaults", "apply", "--output", "json"])
         .stdout(std::process::Stdio::piped())
@@ -332,7 +332,7 @@ fn defaults_ended_by_sigterm_still_print_their_json() {
 #[test]
 fn refused_reads_end_the_wait_and_the_counts_add_up() {
     let mut sim_scenario = tagged(3);
-    sim_scenario.refuse_reads_after_modify = Some("AuthFailure");
+    sim_scenario.ec2_faults.push(Ec2Fault::RefuseReadsAfterModify("AuthFailure"));
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
     expect(&r, 5);
@@ -347,7 +347,7 @@ fn refused_reads_end_the_wait_and_the_counts_add_up() {
     }
     // The agent reads back through the same verifier: the same end, said the same way (it returned the bare
     // refusal before).
-    let sim = Simulator::start(scenario(|s| s.refuse_reads_after_modify = Some("AuthFailure")));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::RefuseReadsAfterModify("AuthFailure"))));
     let r = run(agent(&sim).args(["--evidence", "ec2"]));
     expect(&r, 5);
     assert!(r.stderr.contains("could not be read back"), "{}", r.stderr);
@@ -358,7 +358,7 @@ fn refused_reads_end_the_wait_and_the_counts_add_up() {
 #[test]
 fn an_instance_terminated_after_its_change_is_reported_as_gone() {
     let mut sim_scenario = tagged(2);
-    sim_scenario.terminate_on_modify = true;
+    sim_scenario.ec2_faults.push(Ec2Fault::TerminateOnModify);
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--output", "json"]));
     expect(&r, 7);
@@ -374,7 +374,7 @@ fn an_instance_terminated_after_its_change_is_reported_as_gone() {
 #[test]
 fn a_wait_ended_by_the_timeout_names_the_timeout() {
     let mut sim_scenario = tagged(2);
-    sim_scenario.pending_forever = true;
+    sim_scenario.applies = Applies::Never;
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web", "--timeout", "4s", "--output", "json"]));
     expect(&r, 6);
@@ -388,15 +388,15 @@ fn a_wait_ended_by_the_timeout_names_the_timeout() {
 /// cut mid-body is retried like any transient failure.
 #[test]
 fn cut_answers_are_looked_up_or_retried() {
-    let sim = Simulator::start(scenario(|s| s.cut_modify_answers = 1));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::CutModifyAnswers(1))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert_eq!(modifies(&sim).len(), 1, "looked up, not sent again");
-    let sim = Simulator::start(scenario(|s| s.cut_describe_answers = 1));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::CutDescribeAnswers(1))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     let mut sim_scenario = tagged(3);
-    sim_scenario.cut_modify_answers = 3;
+    sim_scenario.ec2_faults.push(Ec2Fault::CutModifyAnswers(3));
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "apply", "--tag", "team=web"]));
     expect(&r, 0);
@@ -420,7 +420,7 @@ fn no_connection_is_said_as_such() {
 /// agent corrects for it, says so, and the run succeeds.
 #[test]
 fn a_clock_an_hour_off_is_corrected_from_ecs_date() {
-    let sim = Simulator::start(scenario(|s| s.clock_ahead = Duration::from_secs(3600)));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::ClockAhead(Duration::from_secs(3600)))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert!(
@@ -437,8 +437,8 @@ fn a_clock_an_hour_off_is_corrected_from_ecs_date() {
 #[test]
 fn a_skew_that_does_not_go_away_says_check_the_clock() {
     let sim = Simulator::start(scenario(|s| {
-        s.clock_ahead = Duration::from_secs(3600);
-        s.skew_keeps_moving = true;
+        s.ec2_faults.push(Ec2Fault::ClockAhead(Duration::from_secs(3600)));
+        s.ec2_faults.push(Ec2Fault::SkewKeepsMoving);
     }));
     let r = run(&mut agent(&sim));
     expect(&r, 5);
@@ -450,7 +450,7 @@ fn a_skew_that_does_not_go_away_says_check_the_clock() {
 /// lost answer is lost again after a reset (issue 28: it restored the account and four counters only).
 #[test]
 fn the_simulator_resets_to_its_first_state() {
-    let sim = Simulator::start(scenario(|s| s.lose_first_modify_answer = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::LoseFirstModifyAnswer)));
     for round in 0..2 {
         let r = run(agent(&sim).args(["--evidence", "ec2"]));
         expect(&r, 0);

@@ -131,7 +131,7 @@ fn doctor_reads_the_hop_limit_from_imds_itself() {
 #[test]
 fn a_slow_imds_is_not_taken_for_a_low_hop_limit() {
     let mut s = imds_like(1);
-    s.token_delay = std::time::Duration::from_millis(1500);
+    s.imds_faults.push(ImdsFault::TokenDelay(std::time::Duration::from_millis(1500)));
     let sim = Simulator::start(s);
     let r = run(agent(&sim).args(["--output", "json"]));
     expect(&r, 0);
@@ -143,7 +143,7 @@ fn a_slow_imds_is_not_taken_for_a_low_hop_limit() {
 
 fn framed(fault: ImdsFault) -> Simulator {
     let mut s = imds_like(2);
-    s.imds_fault = Some(fault);
+    s.imds_faults.push(fault);
     Simulator::start(s)
 }
 

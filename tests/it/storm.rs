@@ -3,7 +3,7 @@
 //! (benches/storm.py); these tests assert outcomes and exact counts, not times.
 
 use crate::simulator::{
-    Buckets, INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator, more_instance_id,
+    Applies, Buckets, Ec2Fault, INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator, more_instance_id,
 };
 use crate::support::{agent, ec2_calls, expect, lines_at, modifies, no_secret, run, scenario};
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ fn a_compliant_instance_costs_exactly_one_describe() {
 /// timed assertion here.
 #[test]
 fn a_change_applied_after_two_seconds_costs_at_most_four_calls() {
-    let sim = Simulator::start(scenario(|s| s.pending_for = Duration::from_secs(2)));
+    let sim = Simulator::start(scenario(|s| s.applies = Applies::After(Duration::from_secs(2))));
     expect(&run(&mut agent(&sim)), 0);
     let ec2: Vec<_> = sim.requests().into_iter().filter(|r| r.server == "ec2").collect();
     assert!(ec2.len() <= 4, "{} EC2 calls: {:?}", ec2.len(), ec2.iter().map(|r| &r.action).collect::<Vec<_>>());
@@ -35,7 +35,7 @@ fn a_change_applied_after_two_seconds_costs_at_most_four_calls() {
 #[test]
 fn throttling_at_every_call_site_is_retried_to_success_and_said_once() {
     // The first describe, the first modify and the first poll are each throttled once.
-    let sim = Simulator::start(scenario(|s| s.throttle_requests = vec![0, 2, 4]));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::ThrottleRequests(vec![0, 2, 4]))));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     let log: Vec<(String, u16)> =
@@ -50,7 +50,7 @@ fn throttling_at_every_call_site_is_retried_to_success_and_said_once() {
 
 #[test]
 fn throttling_past_the_deadline_ends_with_8_and_what_ec2_said_last() {
-    let sim = Simulator::start(scenario(|s| s.throttle_first = usize::MAX));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::ThrottleFirst(usize::MAX))));
     let r = run(agent(&sim).args(["--timeout", "6s"]));
     expect(&r, 8);
     assert!(r.stderr.contains("EC2 kept throttling this account's requests for"), "{}", r.stderr);
@@ -64,7 +64,7 @@ fn throttling_past_the_deadline_ends_with_8_and_what_ec2_said_last() {
 #[test]
 fn a_modify_whose_answer_was_lost_is_not_sent_again() {
     // The modify's answer is a 500 (EC2 may have done it): the agent looks before sending it again.
-    let sim = Simulator::start(scenario(|s| s.lose_first_modify_answer = true));
+    let sim = Simulator::start(scenario(|s| s.ec2_faults.push(Ec2Fault::LoseFirstModifyAnswer)));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert_eq!(modifies(&sim).len(), 1, "{}", r.stderr);
@@ -79,7 +79,7 @@ fn a_storm_of_sixty_agents_on_small_buckets_all_succeed() {
     const N: usize = 60;
     let sim = Simulator::start(Scenario {
         more_instances: N - 1,
-        pending_for: Duration::from_secs(2),
+        applies: Applies::After(Duration::from_secs(2)),
         buckets: Some(Buckets { describe: (10.0, 20.0), modify: (10.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 }),
         ..Scenario::default()
     });

@@ -70,7 +70,7 @@ fn watch_backs_off_without_exiting_while_ec2_fails_and_says_what_a_look_costs() 
     // IMDS cannot prove anything (the default TTL of 64), and EC2 refuses the credentials at first.
     let sim = Simulator::start(scenario(|s| {
         s.options.hop_limit = Some(2);
-        s.unauthorized = vec!["DescribeInstances"];
+        s.policy.unauthorized = vec!["DescribeInstances"];
     }));
     let child = followed(&sim, &["--interval", "200ms", "--ec2-interval", "2s"]);
     until("two failed looks", Duration::from_secs(15), || {

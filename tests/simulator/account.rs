@@ -78,8 +78,8 @@ impl Bucket {
 /// The account: its instances and its request budget.
 pub struct Account {
     pub instances: BTreeMap<String, Instance>,
-    pub pending_for: Duration,
-    pub pending_forever: bool,
+    /// How long a change stays pending (None: forever), scaled.
+    pending_for: Option<Duration>,
     pub scale: f64,
     /// EC2's buckets are per account and region: one pair per region, made when first used.
     config: Option<Buckets>,
@@ -108,8 +108,10 @@ impl Account {
         let scale = scenario.buckets.map_or(1.0, |b| b.time_scale);
         Account {
             instances,
-            pending_for: scenario.pending_for.div_f64(scale),
-            pending_forever: scenario.pending_forever,
+            pending_for: match scenario.applies {
+                Applies::After(pending) => Some(pending.div_f64(scale)),
+                Applies::Never => None,
+            },
             scale,
             config: scenario.buckets,
             buckets: HashMap::new(),
@@ -131,7 +133,7 @@ impl Account {
     }
 
     pub fn settle(&mut self, now: Instant) {
-        let forever = self.pending_forever;
+        let forever = self.pending_for.is_none();
         for instance in self.instances.values_mut() {
             instance.settle(now, forever);
         }
@@ -140,7 +142,7 @@ impl Account {
     /// EC2 takes a change: the fields given, the others kept; pending until `pending_for` has passed. A
     /// stopped instance's change is applied when it starts (EC2's API reference): it stays pending here.
     pub fn change(&mut self, id: &str, next: Options, now: Instant) {
-        let pending_for = self.pending_for;
+        let pending_for = self.pending_for.unwrap_or(UNTIL_STARTED);
         if let Some(instance) = self.instances.get_mut(id) {
             instance.options = next;
             let pending_for = if instance.run_state == "stopped" { UNTIL_STARTED } else { pending_for };
@@ -298,7 +300,8 @@ mod tests {
         let id = more_instance_id(1);
         a.change(&id, Options { hop_limit: Some(2), ..Options::default() }, t0);
         assert_eq!(a.instances[&id].state(), "pending");
-        a.settle(t0 + scenario.pending_for);
+        let Applies::After(pending) = scenario.applies else { unreachable!() };
+        a.settle(t0 + pending);
         assert_eq!(a.instances[&id].state(), "applied");
         assert_eq!(a.instances[&id].effective_hop_limit, 2);
     }

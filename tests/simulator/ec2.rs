@@ -44,30 +44,29 @@ pub(super) fn ec2(
         // An IMDS request that went through a proxy: a proxy on EC2 would answer with its own metadata.
         return reply(403, TEXT, "Forbidden: metadata requests must not go through a proxy");
     }
-    let fault = s.scenario.ec2_fault;
-    if let Some(Ec2Fault::EchoErrorPage(status)) = fault {
+    if let Some(status) = s.scenario.ec2(|f| if let Ec2Fault::EchoErrorPage(n) = f { Some(*n) } else { None }) {
         let page = format!(
             "<html><head><title>{status}</title></head><body><h1>Request rejected</h1><pre>{}</pre></body></html>",
             echo(parts, body)
         );
         return reply(status, "text/html", page);
     }
-    if fault == Some(Ec2Fault::EchoOkNotXml) {
+    if s.scenario.ec2_is(&Ec2Fault::EchoOkNotXml) {
         return reply(200, "text/plain", format!("OK\n{}", echo(parts, body)));
     }
-    if let Some(Ec2Fault::HugeAnswer(size)) = fault {
+    if let Some(size) = s.scenario.ec2(|f| if let Ec2Fault::HugeAnswer(n) = f { Some(*n) } else { None }) {
         return reply(500, "text/html", "Z9".repeat(size / 2));
     }
     let (key, region) = match verify(parts, body, s) {
         Ok(signed) => signed,
         Err(answer) => {
-            if s.scenario.skew_keeps_moving && answer.status() == 400 {
-                s.scenario.clock_ahead += Duration::from_secs(3600);
+            if s.scenario.ec2_is(&Ec2Fault::SkewKeepsMoving) && answer.status() == 400 {
+                s.clock_ahead += Duration::from_secs(3600);
             }
             return answer;
         }
     };
-    if fault == Some(Ec2Fault::EchoRequestId) {
+    if s.scenario.ec2_is(&Ec2Fault::EchoRequestId) {
         let mut r = ec2_error(400, "InvalidRequest", "The request is invalid.");
         *r.body_mut() = Full::new(Bytes::from(format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidRequest</Code><Message>The request is invalid.</Message></Error></Errors><RequestID>{key}</RequestID></Response>"
@@ -77,31 +76,39 @@ pub(super) fn ec2(
     }
     // The encoded authorization message: EC2's, or the signing key ten times over (URL-safe base64 in shape,
     // long enough to look like one).
-    let encoded = if fault == Some(Ec2Fault::EchoEncodedMessage) { key.repeat(10) } else { ENCODED.to_string() };
-    if fault == Some(Ec2Fault::EchoInMessage) {
+    let encoded = if s.scenario.ec2_is(&Ec2Fault::EchoEncodedMessage) { key.repeat(10) } else { ENCODED.to_string() };
+    if s.scenario.ec2_is(&Ec2Fault::EchoInMessage) {
         return ec2_error(400, "InvalidRequest", &format!("The request is invalid: {}", echo(parts, body)));
     }
     let action = param("Action").unwrap_or("");
     s.signed += 1;
-    if s.scenario.throttle_actions.contains(&action) {
+    if s.scenario.ec2(|f| if let Ec2Fault::ThrottleActions(a) = f { Some(a.contains(&action)) } else { None })
+        == Some(true)
+    {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
     if action == "DescribeInstances" && s.modified {
-        if let Some(code) = s.scenario.refuse_reads_after_modify {
+        if let Some(code) =
+            s.scenario.ec2(|f| if let Ec2Fault::RefuseReadsAfterModify(c) = f { Some(*c) } else { None })
+        {
             return ec2_error(401, code, "The security token included in the request is expired");
         }
     }
-    if s.scenario.throttle_requests.contains(&(s.signed - 1)) {
+    let nth = s.signed - 1;
+    if s.scenario.ec2(|f| if let Ec2Fault::ThrottleRequests(r) = f { Some(r.contains(&nth)) } else { None })
+        == Some(true)
+    {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
     if !s.account.admit(action, &region, now) {
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
-    if s.throttled < s.scenario.throttle_first {
+    if s.throttled < s.scenario.ec2(|f| if let Ec2Fault::ThrottleFirst(n) = f { Some(*n) } else { None }).unwrap_or(0) {
         s.throttled += 1;
         return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.");
     }
-    if s.errored < s.scenario.server_error_first {
+    if s.errored < s.scenario.ec2(|f| if let Ec2Fault::ServerErrorFirst(n) = f { Some(*n) } else { None }).unwrap_or(0)
+    {
         s.errored += 1;
         return ec2_error(500, "InternalError", "An internal error has occurred");
     }
@@ -109,8 +116,8 @@ pub(super) fn ec2(
     match action {
         "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
         "DescribeRegions" | "GetInstanceMetadataDefaults" | "ModifyInstanceMetadataDefaults" => {
-            if s.scenario.unauthorized.contains(&action) {
-                return unauthorized(action, &encoded, s.scenario.refused_by);
+            if s.scenario.policy.unauthorized.contains(&action) {
+                return unauthorized(action, &encoded, s.scenario.policy.refused_by);
             }
             if dry_run {
                 return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -120,15 +127,15 @@ pub(super) fn ec2(
         _ => return ec2_error(400, "InvalidAction", "The action is not valid for this web service."),
     }
     if action == "DescribeInstances" {
-        if s.scenario.unauthorized.contains(&action) {
-            return unauthorized(action, &encoded, s.scenario.refused_by);
+        if s.scenario.policy.unauthorized.contains(&action) {
+            return unauthorized(action, &encoded, s.scenario.policy.refused_by);
         }
         if dry_run {
             return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
         }
         let query = Query::from_params(params);
         let first = query.ids.first().cloned().unwrap_or_default();
-        if fault == Some(Ec2Fault::MalformedDescribe) {
+        if s.scenario.ec2_is(&Ec2Fault::MalformedDescribe) {
             return reply(
                 200,
                 "text/xml",
@@ -137,7 +144,7 @@ pub(super) fn ec2(
                 ),
             );
         }
-        if fault == Some(Ec2Fault::TruncatedDescribe) {
+        if s.scenario.ec2_is(&Ec2Fault::TruncatedDescribe) {
             return reply(200, "text/xml", "<DescribeInstancesResponse><reservationSet><item>");
         }
         if let Some(bad) = query.ids.iter().find(|id| !well_formed(id)) {
@@ -147,14 +154,14 @@ pub(super) fn ec2(
             Ok(page) => page,
             Err((code, message)) => return ec2_error(400, &code, &message),
         };
-        if fault == Some(Ec2Fault::PageTokenCycle) && query.max_results.is_some() {
+        if s.scenario.ec2_is(&Ec2Fault::PageTokenCycle) && query.max_results.is_some() {
             next = Some(if query.next_token.as_deref() == Some("A") { "B" } else { "A" }.to_string());
         }
-        let echo_enums = (fault == Some(Ec2Fault::EchoInEnums)).then(|| echo(parts, body));
+        let echo_enums = (s.scenario.ec2_is(&Ec2Fault::EchoInEnums)).then(|| echo(parts, body));
         let reservations: String = ids
             .iter()
             .map(|id| {
-                let xml = describe_xml(id, &s.account.instances[id], fault != Some(Ec2Fault::NoMetadataOptions));
+                let xml = describe_xml(id, &s.account.instances[id], !s.scenario.ec2_is(&Ec2Fault::NoMetadataOptions));
                 match &echo_enums {
                     Some(echo) => forge_enums(&xml, id, echo),
                     None => xml,
@@ -177,11 +184,14 @@ pub(super) fn ec2(
     if s.account.instances.get(&id).is_none_or(|i| i.region != region) {
         return ec2_error(400, "InvalidInstanceID.NotFound", &format!("The instance ID '{id}' does not exist"));
     }
-    let over_cap = s.scenario.policy_max_hop_limit.is_some_and(|cap| {
+    let over_cap = s.scenario.policy.max_hop_limit.is_some_and(|cap| {
         param("HttpPutResponseHopLimit").and_then(|v| v.parse::<i64>().ok()).is_some_and(|h| h > cap)
     });
-    if s.scenario.unauthorized.contains(&action) || over_cap || s.scenario.unauthorized_instances.contains(&id) {
-        return unauthorized(action, &encoded, s.scenario.refused_by);
+    if s.scenario.policy.unauthorized.contains(&action)
+        || over_cap
+        || s.scenario.policy.unauthorized_instances.contains(&id)
+    {
+        return unauthorized(action, &encoded, s.scenario.policy.refused_by);
     }
     if dry_run {
         return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
@@ -206,13 +216,13 @@ pub(super) fn ec2(
     }
     s.account.change(&id, next, now);
     s.modified = true;
-    if s.scenario.terminate_on_modify {
+    if s.scenario.ec2_is(&Ec2Fault::TerminateOnModify) {
         let instance = s.account.instances.get_mut(&id).unwrap();
         instance.run_state = "terminated";
         instance.applied_at = Some(now + UNTIL_STARTED);
     }
-    if s.scenario.lose_first_modify_answer {
-        s.scenario.lose_first_modify_answer = false;
+    if s.scenario.ec2_is(&Ec2Fault::LoseFirstModifyAnswer) && !s.lost_modify_answer {
+        s.lost_modify_answer = true;
         return ec2_error(500, "InternalError", "An internal error has occurred");
     }
     let instance = s.account.instances[&id].clone();
@@ -232,10 +242,10 @@ pub(super) fn account_action(action: &str, params: &[(String, String)], region: 
     const XMLNS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
     let by_policy = s.scenario.defaults_by_policy.contains(&region);
     match action {
-        "DescribeRegions" if s.scenario.ec2_fault == Some(Ec2Fault::RegionsGarbage) => {
+        "DescribeRegions" if s.scenario.ec2_is(&Ec2Fault::RegionsGarbage) => {
             reply(200, "text/html", "<html><body>Sign in to the network</body></html>")
         }
-        "DescribeRegions" if s.scenario.ec2_fault == Some(Ec2Fault::NoRegions) => reply(
+        "DescribeRegions" if s.scenario.ec2_is(&Ec2Fault::NoRegions) => reply(
             200,
             XML,
             format!(

@@ -26,18 +26,17 @@ pub(super) fn imds(
         let Some(ttl) = ttl.filter(|t| (1..=21600).contains(t)) else {
             return (reply(400, TEXT, "Bad Request"), None);
         };
-        if s.scenario.imds_fault == Some(ImdsFault::TokenNeverAnswers) {
+        if s.scenario.imds_is(ImdsFault::TokenNeverAnswers) {
             return (reply(200, TEXT, ""), Some(Duration::from_secs(3600)));
         }
         let token = s.secret("TOKEN");
         s.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
-        let body = match s.scenario.imds_fault {
-            Some(ImdsFault::TokenWithHeader) => format!("{token}\r\nX-Injected: yes"),
-            _ => token,
-        };
+        let body =
+            if s.scenario.imds_is(ImdsFault::TokenWithHeader) { format!("{token}\r\nX-Injected: yes") } else { token };
         let mut r = reply(200, TEXT, body);
         r.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_string().parse().unwrap());
-        let delay = s.scenario.token_delay;
+        let delay =
+            s.scenario.imds(|f| if let ImdsFault::TokenDelay(d) = f { Some(*d) } else { None }).unwrap_or_default();
         return (r, (!delay.is_zero()).then_some(delay));
     }
     if method != Method::GET {
@@ -51,10 +50,14 @@ pub(super) fn imds(
         return (reply(401, TEXT, "Unauthorized"), None);
     }
     s.imds_reads += 1;
-    if s.imds_reads <= s.scenario.imds_throttle_first {
+    if s.imds_reads
+        <= s.scenario.imds(|f| if let ImdsFault::ThrottleFirst(n) = f { Some(*n) } else { None }).unwrap_or(0)
+    {
         return (reply(429, TEXT, "Too Many Requests"), None);
     }
-    if s.imds_reads <= s.scenario.imds_echo_500_first {
+    if s.imds_reads
+        <= s.scenario.imds(|f| if let ImdsFault::Echo500First(n) = f { Some(*n) } else { None }).unwrap_or(0)
+    {
         let page =
             format!("<html><body><h1>500 Internal Server Error</h1><pre>{}</pre></body></html>", echo(parts, b""));
         return (reply(500, "text/html", page), None);
@@ -63,9 +66,9 @@ pub(super) fn imds(
     let creds_prefix = "/latest/meta-data/iam/security-credentials/";
     let answer = match path {
         "/latest/meta-data/instance-id" | "/latest/meta-data/placement/region"
-            if matches!(s.scenario.imds_fault, Some(ImdsFault::GarbageIdentity(_))) =>
+            if let Some(page) =
+                s.scenario.imds(|f| if let ImdsFault::GarbageIdentity(p) = f { Some(*p) } else { None }) =>
         {
-            let Some(ImdsFault::GarbageIdentity(page)) = s.scenario.imds_fault else { unreachable!() };
             reply(200, "text/html", page)
         }
         "/latest/meta-data/" => reply(200, TEXT, "ami-id\nhostname\niam/\ninstance-id\nplacement/\n"),
@@ -85,14 +88,14 @@ pub(super) fn imds(
         ),
         p if p == creds_prefix && s.scenario.role_attached => reply(200, TEXT, ROLE),
         p if p.starts_with(creds_prefix) && s.scenario.role_attached && p[creds_prefix.len()..] == *ROLE => {
-            if s.scenario.imds_fault == Some(ImdsFault::CredentialsEcho500) {
+            if s.scenario.imds_is(ImdsFault::CredentialsEcho500) {
                 let page = format!(
                     "<html><body><h1>500 Internal Server Error</h1><pre>{}</pre></body></html>",
                     echo(parts, b"")
                 );
                 return (reply(500, "text/html", page), None);
             }
-            if s.scenario.imds_fault == Some(ImdsFault::MalformedCredentials) {
+            if s.scenario.imds_is(ImdsFault::MalformedCredentials) {
                 return (reply(200, TEXT, "{\"Code\": \"Success\", \"AccessKeyId\": "), None);
             }
             let key = format!("ASIA{}", s.secret("KEY"));
@@ -100,7 +103,7 @@ pub(super) fn imds(
             let session = s.secret("SESSION");
             s.issued.push(Issued { key: key.clone(), secret: secret.clone(), session: session.clone() });
             let now = SystemTime::now();
-            let expires = if s.scenario.imds_fault == Some(ImdsFault::ExpiredCredentials) {
+            let expires = if s.scenario.imds_is(ImdsFault::ExpiredCredentials) {
                 now - Duration::from_secs(600)
             } else {
                 now + Duration::from_secs(3600)

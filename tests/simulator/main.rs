@@ -33,8 +33,9 @@ fn main() {
                 scenario.options.hop_limit = Some(value().parse().unwrap_or_else(|_| usage("--hop-limit N")))
             }
             "--pending-ms" => {
-                scenario.pending_for =
-                    Duration::from_millis(value().parse().unwrap_or_else(|_| usage("--pending-ms MS")))
+                scenario.applies = simulator::Applies::After(Duration::from_millis(
+                    value().parse().unwrap_or_else(|_| usage("--pending-ms MS")),
+                ))
             }
             "--imds" => imds = value(),
             "--ec2" => ec2 = value(),

@@ -4,8 +4,8 @@
 //! log of every request, throttled ones included, for exact counts. Test-only: never part of the shipped
 //! binary.
 //!
-//! By concern: this file holds what a test sees (`Scenario` and its faults, `Simulator`, the request log,
-//! the fleets of the benchmarks); `account.rs` the account's state (instances, buckets, defaults, the
+//! By concern: `scenario.rs` holds what a test asks for (`Scenario`, each side's faults); this file what a
+//! test sees (`Simulator`, the request log, the fleets of the benchmarks); `account.rs` the account's state (instances, buckets, defaults, the
 //! selection), plain data with methods that take the time, unit-tested apart from the wire; `server.rs` the
 //! HTTP servers and the dispatch; `imds.rs` and `ec2.rs` each side's answers (EC2 per action); `sigv4.rs` the
 //! signature check; `wire.rs` the formats (XML escaping, forms, dates).
@@ -27,11 +27,13 @@ use tokio::net::TcpListener;
 mod account;
 mod ec2;
 mod imds;
+mod scenario;
 mod server;
 mod sigv4;
 mod wire;
 
 pub use account::*;
+pub use scenario::*;
 // The tests use it; the simulated-instance binary does not.
 #[allow(unused_imports)]
 pub use ec2::ENCODED;
@@ -50,241 +52,6 @@ pub const SECRET_MARK: &str = "SIMSECRET";
 /// The static credentials tests sign with when they bypass the instance role.
 pub const STATIC_KEY: &str = "AKIASIMSECRETSTATIC01";
 pub const STATIC_SECRET: &str = "SIMSECRETstaticSecretKey0000000000000001";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    pub http_tokens: Option<&'static str>,
-    pub hop_limit: Option<i64>,
-    pub http_endpoint: Option<&'static str>,
-    pub ipv6: Option<&'static str>,
-    pub tags: Option<&'static str>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            http_tokens: Some("optional"),
-            hop_limit: Some(1),
-            http_endpoint: Some("enabled"),
-            ipv6: Some("disabled"),
-            tags: Some("disabled"),
-        }
-    }
-}
-
-/// EC2's per-account token buckets (the EC2 developer guide, "Request throttling"): `burst` tokens, refilled
-/// at `rate` a second. DescribeInstances spends the non-mutating bucket, ModifyInstanceMetadataOptions its own.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Buckets {
-    pub describe: (f64, f64),
-    pub modify: (f64, f64),
-    /// ModifyInstanceMetadataDefaults' own small bucket (Get spends the non-mutating one).
-    pub defaults: (f64, f64),
-    /// Refill runs this many times faster than real time, and a change's pending time as many times
-    /// shorter, so that large runs stay short. The agents' own waits do not scale: a scaled run is gentler
-    /// on the agents than the real account would be.
-    pub time_scale: f64,
-}
-
-impl Buckets {
-    pub const DOCUMENTED: Buckets =
-        Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 };
-}
-
-/// One more instance of the account, for fleet-scale scenarios.
-#[derive(Debug, Clone)]
-pub struct InstanceSpec {
-    pub id: String,
-    pub region: &'static str,
-    pub tags: Vec<(String, String)>,
-    /// `running` or `stopped`.
-    pub state: &'static str,
-    pub options: Options,
-}
-
-/// What the simulated account is and which faults it shows.
-#[derive(Debug, Clone)]
-pub struct Scenario {
-    /// The agent's own instance: IMDS answers for it.
-    pub options: Options,
-    /// How many more instances the account holds, each with `options`: `i-1000000000000000N`.
-    pub more_instances: usize,
-    /// More instances, each as given (regions, tags, states).
-    pub instances: Vec<InstanceSpec>,
-    /// The regions DescribeRegions lists as enabled for the account (the instances' regions are added).
-    pub regions: Vec<&'static str>,
-    /// Regions whose account-level metadata defaults an AWS Organizations declarative policy manages.
-    pub defaults_by_policy: Vec<&'static str>,
-    /// How long a change stays `pending` before it is `applied`.
-    pub pending_for: Duration,
-    pub pending_forever: bool,
-    pub role_attached: bool,
-    /// (access key, secret key) pairs the EC2 side accepts besides the role's.
-    pub static_keys: Vec<(String, String)>,
-    /// EC2 actions answered with UnauthorizedOperation (with an encoded authorization message).
-    pub unauthorized: Vec<&'static str>,
-    /// How the UnauthorizedOperation message names the policy that refused ("with an explicit deny in a
-    /// service control policy", "because no session policy allows the ec2:X action", ...); by default no
-    /// identity-based policy allows the action.
-    pub refused_by: Option<&'static str>,
-    /// Instances whose ModifyInstanceMetadataOptions answers UnauthorizedOperation (a tag-conditioned policy).
-    pub unauthorized_instances: Vec<String>,
-    /// A policy cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
-    pub policy_max_hop_limit: Option<i64>,
-    pub buckets: Option<Buckets>,
-    pub throttle_first: usize,
-    /// These EC2 requests (0-based, counting those that passed the signature check) answer
-    /// RequestLimitExceeded: throttling at a chosen call site.
-    pub throttle_requests: Vec<usize>,
-    pub server_error_first: usize,
-    /// The first modify is carried out, but answered with a 500, as when the answer is lost on the way.
-    pub lose_first_modify_answer: bool,
-    pub ec2_delay: Duration,
-    pub imds_refuse_for: Duration,
-    /// The token answer comes after this long.
-    pub token_delay: Duration,
-    /// The first N IMDS reads answer 429.
-    pub imds_throttle_first: usize,
-    /// The first N IMDS reads answer a 500 page that echoes the request, token header included.
-    pub imds_echo_500_first: usize,
-    /// The simulator's clock runs this far ahead of the agent's: its signatures look expired.
-    pub clock_ahead: Duration,
-    /// The instance EC2 knows; another id is NotFound.
-    pub instance_id: String,
-    /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
-    pub ttl_is_hop_limit: bool,
-    /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
-    pub extra_imds: Vec<SocketAddr>,
-    /// Serve EC2 over HTTPS with this certificate chain and key (PEM files), as EC2 is served.
-    pub ec2_tls: Option<(String, String)>,
-    /// Each RequestExpired answer moves the simulator's clock another hour ahead: a skew that does not go
-    /// away however the agent corrects for it.
-    pub skew_keeps_moving: bool,
-    /// The first N answers to ModifyInstanceMetadataOptions (carried out) and to DescribeInstances are cut
-    /// off mid-body: the connection closes before the length the headers promised.
-    pub cut_modify_answers: usize,
-    pub cut_describe_answers: usize,
-    /// Requests signed for these regions are never answered.
-    pub hang_regions: Vec<&'static str>,
-    /// These actions are always answered RequestLimitExceeded.
-    pub throttle_actions: Vec<&'static str>,
-    /// An instance whose change EC2 took is terminated (its change never applies).
-    pub terminate_on_modify: bool,
-    /// After the first change EC2 took, every DescribeInstances is refused with this code (AuthFailure,
-    /// ExpiredToken): the accepted change cannot be read back.
-    pub refuse_reads_after_modify: Option<&'static str>,
-    /// Every instance of the account gets an IMDS of its own on loopback (`Simulator::imds_urls`), answering
-    /// for it (and, with `ttl_is_hop_limit`, with its hop limit as TTL): a storm of agents that each sense
-    /// their own instance, as on EC2.
-    pub imds_per_instance: bool,
-    /// How EC2 answers wrongly, if it does: one fault at a time.
-    pub ec2_fault: Option<Ec2Fault>,
-    /// How IMDS answers wrongly, if it does: one fault at a time.
-    pub imds_fault: Option<ImdsFault>,
-}
-
-/// How EC2 answers wrongly, when a scenario says it does: one fault at a time, each replacing the answers it
-/// names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
-pub enum Ec2Fault {
-    /// Every call: this status and an HTML page that echoes the request, headers included.
-    EchoErrorPage(u16),
-    /// Every call: 200 and a body that is not XML and echoes the request.
-    EchoOkNotXml,
-    /// Every call: a 500 of this many bytes of garbage.
-    HugeAnswer(usize),
-    /// Every signed call: refused (400 InvalidRequest) with the signing access key id as its request id, in
-    /// the header and in the XML.
-    EchoRequestId,
-    /// Every signed call: an EC2 error whose Message repeats the request.
-    EchoInMessage,
-    /// UnauthorizedOperation carries the request's access key id, ten times over, as its encoded message.
-    EchoEncodedMessage,
-    /// DescribeInstances: a hop limit of "two" in a document that never ends.
-    MalformedDescribe,
-    /// DescribeInstances cut short: `<DescribeInstancesResponse><reservationSet><item>`.
-    TruncatedDescribe,
-    /// DescribeInstances carries no metadataOptions at all.
-    NoMetadataOptions,
-    /// DescribeInstances reports HttpTokens as an echo of the request with 200,000 characters more, and the
-    /// instance state name as a line break and a forged table row.
-    EchoInEnums,
-    /// Paged DescribeInstances answers with the page tokens A, B, A, B, ...: a cycle.
-    PageTokenCycle,
-    /// DescribeRegions answers 200 with HTML.
-    RegionsGarbage,
-    /// DescribeRegions lists no region.
-    NoRegions,
-}
-
-/// How IMDS answers wrongly, when a scenario says it does: one fault at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
-pub enum ImdsFault {
-    /// The token request is never answered (the answer dies on the way, as with a hop limit too low).
-    TokenNeverAnswers,
-    /// The instance id and region are answered with this (a captive portal's page).
-    GarbageIdentity(&'static str),
-    /// The role's credentials document is cut short.
-    MalformedCredentials,
-    /// The role's credentials are served already expired; EC2 answers RequestExpired to them.
-    ExpiredCredentials,
-    /// The role-credentials document answers a 500 page that echoes the request, its token header included.
-    CredentialsEcho500,
-    /// Every answer is chunked (`Transfer-Encoding: chunked`, in two chunks), as HTTP/1.1 allows.
-    ChunkedAnswers,
-    /// Every answer is framed by its `Content-Length` on a connection IMDS keeps open, whatever the request's
-    /// `Connection: close` asked.
-    KeepsConnectionsOpen,
-    /// The token answer's body is a token, a line break and a header (`X-Injected: yes`), framed by its length.
-    TokenWithHeader,
-}
-
-impl Default for Scenario {
-    fn default() -> Self {
-        Scenario {
-            options: Options::default(),
-            more_instances: 0,
-            instances: Vec::new(),
-            regions: vec![REGION, "us-east-1", "eu-west-1"],
-            defaults_by_policy: Vec::new(),
-            pending_for: Duration::from_millis(300),
-            pending_forever: false,
-            role_attached: true,
-            static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
-            unauthorized: Vec::new(),
-            refused_by: None,
-            unauthorized_instances: Vec::new(),
-            policy_max_hop_limit: None,
-            buckets: None,
-            throttle_first: 0,
-            throttle_requests: Vec::new(),
-            server_error_first: 0,
-            lose_first_modify_answer: false,
-            ec2_delay: Duration::ZERO,
-            imds_refuse_for: Duration::ZERO,
-            token_delay: Duration::ZERO,
-            imds_throttle_first: 0,
-            imds_echo_500_first: 0,
-            clock_ahead: Duration::ZERO,
-            instance_id: INSTANCE_ID.into(),
-            ttl_is_hop_limit: false,
-            extra_imds: Vec::new(),
-            ec2_tls: None,
-            skew_keeps_moving: false,
-            cut_modify_answers: 0,
-            cut_describe_answers: 0,
-            hang_regions: Vec::new(),
-            throttle_actions: Vec::new(),
-            terminate_on_modify: false,
-            refuse_reads_after_modify: None,
-            imds_per_instance: false,
-            ec2_fault: None,
-            imds_fault: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logged {
@@ -363,10 +130,12 @@ struct Issued {
 }
 
 struct State {
-    /// The scenario as given, for `reset`: a run may move the scenario's own state (a skew's clock, a lost
-    /// answer already lost).
-    first: Scenario,
+    /// The scenario as given; a run never changes it (what a fault moves is counted below).
     scenario: Scenario,
+    /// EC2's clock ahead of the agent's: `Ec2Fault::ClockAhead`, moved by `Ec2Fault::SkewKeepsMoving`.
+    clock_ahead: Duration,
+    /// A modify's answer has been lost (`Ec2Fault::LoseFirstModifyAnswer`).
+    lost_modify_answer: bool,
     account: Account,
     tokens: HashMap<String, Instant>,
     issued: Vec<Issued>,
@@ -380,7 +149,7 @@ struct State {
     counter: u64,
     /// Answers cut off so far, per action.
     cut: HashMap<String, usize>,
-    /// A change has been taken (for `refuse_reads_after_modify`).
+    /// A change has been taken (for `Ec2Fault::RefuseReadsAfterModify`).
     modified: bool,
     /// Requests that have arrived, answered or not (a hung region's are never answered, so never logged).
     arrived: usize,
@@ -390,8 +159,11 @@ impl State {
     fn new(scenario: Scenario) -> Self {
         let now = Instant::now();
         State {
-            first: scenario.clone(),
             account: Account::new(&scenario),
+            clock_ahead: scenario
+                .ec2(|f| if let Ec2Fault::ClockAhead(d) = f { Some(*d) } else { None })
+                .unwrap_or_default(),
+            lost_modify_answer: false,
             scenario,
             tokens: HashMap::new(),
             issued: Vec::new(),
@@ -465,7 +237,13 @@ impl Simulator {
                 addr_tx.send((imds_local, ec2.local_addr().unwrap())).unwrap();
                 let (refuse_for, extra, tls) = {
                     let s = st.lock().unwrap();
-                    (s.scenario.imds_refuse_for, s.scenario.extra_imds.clone(), s.scenario.ec2_tls.clone())
+                    (
+                        s.scenario
+                            .imds(|f| if let ImdsFault::RefuseFor(d) = f { Some(*d) } else { None })
+                            .unwrap_or_default(),
+                        s.scenario.extra_imds.clone(),
+                        s.scenario.ec2_tls.clone(),
+                    )
                 };
                 tokio::spawn(serve_imds(imds, imds_local, refuse_for, st.clone()));
                 for addr in extra {
@@ -507,13 +285,13 @@ impl Simulator {
         }
     }
 
-    /// Back to the scenario's first state (for repeated runs): the account, every fault's count, what a run moved
-    /// in the scenario itself (a skew's clock, a lost answer already lost), the clock the log counts from, the
-    /// log and the arrivals. What was handed out (tokens, role credentials) stays valid and in `secrets()`, as
+    /// Back to the scenario's first state (for repeated runs): the account, every fault's count and what a
+    /// fault moved (a skew's clock, a lost answer already lost), the clock the log counts from, the log and the
+    /// arrivals. What was handed out (tokens, role credentials) stays valid and in `secrets()`, as
     /// on a real instance, and new secrets stay unique.
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap();
-        let mut fresh = State::new(s.first.clone());
+        let mut fresh = State::new(s.scenario.clone());
         fresh.tokens = std::mem::take(&mut s.tokens);
         fresh.issued = std::mem::take(&mut s.issued);
         fresh.counter = s.counter;

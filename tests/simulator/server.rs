@@ -44,8 +44,12 @@ pub(super) async fn serve(
         }
         let state = state.clone();
         let instance = instance.clone();
-        let fault = state.lock().unwrap().scenario.imds_fault;
-        if let (Some(fault @ (ImdsFault::ChunkedAnswers | ImdsFault::KeepsConnectionsOpen)), "imds") = (fault, server) {
+        let by_hand = state
+            .lock()
+            .unwrap()
+            .scenario
+            .imds(|f| matches!(f, ImdsFault::ChunkedAnswers | ImdsFault::KeepsConnectionsOpen).then_some(*f));
+        if let (Some(fault), "imds") = (by_hand, server) {
             tokio::spawn(serve_by_hand(stream, state, instance, fault));
             continue;
         }
@@ -221,13 +225,18 @@ pub(super) async fn handle(
     let (delay, hang) = {
         let s = state.lock().unwrap();
         let region = signed_region(&parts);
-        (s.scenario.ec2_delay, s.scenario.hang_regions.iter().any(|r| Some(*r) == region.as_deref()))
+        let delay = s.scenario.ec2(|f| if let Ec2Fault::Slow(d) = f { Some(*d) } else { None });
+        let hangs = s.scenario.ec2(|f| match f {
+            Ec2Fault::HangRegions(regions) => Some(regions.iter().any(|r| Some(*r) == region.as_deref())),
+            _ => None,
+        });
+        (delay.unwrap_or_default(), hangs == Some(true))
     };
     tokio::time::sleep(if hang { Duration::from_secs(3600) } else { delay }).await;
     let (reply, cut) = {
         let mut s = state.lock().unwrap();
         // EC2's clock as its answers carry it (`Date`), read when the request arrives.
-        let date = aws_smithy_types::DateTime::from(SystemTime::now() + s.scenario.clock_ahead)
+        let date = aws_smithy_types::DateTime::from(SystemTime::now() + s.clock_ahead)
             .fmt(aws_smithy_types::date_time::Format::HttpDate)
             .unwrap();
         let mut reply = ec2(&parts, &body, &params, &mut s);
@@ -240,10 +249,15 @@ pub(super) async fn handle(
         }
         // A cut answer: the headers promise more than the body holds, and the connection closes after it.
         let cut_limit = match entry.action.as_str() {
-            "ModifyInstanceMetadataOptions" => s.scenario.cut_modify_answers,
-            "DescribeInstances" => s.scenario.cut_describe_answers,
-            _ => 0,
-        };
+            "ModifyInstanceMetadataOptions" => {
+                s.scenario.ec2(|f| if let Ec2Fault::CutModifyAnswers(n) = f { Some(*n) } else { None })
+            }
+            "DescribeInstances" => {
+                s.scenario.ec2(|f| if let Ec2Fault::CutDescribeAnswers(n) = f { Some(*n) } else { None })
+            }
+            _ => None,
+        }
+        .unwrap_or(0);
         let cuts = s.cut.entry(entry.action.clone()).or_default();
         let cut = reply.status() == StatusCode::OK && *cuts < cut_limit;
         *cuts += usize::from(cut);

@@ -31,7 +31,7 @@ pub(super) fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State
     }
     let amz_date = header("x-amz-date");
     let Some(signed_at) = parse_amz_date(amz_date) else { return Err(auth_failure()) };
-    let now = SystemTime::now() + s.scenario.clock_ahead;
+    let now = SystemTime::now() + s.clock_ahead;
     let skew = now.duration_since(signed_at).unwrap_or_else(|e| e.duration());
     if skew > Duration::from_secs(300) || !amz_date.starts_with(date) {
         return Err(ec2_error(400, "RequestExpired", "Request has expired."));
@@ -71,7 +71,7 @@ pub(super) fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State
             "The request signature we calculated does not match the signature you provided.",
         ));
     }
-    if s.scenario.imds_fault == Some(ImdsFault::ExpiredCredentials) && session.is_some() {
+    if s.scenario.imds_is(ImdsFault::ExpiredCredentials) && session.is_some() {
         return Err(ec2_error(400, "RequestExpired", "Request has expired."));
     }
     Ok((key.to_string(), region.to_string()))

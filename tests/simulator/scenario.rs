@@ -1,0 +1,267 @@
+//! What a test asks of the simulated account (`Scenario`): the account and its instances, what its policies
+//! refuse, its budget, how IMDS is served, and each side's faults as a list of its own enum.
+
+use super::{INSTANCE_ID, REGION, STATIC_KEY, STATIC_SECRET};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub http_tokens: Option<&'static str>,
+    pub hop_limit: Option<i64>,
+    pub http_endpoint: Option<&'static str>,
+    pub ipv6: Option<&'static str>,
+    pub tags: Option<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            http_tokens: Some("optional"),
+            hop_limit: Some(1),
+            http_endpoint: Some("enabled"),
+            ipv6: Some("disabled"),
+            tags: Some("disabled"),
+        }
+    }
+}
+
+/// EC2's per-account token buckets (the EC2 developer guide, "Request throttling"): `burst` tokens, refilled
+/// at `rate` a second. DescribeInstances spends the non-mutating bucket, ModifyInstanceMetadataOptions its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Buckets {
+    pub describe: (f64, f64),
+    pub modify: (f64, f64),
+    /// ModifyInstanceMetadataDefaults' own small bucket (Get spends the non-mutating one).
+    pub defaults: (f64, f64),
+    /// Refill runs this many times faster than real time, and a change's pending time as many times
+    /// shorter, so that large runs stay short. The agents' own waits do not scale: a scaled run is gentler
+    /// on the agents than the real account would be.
+    pub time_scale: f64,
+}
+
+impl Buckets {
+    pub const DOCUMENTED: Buckets =
+        Buckets { describe: (100.0, 20.0), modify: (100.0, 5.0), defaults: (2.0, 2.0), time_scale: 1.0 };
+}
+
+/// One more instance of the account, for fleet-scale scenarios.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub region: &'static str,
+    pub tags: Vec<(String, String)>,
+    /// `running` or `stopped`.
+    pub state: &'static str,
+    pub options: Options,
+}
+
+/// What the simulated account is, how it is served, and how it misbehaves: the account and its instances first,
+/// then what its policies refuse, then its budget, then how IMDS is served, then the faults of each side, each
+/// side's a list of its own enum (an empty list: a well-behaved service).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The agent's own instance: IMDS answers for it.
+    pub options: Options,
+    /// The instance EC2 knows; another id is NotFound.
+    pub instance_id: String,
+    /// How many more instances the account holds, each with `options`: `i-1000000000000000N`.
+    pub more_instances: usize,
+    /// More instances, each as given (regions, tags, states).
+    pub instances: Vec<InstanceSpec>,
+    /// The regions DescribeRegions lists as enabled for the account (the instances' regions are added).
+    pub regions: Vec<&'static str>,
+    /// Regions whose account-level metadata defaults an AWS Organizations declarative policy manages.
+    pub defaults_by_policy: Vec<&'static str>,
+    /// When a change EC2 took is `applied`.
+    pub applies: Applies,
+    /// An IAM role is attached to the instance (IMDS serves its credentials).
+    pub role_attached: bool,
+    /// (access key, secret key) pairs the EC2 side accepts besides the role's.
+    pub static_keys: Vec<(String, String)>,
+    /// What the account's policies refuse.
+    pub policy: Policy,
+    /// EC2's request budget; None: unlimited.
+    pub buckets: Option<Buckets>,
+    /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
+    pub ttl_is_hop_limit: bool,
+    /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
+    pub extra_imds: Vec<SocketAddr>,
+    /// Every instance of the account gets an IMDS of its own on loopback (`Simulator::imds_urls`), answering
+    /// for it (and, with `ttl_is_hop_limit`, with its hop limit as TTL): a storm of agents that each sense
+    /// their own instance, as on EC2.
+    pub imds_per_instance: bool,
+    /// Serve EC2 over HTTPS with this certificate chain and key (PEM files), as EC2 is served.
+    pub ec2_tls: Option<(String, String)>,
+    /// How EC2 misbehaves.
+    pub ec2_faults: Vec<Ec2Fault>,
+    /// How IMDS misbehaves.
+    pub imds_faults: Vec<ImdsFault>,
+}
+
+/// When a change EC2 took is `applied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose `Never`; the demo's binary does not"))]
+pub enum Applies {
+    /// `pending` this long first (scaled by the buckets' time scale).
+    After(Duration),
+    /// Never: the change stays `pending`.
+    Never,
+}
+
+/// What the account's policies refuse.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// EC2 actions answered with UnauthorizedOperation (with an encoded authorization message).
+    pub unauthorized: Vec<&'static str>,
+    /// How the UnauthorizedOperation message names the policy that refused ("with an explicit deny in a
+    /// service control policy", "because no session policy allows the ec2:X action", ...); by default no
+    /// identity-based policy allows the action.
+    pub refused_by: Option<&'static str>,
+    /// Instances whose ModifyInstanceMetadataOptions answers UnauthorizedOperation (a tag-conditioned policy).
+    pub unauthorized_instances: Vec<String>,
+    /// A cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
+    pub max_hop_limit: Option<i64>,
+}
+
+/// How EC2 misbehaves, when a scenario says it does. The faults that replace every answer (the echoes, the
+/// huge answer) are meant one at a time; the others combine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
+pub enum Ec2Fault {
+    /// Every call: this status and an HTML page that echoes the request, headers included.
+    EchoErrorPage(u16),
+    /// Every call: 200 and a body that is not XML and echoes the request.
+    EchoOkNotXml,
+    /// Every call: a 500 of this many bytes of garbage.
+    HugeAnswer(usize),
+    /// Every signed call: refused (400 InvalidRequest) with the signing access key id as its request id, in
+    /// the header and in the XML.
+    EchoRequestId,
+    /// Every signed call: an EC2 error whose Message repeats the request.
+    EchoInMessage,
+    /// UnauthorizedOperation carries the request's access key id, ten times over, as its encoded message.
+    EchoEncodedMessage,
+    /// DescribeInstances: a hop limit of "two" in a document that never ends.
+    MalformedDescribe,
+    /// DescribeInstances cut short: `<DescribeInstancesResponse><reservationSet><item>`.
+    TruncatedDescribe,
+    /// DescribeInstances carries no metadataOptions at all.
+    NoMetadataOptions,
+    /// DescribeInstances reports HttpTokens as an echo of the request with 200,000 characters more, and the
+    /// instance state name as a line break and a forged table row.
+    EchoInEnums,
+    /// Paged DescribeInstances answers with the page tokens A, B, A, B, ...: a cycle.
+    PageTokenCycle,
+    /// DescribeRegions answers 200 with HTML.
+    RegionsGarbage,
+    /// DescribeRegions lists no region.
+    NoRegions,
+    /// The first N requests the budget admits answer RequestLimitExceeded.
+    ThrottleFirst(usize),
+    /// These signed requests (0-based, counting those that passed the signature check) answer
+    /// RequestLimitExceeded: throttling at a chosen call site.
+    ThrottleRequests(Vec<usize>),
+    /// These actions are always answered RequestLimitExceeded.
+    ThrottleActions(Vec<&'static str>),
+    /// The first N requests the budget admits answer 500 InternalError.
+    ServerErrorFirst(usize),
+    /// The first modify is carried out, but answered with a 500, as when the answer is lost on the way.
+    LoseFirstModifyAnswer,
+    /// Every answer comes this late.
+    Slow(Duration),
+    /// Requests signed for these regions are never answered.
+    HangRegions(Vec<&'static str>),
+    /// EC2's clock runs this far ahead of the agent's: its signatures look expired.
+    ClockAhead(Duration),
+    /// Each RequestExpired answer moves EC2's clock another hour ahead: a skew that does not go away however
+    /// the agent corrects for it.
+    SkewKeepsMoving,
+    /// The first N answers to ModifyInstanceMetadataOptions (carried out) are cut off mid-body: the
+    /// connection closes before the length the headers promised.
+    CutModifyAnswers(usize),
+    /// As `CutModifyAnswers`, for DescribeInstances.
+    CutDescribeAnswers(usize),
+    /// An instance whose change EC2 took is terminated (its change never applies).
+    TerminateOnModify,
+    /// After the first change EC2 took, every DescribeInstances is refused with this code (AuthFailure,
+    /// ExpiredToken): the accepted change cannot be read back.
+    RefuseReadsAfterModify(&'static str),
+}
+
+/// How IMDS misbehaves, when a scenario says it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests choose faults; the demo's binary does not"))]
+pub enum ImdsFault {
+    /// The token request is never answered (the answer dies on the way, as with a hop limit too low).
+    TokenNeverAnswers,
+    /// The token answer comes after this long.
+    TokenDelay(Duration),
+    /// Connections are refused for this long after the start (IMDS not up yet at boot).
+    RefuseFor(Duration),
+    /// The first N reads (after the token) answer 429.
+    ThrottleFirst(usize),
+    /// The first N reads answer a 500 page that echoes the request, token header included.
+    Echo500First(usize),
+    /// The instance id and region are answered with this (a captive portal's page).
+    GarbageIdentity(&'static str),
+    /// The role's credentials document is cut short.
+    MalformedCredentials,
+    /// The role's credentials are served already expired; EC2 answers RequestExpired to them.
+    ExpiredCredentials,
+    /// The role-credentials document answers a 500 page that echoes the request, its token header included.
+    CredentialsEcho500,
+    /// Every answer is chunked (`Transfer-Encoding: chunked`, in two chunks), as HTTP/1.1 allows.
+    ChunkedAnswers,
+    /// Every answer is framed by its `Content-Length` on a connection IMDS keeps open, whatever the request's
+    /// `Connection: close` asked.
+    KeepsConnectionsOpen,
+    /// The token answer's body is a token, a line break and a header (`X-Injected: yes`), framed by its length.
+    TokenWithHeader,
+}
+
+impl Scenario {
+    /// Whether EC2 shows `fault`.
+    pub(super) fn ec2_is(&self, fault: &Ec2Fault) -> bool {
+        self.ec2_faults.contains(fault)
+    }
+
+    /// What the first EC2 fault `pick` chooses carries.
+    pub(super) fn ec2<T>(&self, pick: impl FnMut(&Ec2Fault) -> Option<T>) -> Option<T> {
+        self.ec2_faults.iter().find_map(pick)
+    }
+
+    /// Whether IMDS shows `fault`.
+    pub(super) fn imds_is(&self, fault: ImdsFault) -> bool {
+        self.imds_faults.contains(&fault)
+    }
+
+    /// What the first IMDS fault `pick` chooses carries.
+    pub(super) fn imds<T>(&self, pick: impl FnMut(&ImdsFault) -> Option<T>) -> Option<T> {
+        self.imds_faults.iter().find_map(pick)
+    }
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            options: Options::default(),
+            instance_id: INSTANCE_ID.into(),
+            more_instances: 0,
+            instances: Vec::new(),
+            regions: vec![REGION, "us-east-1", "eu-west-1"],
+            defaults_by_policy: Vec::new(),
+            applies: Applies::After(Duration::from_millis(300)),
+            role_attached: true,
+            static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
+            policy: Policy::default(),
+            buckets: None,
+            ttl_is_hop_limit: false,
+            extra_imds: Vec::new(),
+            imds_per_instance: false,
+            ec2_tls: None,
+            ec2_faults: Vec::new(),
+            imds_faults: Vec::new(),
+        }
+    }
+}
