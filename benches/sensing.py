@@ -244,16 +244,25 @@ def report(r):
               f"(plain HTTP: {ratio['http']:.0f}x) | {ok(ratio['https'] >= 200)} |",
               f"| no-op: 0 EC2 calls | {sorted({m['ec2'] for k in n for m in n[k]['agent']})} | "
               f"{ok(all(m['ec2'] == 0 for k in n for m in n[k]['agent']))} |",
-              f"| change applied after 2 s: at most 2 EC2 calls | {max(calls)} at most | {ok(max(calls) <= 2)} |",
+              f"| change applied after 2 s: 1 EC2 call (one ModifyInstanceMetadataOptions, issue 29) | "
+              f"{max(calls)} at most | {ok(max(calls) <= 1)} |",
               f"| change applied after 2 s: the flip seen within 300 ms | run ended {max(ended)} ms after it at worst "
               f"(median {statistics.median(ended)} ms) | {ok(max(ended) <= 300)} |"]
     if change_storm:
+        describes = sum(v for k, v in change_storm["by_action"].items() if k.startswith("DescribeInstances"))
         ratio_floor = (change_storm["last_applied_s"] / change_storm["floor_s"]
                        if change_storm["last_applied_s"] and change_storm["floor_s"] else None)
         lines += [f"| storm of {change_storm['n']} needing the change: within 1.2x the floor | "
                   f"{f'{ratio_floor:.2f}x' if ratio_floor else 'not all applied'} | {ok(ratio_floor is not None and ratio_floor <= 1.2)} |",
                   f"| storm of {change_storm['n']} needing the change: at most 4 EC2 calls per instance | "
-                  f"{change_storm['calls_per_instance']} | {ok(change_storm['calls_per_instance'] <= 4)} |"]
+                  f"{change_storm['calls_per_instance']} | {ok(change_storm['calls_per_instance'] <= 4)} |",
+                  f"| storm of {change_storm['n']} needing the change: 3 EC2 calls per instance (the goal: one modify "
+                  f"plus throttled retries) | {change_storm['calls_per_instance']} | "
+                  f"{ok(change_storm['calls_per_instance'] <= 3)} |",
+                  f"| storm of {change_storm['n']} needing the change: 0 DescribeInstances | {describes} | "
+                  f"{ok(describes == 0)} |",
+                  f"| storm of {change_storm['n']} needing the change: every agent exit 0 | "
+                  f"{change_storm['exit_codes']} | {ok(set(change_storm['exit_codes']) == {'0'})} |"]
     if noop_storm:
         lines += [f"| storm of {noop_storm['n']} already compliant: 0 EC2 calls, every agent done within seconds | "
                   f"{noop_storm['ec2_calls']} calls; slowest agent {noop_storm['slowest_agent_s']} s | "

@@ -76,13 +76,36 @@ async fn look(imds: &Imds, target: reconcile::Target, sensed: Option<Evidence>, 
             return Ok(compliant_by_imds(target, s));
         }
     }
-    // Where the kernel showed it enforces the minimum TTL on the way to IMDS, a change is verified there.
-    let data_plane = match sensed {
-        Some(Evidence::Proven(..) | Evidence::Below) => sense::address(&config.imds_endpoint),
+    // Below the wanted hop limit, with the kernel enforcing the minimum TTL on the way to IMDS, and no router
+    // between: the token answer's TTL is the hop limit itself. A change is then verified there, where the answer
+    // arrives at the wanted TTL (from behind a router it would arrive with less, however long one waited), and
+    // needs no DescribeInstances where the hop limit is known exactly.
+    let adjacent = match (&sensed, sense::address(&config.imds_endpoint)) {
+        (Some(Evidence::Below), Some(addr)) => match sense::adjacent(addr).await {
+            Ok(adjacent) => Some(adjacent),
+            Err(why) => {
+                tracing::debug!("the token answer's TTL is not the hop limit ({why}): asking EC2");
+                None
+            }
+        },
         _ => None,
     };
+    let exact = match &adjacent {
+        Some(adjacent) if target.endpoint_vouched => {
+            let w = &config.wanted;
+            match sense::exact(adjacent, w.hop_limit, w.instance_tags.is_some()).await {
+                Ok(sensed) => Some(sensed),
+                Err(why) => {
+                    tracing::debug!("the hop limit is not known exactly from IMDS ({why}): asking EC2");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let data_plane = adjacent.map(|a| a.addr());
     let ec2 = Ec2Api::new(&target.region, imds.client()).await;
-    let result = reconcile::reconcile(&ec2, &target, run, data_plane).await;
+    let result = reconcile::reconcile(&ec2, &target, run, &reconcile::FromImds { data_plane, exact }).await;
     explain_credentials(imds, result).await
 }
 

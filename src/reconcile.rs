@@ -57,23 +57,50 @@ impl Target {
     }
 }
 
-/// `data_plane`: IMDS's address where sensing showed that the kernel enforces the minimum TTL on the way to
-/// it, so that a change can be verified by the token answer arriving at the wanted TTL.
-pub async fn reconcile(
-    ec2: &impl Ec2,
-    target: &Target,
-    run: Run<'_>,
-    data_plane: Option<std::net::SocketAddr>,
-) -> Result<Report> {
+/// What IMDS itself showed before the run, so that EC2 is spared what it proved.
+#[derive(Debug, Clone, Default)]
+pub struct FromImds {
+    /// IMDS's address, where sensing showed that the kernel enforces the minimum TTL on the way to it: a change
+    /// is verified by the token answer arriving at the wanted TTL.
+    pub data_plane: Option<std::net::SocketAddr>,
+    /// The options, the hop limit exactly (`sense::exact`: no router between this process and IMDS). Where the
+    /// hop limit is all that must change, the run starts from these instead of DescribeInstances: a change
+    /// costs its one ModifyInstanceMetadataOptions.
+    pub exact: Option<crate::sense::Sensed>,
+}
+
+impl FromImds {
+    /// The exactly sensed options, where the hop limit is all they lack of `wanted` (a change of any other field
+    /// is planned from EC2's read, as is anything `--exact`).
+    fn starting_point(&self, wanted: &plan::Wanted) -> Option<&crate::sense::Sensed> {
+        let sensed = self.exact.as_ref()?;
+        let hop_only = plan::Change { hop_limit: Some(wanted.hop_limit), ..plan::Change::default() };
+        let raises = sensed.hop_limit.is_some_and(|h| h < wanted.hop_limit);
+        let decided = plan::decide(&sensed.options(), wanted);
+        (raises && !wanted.exact && decided == plan::Decision::Change(hop_only)).then_some(sensed)
+    }
+}
+
+pub async fn reconcile(ec2: &impl Ec2, target: &Target, run: Run<'_>, imds: &FromImds) -> Result<Report> {
     let Run { config, progress, deadline, .. } = run;
     progress.set(Stage::Ec2);
     let ec2 = Patient::new(ec2);
     let instance_id = &target.instance_id;
-    let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
-    tracing::debug!(?state, ?before, "current metadata options");
-    if state.is_gone() {
-        return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
-    }
+    let sensed = imds.starting_point(&config.wanted);
+    let before = match sensed {
+        Some(sensed) => {
+            tracing::debug!(?sensed, "the hop limit, from IMDS itself: no DescribeInstances");
+            sensed.options()
+        }
+        None => {
+            let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
+            tracing::debug!(?state, ?before, "current metadata options");
+            if state.is_gone() {
+                return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
+            }
+            before
+        }
+    };
     let known = target.known(&before);
     let report = |after: MetadataOptions, action, verified| Report {
         instance_id: instance_id.clone(),
@@ -82,8 +109,8 @@ pub async fn reconcile(
         after,
         action,
         verified,
-        evidence: EvidenceSource::Ec2,
-        sensed: None,
+        evidence: if sensed.is_some() { EvidenceSource::Imds } else { EvidenceSource::Ec2 },
+        sensed: sensed.cloned(),
     };
     let step = plan::step(plan::decide(&known, &config.wanted), config.intent());
     if let Some((action, verified)) = outcome::before_sending(&step, &before) {
@@ -117,7 +144,8 @@ pub async fn reconcile(
     let expected = change.applied_to(&known);
     // On the data plane where the change is one sensing sees (the hop limit, the endpoint): what a
     // container will see, with no EC2 call; otherwise EC2's `applied`.
-    if let Some(addr) = data_plane
+    if let Some(addr) = imds
+        .data_plane
         .filter(|_| change.http_tokens.is_none() && change.ipv6_endpoint.is_none() && change.instance_tags.is_none())
     {
         run.wait_data_plane(addr, instance_id).await?;
@@ -253,7 +281,8 @@ mod tests {
             endpoint_vouched: config.instance_id.is_none(),
         };
         let progress = Progress::default();
-        reconcile(ec2, &target, Run { config, progress: &progress, deadline, announce: true }, None).await
+        let run = Run { config, progress: &progress, deadline, announce: true };
+        reconcile(ec2, &target, run, &FromImds::default()).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -321,6 +350,54 @@ mod tests {
         assert!(r.verified);
         let r = run(&Scripted::new(vec![options(2, State::Pending)]), &config(Mode::Check)).await.unwrap();
         assert_eq!(r.action, Action::NotCompliant);
+    }
+
+    fn exactly(hop: i64) -> crate::sense::Sensed {
+        let hop_limit = HopLimit::new(hop).unwrap();
+        crate::sense::Sensed {
+            hop_limit_at_least: hop_limit,
+            hop_limit: Some(hop_limit),
+            http_tokens: Some(crate::plan::HttpTokens::Optional),
+            instance_tags: None,
+        }
+    }
+
+    /// The hop limit known exactly from IMDS is the run's starting point only where it is all that must
+    /// change, and only ever raised: never with `--exact`, another field to change, or a hop limit not below.
+    #[test]
+    fn only_a_hop_limit_to_raise_alone_starts_from_imds() {
+        let imds = |hop| FromImds { data_plane: None, exact: Some(exactly(hop)) };
+        let wanted = config(Mode::Apply).wanted;
+        assert!(imds(1).starting_point(&wanted).is_some());
+        assert!(imds(2).starting_point(&wanted).is_none(), "in effect: nothing to start");
+        assert!(imds(3).starting_point(&wanted).is_none(), "above: never lowered");
+        assert!(imds(3).starting_point(&crate::plan::Wanted { exact: true, ..wanted }).is_none());
+        assert!(imds(1).starting_point(&crate::plan::Wanted { exact: true, ..wanted }).is_none(), "--exact: EC2");
+        let tokens = crate::plan::Wanted { http_tokens: Some(crate::plan::HttpTokens::Required), ..wanted };
+        assert!(imds(1).starting_point(&tokens).is_none(), "HttpTokens to change too: EC2's read first");
+        let unsensed = FromImds { exact: Some(crate::sense::Sensed { http_tokens: None, ..exactly(1) }), ..imds(1) };
+        let tokens_kept = crate::plan::Wanted { http_tokens: Some(crate::plan::HttpTokens::Optional), ..wanted };
+        assert!(unsensed.starting_point(&tokens_kept).is_none(), "HttpTokens wanted but not sensed");
+        assert!(FromImds::default().starting_point(&wanted).is_none());
+    }
+
+    /// From IMDS's exact hop limit: one modify, of the hop limit alone, and no read before it (the script's
+    /// first read says 2, applied: had it been read first, nothing would have been sent).
+    #[tokio::test(start_paused = true)]
+    async fn a_change_from_imds_is_sent_without_a_read_first() {
+        let ec2 = Scripted::new(vec![options(2, State::Applied)]);
+        let c = config(Mode::Apply);
+        let target = Target { instance_id: "i-12345678".into(), region: "us-west-2".into(), endpoint_vouched: true };
+        let progress = Progress::default();
+        let run = Run { config: &c, progress: &progress, deadline: Instant::now() + c.timeout, announce: true };
+        let imds = FromImds { data_plane: None, exact: Some(exactly(1)) };
+        let r = reconcile(&ec2, &target, run, &imds).await.unwrap();
+        assert_eq!((r.action, r.evidence, r.verified), (Action::Changed, EvidenceSource::Imds, true));
+        assert_eq!(r.before.hop_limit, HopLimit::new(1));
+        assert_eq!(*ec2.modifies.borrow(), [(Change { hop_limit: HopLimit::new(2), ..Change::default() }, false)]);
+        let r = reconcile(&ec2, &target, Run { config: &config(Mode::Check), ..run }, &imds).await.unwrap();
+        assert_eq!(r.action, Action::NotCompliant, "check: not compliant by IMDS, nothing sent");
+        assert_eq!(ec2.modifies.borrow().len(), 1);
     }
 
     /// moto's way: after a change, only the state and the fields sent are reported.

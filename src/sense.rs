@@ -16,7 +16,7 @@
 //! missing counter, a slow IMDS or any other doubt is "not proven": the run asks EC2, as without sensing.
 //! Nothing sensed ever changes anything by itself: a change is always planned from EC2's answer.
 
-use crate::plan::{HopLimit, HttpTokens, Toggle, Wanted};
+use crate::plan::{HopLimit, HttpTokens, MetadataOptions, Toggle, Wanted};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
@@ -34,10 +34,28 @@ const COUNTER: &str = "TCPMinTTLDrop";
 pub struct Sensed {
     /// The token answer reaches this process with at least this TTL: the hop limit is at least this.
     pub hop_limit_at_least: HopLimit,
+    /// The hop limit itself, where no router stands between this process and IMDS (`exact`); `null` where
+    /// only the lower bound is known.
+    pub hop_limit: Option<HopLimit>,
     /// From a GET without a token: 401 is required, 200 optional.
     pub http_tokens: Option<HttpTokens>,
     /// From `tags/instance`, asked only when wanted: 200 is enabled, 404 disabled.
     pub instance_tags: Option<Toggle>,
+}
+
+impl Sensed {
+    /// The options as IMDS showed them: the hop limit where known exactly, HttpTokens and the instance tags
+    /// where sensed, the endpoint enabled (IMDS answered); the IPv6 endpoint and the state are not seen.
+    pub fn options(&self) -> MetadataOptions {
+        MetadataOptions {
+            state: None,
+            http_tokens: self.http_tokens,
+            hop_limit: self.hop_limit,
+            http_endpoint: Some(Toggle::Enabled),
+            ipv6_endpoint: None,
+            instance_tags: self.instance_tags,
+        }
+    }
 }
 
 /// Whether what IMDS itself proved is all that is wanted, so that EC2 need not be asked. Only what sensing
@@ -125,31 +143,21 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
             }
         }
     }
-    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly. A counted drop ends it
-    // early (no need to wait out an answer that will not come), but not before three round trips of the bounded
-    // probe: the counter is the whole network namespace's, and an answer that does arrive at 64 would have by
-    // then.
-    let counted = async {
-        tokio::time::sleep((round_trip * 3).max(Duration::from_millis(5))).await;
-        dropped_since(before).await
-    };
-    tokio::select! {
-        control = token_at(addr, CONTROL_TTL, PROBE_WAIT) => match control {
-            Ok(Some(_)) => {
-                return Evidence::Unproven(format!(
-                    "an answer arrived with TTL {CONTROL_TTL}: something other than IMDS's hop limit sets it (a \
-                     proxy, a NAT to a metadata emulator, or a hop limit of 64)"
-                ));
-            }
-            Ok(None) if !dropped_since(before).await => {
-                return Evidence::Unproven(format!(
-                    "the control probe's answer did not come, but the kernel counted no {COUNTER}: not proof"
-                ));
-            }
-            Ok(None) => {}
-            Err(why) => return Evidence::Unproven(why),
-        },
-        true = counted => {}
+    // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly.
+    match bounded(addr, CONTROL_TTL, before, round_trip).await {
+        Ok(Bounded::Counted) => {}
+        Ok(Bounded::Arrived) => {
+            return Evidence::Unproven(format!(
+                "an answer arrived with TTL {CONTROL_TTL}: something other than IMDS's hop limit sets it (a proxy, \
+                 a NAT to a metadata emulator, or a hop limit of 64)"
+            ));
+        }
+        Ok(Bounded::NotCounted) => {
+            return Evidence::Unproven(format!(
+                "the control probe's answer did not come, but the kernel counted no {COUNTER}: not proof"
+            ));
+        }
+        Err(why) => return Evidence::Unproven(why),
     }
     let Some(token) = token else { return Evidence::Below };
     let http_tokens = match get(addr, "/latest/meta-data/", None).await {
@@ -166,7 +174,130 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     } else {
         None
     };
-    Evidence::Proven(Sensed { hop_limit_at_least: wanted, http_tokens, instance_tags }, token)
+    Evidence::Proven(Sensed { hop_limit_at_least: wanted, hop_limit: None, http_tokens, instance_tags }, token)
+}
+
+/// The hop limit itself, where `sense` found it below `wanted` and no router stands between (`adjacent`), and
+/// the token requirement (and with `tags` the instance tags) with it; why not, on any doubt. With no router
+/// between, the token answer arrives with the TTL IMDS gave it: the hop limit, not the hop limit less the hops.
+/// Two more proofs must hold:
+/// - The answer arrives at `IP_MINTTL = h` (h found by a binary search over 1..wanted: at most 6 probes, none
+///   for the usual `wanted` of 2);
+/// - and at `h + 1` it is dropped and the kernel counts the drop, so that a slow answer is never taken for a
+///   low hop limit (the control at 64 was `sense`'s).
+///
+/// Where these hold, a change needs no DescribeInstances: the hop limit is known, the endpoint is enabled (IMDS
+/// answered), and HttpTokens is sensed.
+pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<Sensed, String> {
+    let addr = adjacent.0;
+    if wanted.get() <= HopLimit::MIN {
+        return Err(format!("every answer arrives at TTL {}", HopLimit::MIN));
+    }
+    let asked = Instant::now();
+    let Some(token) = token_at(addr, HopLimit::MIN, PROBE_WAIT).await? else {
+        return Err("the token answer did not come at all".into());
+    };
+    let round_trip = asked.elapsed();
+    let at = |w: u8| async move { token_at(addr, w, PROBE_WAIT).await.map(|t| t.is_some()) };
+    // The largest w below `wanted` at which it arrives: arrives(lo) holds, arrives(hi + 1) does not.
+    let (mut lo, mut hi) = (HopLimit::MIN, wanted.get() - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if at(mid).await? {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let Some(before) = drops() else {
+        return Err(format!("the kernel does not count {COUNTER} (/proc/net/netstat)"));
+    };
+    match bounded(addr, lo + 1, before, round_trip).await? {
+        Bounded::Counted => {}
+        Bounded::Arrived => return Err(format!("the token answer arrived at TTL {} after all: not proof", lo + 1)),
+        Bounded::NotCounted => {
+            return Err(format!(
+                "the answer at TTL {} did not come, but the kernel counted no {COUNTER}: not proof",
+                lo + 1
+            ));
+        }
+    }
+    let http_tokens = match get(addr, "/latest/meta-data/", None).await {
+        Some((401, _)) => Some(HttpTokens::Required),
+        Some((200, _)) => Some(HttpTokens::Optional),
+        _ => return Err("IMDS's answer without a token was neither 401 nor 200".into()),
+    };
+    let instance_tags = if tags {
+        match get(addr, "/latest/meta-data/tags/instance", Some(&token)).await {
+            Some((200, _)) => Some(Toggle::Enabled),
+            Some((404, _)) => Some(Toggle::Disabled),
+            _ => return Err("the instance tags' answer was neither 200 nor 404".into()),
+        }
+    } else {
+        None
+    };
+    let hop_limit = HopLimit::new(i64::from(lo)).expect("1..=63");
+    Ok(Sensed { hop_limit_at_least: hop_limit, hop_limit: Some(hop_limit), http_tokens, instance_tags })
+}
+
+/// IMDS's address, where no router stands between it and this process: the token answer arrives with the TTL
+/// IMDS sent it with. Made only by `adjacent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adjacent(SocketAddr);
+
+impl Adjacent {
+    pub fn addr(&self) -> SocketAddr {
+        self.0
+    }
+}
+
+/// Whether no router stands between this process and IMDS: a TCP connection whose SYN leaves with TTL 1 (hop
+/// limit 1 over IPv6) is answered within `PROBE_WAIT`. A router (a docker bridge's host, for one) takes the
+/// SYN's last hop and drops it.
+pub async fn adjacent(addr: SocketAddr) -> Result<Adjacent, String> {
+    let socket = if addr.is_ipv6() { TcpSocket::new_v6() } else { TcpSocket::new_v4() }
+        .map_err(|e| format!("no socket: {e}"))?;
+    let (level, name) =
+        if addr.is_ipv6() { (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) } else { (libc::IPPROTO_IP, libc::IP_TTL) };
+    crate::hops::set_int(&socket, level, name, 1).map_err(|e| format!("the kernel refused TTL 1: {e}"))?;
+    match timeout(PROBE_WAIT, socket.connect(addr)).await {
+        Ok(Ok(_)) => Ok(Adjacent(addr)),
+        Ok(Err(e)) => {
+            Err(format!("a connection whose SYN left with TTL 1 failed ({}): a router stands between", e.kind()))
+        }
+        Err(_) => Err(format!(
+            "a SYN sent with TTL 1 was not answered within {} ms: a router stands between (a container's network)",
+            PROBE_WAIT.as_millis()
+        )),
+    }
+}
+
+/// What a token probe at `IP_MINTTL = ttl` showed, counting drops from `before`.
+enum Bounded {
+    /// The answer arrived.
+    Arrived,
+    /// It did not, and the kernel counted a drop: the bound dropped it.
+    Counted,
+    /// It did not, and the kernel counted nothing: no proof of why.
+    NotCounted,
+}
+
+/// A token probe that must be dropped at `ttl`. A counted drop ends it early (no need to wait out an answer
+/// that will not come), but not before three round trips of a bounded probe (`round_trip`): the counter is
+/// the whole network namespace's, and an answer that does arrive at `ttl` would have by then.
+async fn bounded(addr: SocketAddr, ttl: u8, before: u64, round_trip: Duration) -> Result<Bounded, String> {
+    let counted = async {
+        tokio::time::sleep((round_trip * 3).max(Duration::from_millis(5))).await;
+        dropped_since(before).await
+    };
+    tokio::select! {
+        probe = token_at(addr, ttl, PROBE_WAIT) => match probe? {
+            Some(_) => Ok(Bounded::Arrived),
+            None if dropped_since(before).await => Ok(Bounded::Counted),
+            None => Ok(Bounded::NotCounted),
+        },
+        true = counted => Ok(Bounded::Counted),
+    }
 }
 
 /// The instance id and region, read with a probe's token over the same kind of raw connection, validated as
@@ -520,16 +651,15 @@ mod tests {
         }
     }
 
-    /// A kernel that enforces the bound: this machine's loopback, a listener whose answers carry TTL 1.
-    #[tokio::test]
-    async fn the_kernel_drops_an_answer_below_the_bound_and_counts_it() {
+    /// A listener on this machine's loopback whose answers (to anything: a token) carry TTL `ttl`.
+    fn answering_with_ttl(ttl: u32) -> SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             use std::io::{Read, Write};
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { return };
-                s.set_ttl(1).unwrap();
+                s.set_ttl(ttl).unwrap();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 1024];
                     let _ = s.read(&mut buf);
@@ -537,6 +667,32 @@ mod tests {
                 });
             }
         });
+        addr
+    }
+
+    /// Loopback has no router: the SYN sent with TTL 1 is answered. The hop limit is found exactly below the
+    /// wanted one; where the answer does arrive at the bound above the one found (the probes' "below" was
+    /// wrong, as a slow answer would make it), it is no proof.
+    #[tokio::test]
+    async fn the_exact_hop_limit_needs_the_drop_just_above_it() {
+        let addr = answering_with_ttl(3);
+        if drops().is_none() {
+            eprintln!("skipped: this kernel has no {COUNTER} counter in /proc/net/netstat, so nothing here is proof");
+            return;
+        }
+        let adjacent = adjacent(addr).await.expect("no router on loopback");
+        let sensed = exact(&adjacent, HopLimit::new(5).unwrap(), false).await.unwrap();
+        assert_eq!(sensed.hop_limit, HopLimit::new(3));
+        assert_eq!(sensed.http_tokens, Some(HttpTokens::Optional), "a GET without a token was answered 200");
+        let err = exact(&adjacent, HopLimit::new(2).unwrap(), false).await.unwrap_err();
+        assert!(err.contains("arrived at TTL 2 after all"), "{err}");
+        assert!(exact(&adjacent, HopLimit::new(1).unwrap(), false).await.is_err(), "nothing is below 1");
+    }
+
+    /// A kernel that enforces the bound: this machine's loopback, a listener whose answers carry TTL 1.
+    #[tokio::test]
+    async fn the_kernel_drops_an_answer_below_the_bound_and_counts_it() {
+        let addr = answering_with_ttl(1);
         let Some(before) = drops() else {
             eprintln!("skipped: this kernel has no {COUNTER} counter in /proc/net/netstat, so nothing here is proof");
             return;

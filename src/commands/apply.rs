@@ -51,7 +51,7 @@ pub fn failed(instance_id: Option<&InstanceId>, region: Option<&Region>, err: &E
 fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
     // The agent's failures are errors, not reports: no report of its is `failed`.
     let code = report.action.exit_code(ExitCode::Unexpected);
-    if let Some(sensed) = &report.sensed {
+    if let (Some(sensed), Action::Unchanged) = (&report.sensed, report.action) {
         tracing::info!(
             "{} ({}): compliant by IMDS itself: the token answer reaches this process with TTL >= {}, so the hop \
              limit is at least {}; no EC2 call, in {:.3} s",
@@ -62,7 +62,11 @@ fn finish(config: &Config, report: &Report, elapsed: Duration) -> ExitCode {
             elapsed.as_secs_f64()
         );
     } else {
-        let change = report.before.changes_to(&report.after);
+        let mut change = report.before.changes_to(&report.after);
+        if report.sensed.is_some() {
+            // The hop limit before was IMDS's own answer's TTL, with no router between: no DescribeInstances.
+            change.push_str("; the hop limit read from IMDS itself");
+        }
         let outcome = match report.action {
             Action::Changed if report.verified && report.evidence == EvidenceSource::Imds => format!(
                 "changed ({change}), in effect: the token answer now reaches this process with TTL >= {}",

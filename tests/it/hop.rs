@@ -4,8 +4,8 @@
 //! At hop limit 1 the token answer dies at the host; the agent run on the host (with no metadata endpoint
 //! override) raises it to 2, and the container gets its token. Nothing links to the machine's own namespace.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const EC2: &str = "http://198.18.0.2:8080";
@@ -19,6 +19,8 @@ struct Topology {
     nested: String,
     made: Vec<String>,
     simulator: Option<Child>,
+    /// The simulator's stdout, where it answers the commands written to its stdin.
+    answers: Option<BufReader<ChildStdout>>,
 }
 
 impl Drop for Topology {
@@ -70,6 +72,7 @@ impl Topology {
             nested: format!("ihl-nest-{id}"),
             made: Vec::new(),
             simulator: None,
+            answers: None,
         };
         for ns in [t.imds.clone(), t.host.clone(), t.container.clone(), t.nested.clone()] {
             let status = Command::new("ip").args(["netns", "add", &ns]).stderr(Stdio::piped()).output();
@@ -173,13 +176,48 @@ impl Topology {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut answers = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        answers.read_line(&mut first).unwrap();
         assert!(first.contains("169.254.169.254"), "simulator started: {first}");
         self.simulator = Some(child);
+        self.answers = Some(answers);
+    }
+
+    /// The lines the simulator answers `command` with, up to its `end` (or its one line).
+    fn ask(&mut self, command: &str) -> Vec<String> {
+        let stdin = self.simulator.as_mut().and_then(|c| c.stdin.as_mut()).expect("the simulator runs");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let answers = self.answers.as_mut().unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(answers.read_line(&mut line).unwrap() > 0, "the simulator answers {command}");
+            let line = line.trim().to_string();
+            if line == "end" || line == "ok" {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// The EC2 actions the simulator was asked, in order, since its start or the last call; the log is then
+    /// emptied.
+    fn ec2_actions(&mut self) -> Vec<String> {
+        // Each line: ms server method path action status instance token-ttl.
+        let lines = self.ask("requests");
+        self.ask("reset-log");
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.get(1) == Some(&"ec2"))
+            .map(|f| f[4].to_string())
+            .collect()
     }
 
     fn stop_simulator(&mut self) {
+        self.answers = None;
         if let Some(mut child) = self.simulator.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -291,4 +329,38 @@ fn sensing_proves_compliance_two_hops_away_and_never_lowers_three_hops_away() {
     let (out, _) = t.agent_with(&t.host, "IPv4", &["check", "--evidence", "ec2", "--output", "json"], &[]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["after"]["hop_limit"], 3, "EC2 still says 3: {doc}");
+}
+
+/// The one-call change (issue 29) on real networking. On the host no router stands between the agent and IMDS
+/// (a SYN sent with TTL 1 is answered), so the token answer's TTL is the hop limit itself: hop limit 1 -> 2 is
+/// one ModifyInstanceMetadataOptions and no DescribeInstances, over IPv4 and IPv6, and a second run costs
+/// nothing. In a container one routed hop away the TTL-1 SYN dies at the host: the answer's TTL is the hop limit
+/// less the hop, so EC2 is read first, as before (hop limit 2 -> 3 there).
+#[test]
+fn a_change_costs_one_ec2_call_on_the_host_and_a_container_reads_ec2_first() {
+    let mut t = Topology::build();
+    for mode in ["IPv4", "IPv6"] {
+        t.start_simulator_at(1);
+        let (out, _) = t.agent_with(&t.host, mode, &["--output", "json"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stderr}");
+        assert_eq!(t.ec2_actions(), ["ModifyInstanceMetadataOptions"], "{mode}: {stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((doc["before"]["hop_limit"].as_i64(), doc["evidence"].as_str()), (Some(1), Some("imds")), "{doc}");
+        assert!(stderr.contains("hop limit 1 -> 2") && stderr.contains("in effect"), "{mode}: {stderr}");
+        let (out, _) = t.agent(&t.host, mode);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(t.ec2_actions().is_empty(), "{mode}: the second run makes no EC2 call");
+    }
+    t.start_simulator_at(2);
+    let (out, _) = t.agent_with(&t.container, "IPv4", &["--hop-limit", "3", "--verbose"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("a router stands between"), "the TTL-1 SYN did not reach IMDS: {stderr}");
+    let actions = t.ec2_actions();
+    assert_eq!(actions[..2], ["DescribeInstances", "ModifyInstanceMetadataOptions"], "{stderr}");
+    // Verified by EC2's `applied`: from behind a router the answer would arrive at TTL 2, never at 3. (Before,
+    // the run waited for it on the data plane until --wait-timeout, and failed with 6.)
+    assert!(actions[2..].iter().all(|a| a == "DescribeInstances") && actions.len() > 2, "{actions:?}");
+    assert!(stderr.contains("hop limit 2 -> 3") && stderr.contains("applied"), "{stderr}");
 }

@@ -42,26 +42,98 @@ fn check_needs_no_role_on_a_compliant_instance() {
     assert_eq!(ec2_calls(&sim), 0);
 }
 
-/// Hop limit 1 -> 2: DescribeInstances and ModifyInstanceMetadataOptions, then the run ends once the token
-/// answer arrives at TTL 2, which no EC2 poll is needed for; a second run makes no EC2 call.
+fn ec2_actions(sim: &Simulator) -> Vec<String> {
+    sim.requests().iter().filter(|r| r.server == "ec2").map(|r| r.action.clone()).collect()
+}
+
+/// What a ModifyInstanceMetadataOptions set, besides naming the action and the instance (and DryRun false).
+fn modify_fields(sim: &Simulator) -> Vec<(String, String)> {
+    let modify = modifies(sim).pop().expect("a modify");
+    modify
+        .params
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "Action" | "Version" | "InstanceId" | "DryRun"))
+        .collect()
+}
+
+/// Hop limit 1 -> 2 on the host, where no router stands between the agent and IMDS (here loopback, where a SYN
+/// sent with TTL 1 is answered): the token answer's TTL is the hop limit itself, so the change is one
+/// ModifyInstanceMetadataOptions setting the hop limit and nothing else, with no DescribeInstances (issue 29).
+/// The run ends once the token answer arrives at TTL 2; a second run makes no EC2 call.
 #[test]
-fn a_change_costs_two_ec2_calls_and_is_verified_on_the_data_plane() {
+fn a_change_costs_one_ec2_call_where_no_router_stands_between() {
     let sim = Simulator::start(imds_like(1));
     let r = run(agent(&sim).args(["--output", "json"]));
     expect(&r, 0);
-    let calls: Vec<String> = sim.requests().iter().filter(|r| r.server == "ec2").map(|r| r.action.clone()).collect();
-    assert_eq!(calls, ["DescribeInstances", "ModifyInstanceMetadataOptions"]);
+    assert_eq!(ec2_actions(&sim), ["ModifyInstanceMetadataOptions"], "{}", r.stderr);
+    assert_eq!(modify_fields(&sim), [("HttpPutResponseHopLimit".to_string(), "2".to_string())]);
     let doc = json(&r);
     assert_eq!(
         (doc["action"].as_str(), doc["evidence"].as_str(), doc["verified"].as_bool()),
         (Some("changed"), Some("imds"), Some(true))
     );
+    assert_eq!(doc["before"]["hop_limit"], 1, "{doc}");
+    assert_eq!(doc["before"]["http_endpoint"], "enabled", "IMDS answered: {doc}");
+    assert_eq!(doc["before"]["http_tokens"], "optional", "sensed: {doc}");
+    assert_eq!(doc["sensed"]["hop_limit"], 1, "{doc}");
+    assert_eq!(doc["after"]["hop_limit"], 2, "{doc}");
+    assert!(r.stderr.contains("the hop limit read from IMDS itself"), "{}", r.stderr);
     assert!(r.stderr.contains("the token answer now reaches this process with TTL >= 2"), "{}", r.stderr);
     assert_eq!(sim.effective_hop_limit(), 2);
     sim.reset_log();
     let r = run(&mut agent(&sim));
     expect(&r, 0);
     assert_eq!(ec2_calls(&sim), 0, "the second run: {:?}", sim.requests());
+}
+
+/// The exact hop limit below a higher wanted one, found by IP_MINTTL probes: 2 with `--hop-limit 4`, one
+/// modify to 4. `check` says not compliant with no EC2 call at all; `--dry-run` asks EC2 once, with DryRun.
+#[test]
+fn the_exact_hop_limit_is_found_below_any_wanted_one_and_check_needs_no_ec2() {
+    let sim = Simulator::start(imds_like(2));
+    let r = run(agent(&sim).args(["check", "--hop-limit", "4", "--output", "json"]));
+    expect(&r, 3);
+    assert_eq!(ec2_calls(&sim), 0, "{}", r.stderr);
+    let doc = json(&r);
+    assert_eq!((doc["action"].as_str(), doc["before"]["hop_limit"].as_i64()), (Some("not-compliant"), Some(2)));
+    let r = run(agent(&sim).args(["--dry-run", "--hop-limit", "4"]));
+    expect(&r, 3);
+    assert_eq!(ec2_actions(&sim), ["ModifyInstanceMetadataOptions"], "{}", r.stderr);
+    assert!(modifies(&sim)[0].dry_run);
+    sim.reset_log();
+    let r = run(agent(&sim).args(["--hop-limit", "4", "--output", "json"]));
+    expect(&r, 0);
+    assert_eq!(ec2_actions(&sim), ["ModifyInstanceMetadataOptions"], "{}", r.stderr);
+    assert_eq!(modify_fields(&sim), [("HttpPutResponseHopLimit".to_string(), "4".to_string())]);
+    assert_eq!(json(&r)["before"]["hop_limit"], 2);
+    assert_eq!(sim.effective_hop_limit(), 4);
+}
+
+/// Where more than the hop limit must change, or `--exact` is asked for, EC2 is read first, as before: the
+/// one-call change is for the hop limit alone.
+#[test]
+fn more_than_the_hop_limit_or_exact_is_planned_from_ec2s_read() {
+    for args in [&["--http-tokens", "required"][..], &["--exact"]] {
+        let sim = Simulator::start(imds_like(1));
+        let r = run(agent(&sim).args(args));
+        expect(&r, 0);
+        assert_eq!(ec2_actions(&sim)[0], "DescribeInstances", "{args:?}: {}", r.stderr);
+        assert_eq!(modifies(&sim).len(), 1, "{args:?}");
+        assert_eq!(sim.effective_hop_limit(), 2, "{args:?}");
+    }
+}
+
+/// A refused modify is reported as before, with the same exit code: now after no other EC2 call.
+#[test]
+fn a_refused_one_call_change_is_reported_as_before() {
+    let mut s = imds_like(1);
+    s.policy.unauthorized = vec!["ModifyInstanceMetadataOptions"];
+    let sim = Simulator::start(s);
+    let r = run(agent(&sim).args(["--output", "json"]));
+    expect(&r, 5);
+    assert_eq!(ec2_actions(&sim), ["ModifyInstanceMetadataOptions"]);
+    assert!(r.stderr.contains("ec2:ModifyInstanceMetadataOptions"), "{}", r.stderr);
+    assert_eq!(json(&r)["action"], "failed");
 }
 
 /// An IMDS that answers with TTL 64 whatever the hop limit (an emulator, a proxy): never proof. The run asks
@@ -108,7 +180,7 @@ fn ipv6_senses_too() {
     let sim = Simulator::start_on("[::1]:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), imds_like(1));
     let r = run(&mut agent(&sim));
     expect(&r, 0);
-    assert_eq!(ec2_calls(&sim), 2, "{}", r.stderr);
+    assert_eq!(ec2_actions(&sim), ["ModifyInstanceMetadataOptions"], "one call, as over IPv4: {}", r.stderr);
 }
 
 /// doctor reads the instance's hop limit from the token answer's TTL, with no IAM at all.
