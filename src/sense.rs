@@ -25,6 +25,9 @@ use tokio::time::{Instant, timeout};
 /// IMDS answers in about a millisecond on the instance: an answer not here by then was dropped, or is not
 /// coming. Also how long the control probe waits for its drop to show in the counter.
 pub const PROBE_WAIT: Duration = Duration::from_millis(250);
+/// How long an answer that nothing bounds (no minimum TTL to drop it) may take: it must come, so waiting for
+/// it costs only the time it takes, and a busy IMDS (or a busy host) is not taken for a missing one.
+const PATIENT_WAIT: Duration = Duration::from_secs(1);
 /// The largest hop limit IMDS takes; whatever answers locally sends with the default TTL, also 64.
 const CONTROL_TTL: u8 = 64;
 const COUNTER: &str = "TCPMinTTLDrop";
@@ -133,18 +136,19 @@ pub async fn sense(addr: SocketAddr, wanted: HopLimit, tags: bool) -> Evidence {
     // bound) must be answered at once for "below" to mean the hop limit; the counter alone cannot say whose
     // drop it counted (it is one per network namespace).
     if token.is_none() {
-        match exchange(addr, None, &token_request(addr), PROBE_WAIT).await {
+        match exchange(addr, None, &token_request(addr), PATIENT_WAIT).await {
             Ok(Some((200, _))) => {}
             _ => {
                 return Evidence::Unproven(format!(
                     "IMDS did not answer a plain token request within {} ms: too slow to tell",
-                    PROBE_WAIT.as_millis()
+                    PATIENT_WAIT.as_millis()
                 ));
             }
         }
     }
     // The control: at 64, IMDS's answer (hop limit below 64) must be dropped, visibly.
-    match bounded(addr, CONTROL_TTL, before, round_trip).await {
+    let settle = (round_trip * 3).max(Duration::from_millis(5));
+    match bounded(addr, CONTROL_TTL, before, settle, PROBE_WAIT).await {
         Ok(Bounded::Counted) => {}
         Ok(Bounded::Arrived) => {
             return Evidence::Unproven(format!(
@@ -194,11 +198,14 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
         return Err(format!("every answer arrives at TTL {}", HopLimit::MIN));
     }
     let asked = Instant::now();
-    let Some(token) = token_at(addr, HopLimit::MIN, PROBE_WAIT).await? else {
+    let Some(token) = token_at(addr, HopLimit::MIN, PATIENT_WAIT).await? else {
         return Err("the token answer did not come at all".into());
     };
+    // Every wait below is scaled to how fast IMDS answers now: a busy host answers slowly, and a slow answer
+    // must never be taken for a dropped one.
     let round_trip = asked.elapsed();
-    let at = |w: u8| async move { token_at(addr, w, PROBE_WAIT).await.map(|t| t.is_some()) };
+    let wait = (round_trip * 10).clamp(PROBE_WAIT, PATIENT_WAIT);
+    let at = |w: u8| async move { token_at(addr, w, wait).await.map(|t| t.is_some()) };
     // The largest w below `wanted` at which it arrives: arrives(lo) holds, arrives(hi + 1) does not.
     let (mut lo, mut hi) = (HopLimit::MIN, wanted.get() - 1);
     while lo < hi {
@@ -212,7 +219,10 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
     let Some(before) = drops() else {
         return Err(format!("the kernel does not count {COUNTER} (/proc/net/netstat)"));
     };
-    match bounded(addr, lo + 1, before, round_trip).await? {
+    // Not ended early by a counted drop before ten round trips (and 100 ms) have passed: the counter is the
+    // whole network namespace's, and only then is an answer that does arrive at lo + 1 sure to have.
+    let settle = (round_trip * 10).max(Duration::from_millis(100));
+    match bounded(addr, lo + 1, before, settle, wait.max(settle)).await? {
         Bounded::Counted => {}
         Bounded::Arrived => return Err(format!("the token answer arrived at TTL {} after all: not proof", lo + 1)),
         Bounded::NotCounted => {
@@ -222,13 +232,13 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
             ));
         }
     }
-    let http_tokens = match get(addr, "/latest/meta-data/", None).await {
+    let http_tokens = match get_within(addr, "/latest/meta-data/", None, PATIENT_WAIT).await {
         Some((401, _)) => Some(HttpTokens::Required),
         Some((200, _)) => Some(HttpTokens::Optional),
         _ => return Err("IMDS's answer without a token was neither 401 nor 200".into()),
     };
     let instance_tags = if tags {
-        match get(addr, "/latest/meta-data/tags/instance", Some(&token)).await {
+        match get_within(addr, "/latest/meta-data/tags/instance", Some(&token), PATIENT_WAIT).await {
             Some((200, _)) => Some(Toggle::Enabled),
             Some((404, _)) => Some(Toggle::Disabled),
             _ => return Err("the instance tags' answer was neither 200 nor 404".into()),
@@ -252,7 +262,7 @@ impl Adjacent {
 }
 
 /// Whether no router stands between this process and IMDS: a TCP connection whose SYN leaves with TTL 1 (hop
-/// limit 1 over IPv6) is answered within `PROBE_WAIT`. A router (a docker bridge's host, for one) takes the
+/// limit 1 over IPv6) is answered within a second. A router (a docker bridge's host, for one) takes the
 /// SYN's last hop and drops it.
 pub async fn adjacent(addr: SocketAddr) -> Result<Adjacent, String> {
     let socket = if addr.is_ipv6() { TcpSocket::new_v6() } else { TcpSocket::new_v4() }
@@ -260,14 +270,14 @@ pub async fn adjacent(addr: SocketAddr) -> Result<Adjacent, String> {
     let (level, name) =
         if addr.is_ipv6() { (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) } else { (libc::IPPROTO_IP, libc::IP_TTL) };
     crate::hops::set_int(&socket, level, name, 1).map_err(|e| format!("the kernel refused TTL 1: {e}"))?;
-    match timeout(PROBE_WAIT, socket.connect(addr)).await {
+    match timeout(PATIENT_WAIT, socket.connect(addr)).await {
         Ok(Ok(_)) => Ok(Adjacent(addr)),
         Ok(Err(e)) => {
             Err(format!("a connection whose SYN left with TTL 1 failed ({}): a router stands between", e.kind()))
         }
         Err(_) => Err(format!(
             "a SYN sent with TTL 1 was not answered within {} ms: a router stands between (a container's network)",
-            PROBE_WAIT.as_millis()
+            PATIENT_WAIT.as_millis()
         )),
     }
 }
@@ -282,16 +292,16 @@ enum Bounded {
     NotCounted,
 }
 
-/// A token probe that must be dropped at `ttl`. A counted drop ends it early (no need to wait out an answer
-/// that will not come), but not before three round trips of a bounded probe (`round_trip`): the counter is
-/// the whole network namespace's, and an answer that does arrive at `ttl` would have by then.
-async fn bounded(addr: SocketAddr, ttl: u8, before: u64, round_trip: Duration) -> Result<Bounded, String> {
+/// A token probe that must be dropped at `ttl`, waiting at most `wait`. A counted drop ends it early (no
+/// need to wait out an answer that will not come), but not before `settle` has passed: the counter is the
+/// whole network namespace's, and an answer that does arrive at `ttl` must have had the time to.
+async fn bounded(addr: SocketAddr, ttl: u8, before: u64, settle: Duration, wait: Duration) -> Result<Bounded, String> {
     let counted = async {
-        tokio::time::sleep((round_trip * 3).max(Duration::from_millis(5))).await;
+        tokio::time::sleep(settle).await;
         dropped_since(before).await
     };
     tokio::select! {
-        probe = token_at(addr, ttl, PROBE_WAIT) => match probe? {
+        probe = token_at(addr, ttl, wait) => match probe? {
             Some(_) => Ok(Bounded::Arrived),
             None if dropped_since(before).await => Ok(Bounded::Counted),
             None => Ok(Bounded::NotCounted),
@@ -382,9 +392,13 @@ async fn token_at(addr: SocketAddr, min_ttl: u8, wait: Duration) -> Result<Optio
 
 /// (status, body) of IMDS's answer to a GET of `path` (with `token`, if given), on a plain socket.
 async fn get(addr: SocketAddr, path: &str, token: Option<&Token>) -> Option<(u16, Vec<u8>)> {
+    get_within(addr, path, token, PROBE_WAIT).await
+}
+
+async fn get_within(addr: SocketAddr, path: &str, token: Option<&Token>, wait: Duration) -> Option<(u16, Vec<u8>)> {
     let token = token.map(|t| format!("X-aws-ec2-metadata-token: {}\r\n", t.0)).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{token}Connection: close\r\n\r\n", host_header(addr));
-    exchange(addr, None, &request, PROBE_WAIT).await.ok().flatten()
+    exchange(addr, None, &request, wait).await.ok().flatten()
 }
 
 fn host_header(addr: SocketAddr) -> String {
