@@ -1,7 +1,7 @@
 //! The command line, and the only place that knows flag names. Every flag that a unit file or an
 //! EnvironmentFile may want to set also reads an `IMDS_HOP_LIMIT_*` variable.
 
-use crate::ids::{InstanceId, Region};
+use crate::ids::{AccountId, ExternalId, InstanceId, Region, RoleName};
 use crate::plan::{HttpTokens, Toggle};
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -20,6 +20,7 @@ use std::time::Duration;
     after_help = "Exit codes: 0 compliant, 1 unexpected error, 2 usage, 3 not compliant (check, --dry-run), \
                   4 metadata service unreachable, 5 not authorized or no credentials, 6 gave up waiting for \
                   `applied`, 7 instance not found, 8 EC2 kept throttling (or failing) until the deadline, \
+                  9 defaults managed by a declarative policy, 10 the organization's accounts cannot be listed, \
                   130/143 interrupted by SIGINT/SIGTERM.",
     args_conflicts_with_subcommands = true
 )]
@@ -186,6 +187,9 @@ pub struct FleetArgs {
     #[command(flatten)]
     pub regions: RegionsArgs,
 
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
     /// Only instances with this tag (KEY=VALUE, or KEY for any value); several are ANDed, as EC2 filters are.
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
@@ -229,6 +233,9 @@ pub struct DefaultsArgs {
 
     #[command(flatten)]
     pub regions: RegionsArgs,
+
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
 
     /// Deadline for the whole run, calls in flight and retries included [default: 120s].
     #[arg(long, value_name = "DURATION", env = "IMDS_HOP_LIMIT_TIMEOUT", value_parser = positive_duration)]
@@ -287,6 +294,36 @@ pub struct RegionsArgs {
     /// Every region enabled for the account (DescribeRegions), instead of --region or AWS_REGION.
     #[arg(long)]
     pub all_regions: bool,
+}
+
+/// Which accounts fleet and defaults work in: the credentials' own, or an organization's.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct AccountsArgs {
+    /// Every ACTIVE account of the AWS Organization (organizations:ListAccounts, from the management account or
+    /// a delegated administrator), each through --role-name; the credentials' own account with the credentials.
+    #[arg(long, conflicts_with = "accounts")]
+    pub organization: bool,
+
+    /// These accounts (12-digit ids; several, or comma-separated), each through --role-name.
+    #[arg(long, value_name = "ID", value_delimiter = ',', value_parser = AccountId::from_str)]
+    pub accounts: Vec<AccountId>,
+
+    /// The accounts listed in FILE: one id a line, `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub accounts_file: Option<std::path::PathBuf>,
+
+    /// The IAM role assumed in each account (arn:PARTITION:iam::ID:role/NAME); needed with --organization,
+    /// --accounts and --accounts-file.
+    #[arg(long, value_name = "NAME", value_parser = RoleName::from_str)]
+    pub role_name: Option<RoleName>,
+
+    /// The external id the role's trust policy asks for.
+    #[arg(long, value_name = "ID", value_parser = ExternalId::from_str)]
+    pub external_id: Option<ExternalId>,
+
+    /// How many accounts are worked on at once (each account's regions side by side within it).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub accounts_at_once: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]

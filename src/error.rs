@@ -23,6 +23,9 @@ pub enum ExitCode {
     /// `defaults`: an AWS Organizations declarative policy manages the account's metadata defaults, so
     /// nothing was changed.
     ManagedElsewhere = 9,
+    /// `--organization`: the organization's accounts could not be listed (the account is in no organization,
+    /// or the credentials may not call organizations:ListAccounts there).
+    Organization = 10,
     /// 128 + SIGINT, as shells report it.
     Interrupted = 130,
     /// 128 + SIGTERM.
@@ -33,7 +36,8 @@ impl ExitCode {
     /// Failures from most to least severe, for merging many outcomes into one code: a refusal (credentials,
     /// authorization) blocks everything and needs the operator first; an unexpected failure next; then EC2's
     /// throttling (run again later), a change not yet applied, an instance not found, the rest.
-    const SEVERITY: [ExitCode; 8] = [
+    const SEVERITY: [ExitCode; 9] = [
+        ExitCode::Organization,
         ExitCode::NotAuthorized,
         ExitCode::Unexpected,
         ExitCode::Throttled,
@@ -134,6 +138,11 @@ impl Failure {
             | FailureKind::Skewed => Some(Backoff::TRANSIENT),
             FailureKind::Tls | FailureKind::Malformed | FailureKind::Refused | FailureKind::Local => None,
         }
+    }
+
+    /// A refusal of the credentials' authority (STS's and Organizations' codes for it).
+    pub fn denied(&self) -> bool {
+        matches!(self.code.as_deref(), Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation"))
     }
 
     /// Whether EC2 may have carried out the call although its answer was a failure: a timeout, a broken
@@ -332,6 +341,18 @@ pub enum Error {
         /// `--timeout`, where the run's deadline was the bound (for the message).
         limit: Option<Duration>,
     },
+
+    /// An STS or Organizations call that failed (the accounts side of the org-wide commands).
+    #[error("{operation} failed: {failure}")]
+    Aws { operation: &'static str, failure: Failure },
+
+    /// `--organization`: the accounts cannot be listed.
+    #[error("{0}")]
+    Organization(String),
+
+    /// A member account's role could not be assumed: that account's failure, the others go on.
+    #[error("could not assume {role_arn}: {failure}{}", assume_advice(failure))]
+    AssumeRole { role_arn: String, failure: Failure },
 
     #[error("{0}")]
     Unexpected(String),
@@ -539,6 +560,12 @@ impl Error {
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
             Error::GaveUp { .. } | Error::NotSent { .. } => ExitCode::Throttled,
             Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
+            Error::Organization(_) => ExitCode::Organization,
+            Error::Aws { failure, .. } | Error::AssumeRole { failure, .. } => match failure.kind {
+                FailureKind::Throttled => ExitCode::Throttled,
+                _ if failure.denied() => ExitCode::NotAuthorized,
+                _ => ExitCode::Unexpected,
+            },
             Error::Deadline { stage, .. } => match stage {
                 Stage::Identity => ExitCode::MetadataUnreachable,
                 Stage::Waiting => ExitCode::WaitTimeout,
@@ -551,6 +578,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about a role that could not be assumed, by what STS answered.
+fn assume_advice(failure: &Failure) -> &'static str {
+    match failure.code.as_deref() {
+        Some("AccessDenied") => {
+            ". The role must exist in that account and trust these credentials' account (and, with --external-id, \
+             that id), and these credentials need sts:AssumeRole on it; a service or resource control policy may \
+             refuse it, and a suspended or closed account refuses every role (packaging/org/ has the member role \
+             and the caller's policy)"
+        }
+        Some("RegionDisabledException") => {
+            ": STS is not activated in this region for that account; run from a region where it is (us-east-1 \
+             always is)"
+        }
+        _ => "",
+    }
+}
 
 /// An error and its sources, outermost first.
 pub fn chain<'a>(

@@ -45,6 +45,61 @@ impl FromStr for Region {
     }
 }
 
+/// An AWS account id: 12 digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl FromStr for AccountId {
+    type Err = String;
+
+    fn from_str(id: &str) -> Result<Self, String> {
+        if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(AccountId(id.to_string()))
+        } else {
+            Err(format!("{:?} is not an AWS account id (12 digits)", shown(id)))
+        }
+    }
+}
+
+/// An IAM role name: 1 to 64 of letters, digits and `+=,.@_-` (IAM's own rule), no path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RoleName(String);
+
+impl FromStr for RoleName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        let ok = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+        if ok {
+            Ok(RoleName(name.to_string()))
+        } else {
+            Err(format!("{:?} is not an IAM role name (1 to 64 letters, digits and +=,.@_-; no path)", shown(name)))
+        }
+    }
+}
+
+/// An STS external id: 2 to 1,224 of letters, digits and `+=,.@:/_-` (STS's own rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId(String);
+
+impl FromStr for ExternalId {
+    type Err = String;
+
+    fn from_str(id: &str) -> Result<Self, String> {
+        let ok = (2..=1224).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b));
+        // Not shown: an external id is a shared secret of sorts.
+        if ok {
+            Ok(ExternalId(id.to_string()))
+        } else {
+            Err("not an STS external id (2 to 1224 letters, digits and +=,.@:/_-)".into())
+        }
+    }
+}
+
 /// At most 80 characters of what was given, for the message (its `Debug` form keeps it on one line).
 fn shown(text: &str) -> String {
     text.chars().take(80).collect()
@@ -99,7 +154,7 @@ macro_rules! name {
     )+};
 }
 
-name!(InstanceId, Region);
+name!(InstanceId, Region, AccountId, RoleName, ExternalId);
 
 #[cfg(test)]
 mod tests {
@@ -113,6 +168,22 @@ mod tests {
         for bad in ["", "i-", "i-1234567", "i-0123456789ABCDEF0", "0123456789abcdef0", "i-0123456789abcdef", "i-xyz"] {
             assert!(bad.parse::<InstanceId>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn account_ids_role_names_and_external_ids() {
+        assert_eq!("123456789012".parse::<AccountId>().unwrap().as_str(), "123456789012");
+        for bad in ["", "12345678901", "1234567890123", "12345678901a", " 123456789012", "１２３456789012"] {
+            assert!(bad.parse::<AccountId>().is_err(), "{bad:?}");
+        }
+        for good in ["OrganizationAccountAccessRole", "imds-hop-limit_fleet+a=b,c.d@e", &"r".repeat(64)] {
+            assert!(good.parse::<RoleName>().is_ok(), "{good}");
+        }
+        for bad in ["", "a/b", "service-role/x", "a b", &"r".repeat(65), "rôle"] {
+            assert!(bad.parse::<RoleName>().is_err(), "{bad:?}");
+        }
+        assert!("ab".parse::<ExternalId>().is_ok() && "a".parse::<ExternalId>().is_err());
+        assert!("x y".parse::<ExternalId>().is_err());
     }
 
     #[test]

@@ -1,3 +1,4 @@
+mod accounts;
 mod agent;
 mod cli;
 mod commands;

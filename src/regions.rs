@@ -74,33 +74,43 @@ impl Regions {
 /// by side today; a bound on sockets and memory once accounts multiply the pairs.
 pub const AT_ONCE: usize = 64;
 
-/// The regions of a run once known, and each region's result as it comes. Outside the run's future, so
-/// that a run ended by its deadline or a signal (the future dropped) still has every region on it, each done
-/// or not.
+/// The places of a run once known (its regions, or its accounts: `K`), and each one's result as it comes.
+/// Outside the run's future, so that a run ended by its deadline or a signal (the future dropped) still has
+/// every place on it, each done or not.
 #[derive(Debug)]
-pub struct Board<T> {
-    regions: RefCell<Vec<Region>>,
-    done: RefCell<Vec<(Region, T)>>,
+pub struct Board<T, K = Region> {
+    places: RefCell<Vec<K>>,
+    done: RefCell<Vec<(K, T)>>,
 }
 
-impl<T> Default for Board<T> {
+impl<T, K> Default for Board<T, K> {
     fn default() -> Self {
-        Board { regions: RefCell::default(), done: RefCell::default() }
+        Board { places: RefCell::default(), done: RefCell::default() }
     }
 }
 
-impl<T> Board<T> {
-    /// Every region known, in the order resolved, with its result if it has one.
-    pub fn take(&self) -> Vec<(Region, Option<T>)> {
+impl<T, K: PartialEq> Board<T, K> {
+    /// Every place known, in the order resolved, with its result if it has one.
+    pub fn take(&self) -> Vec<(K, Option<T>)> {
         let mut done = self.done.take();
-        self.regions
+        self.places
             .take()
             .into_iter()
-            .map(|region| {
-                let result = done.iter().position(|(r, _)| *r == region).map(|at| done.swap_remove(at).1);
-                (region, result)
+            .map(|place| {
+                let result = done.iter().position(|(p, _)| *p == place).map(|at| done.swap_remove(at).1);
+                (place, result)
             })
             .collect()
+    }
+
+    /// The places, once resolved.
+    pub fn set(&self, places: Vec<K>) {
+        self.places.replace(places);
+    }
+
+    /// One place's result.
+    pub fn done(&self, place: K, result: T) {
+        self.done.borrow_mut().push((place, result));
     }
 }
 
@@ -117,13 +127,13 @@ pub async fn each<T>(
 ) -> Result<()> {
     let regions = regions.resolve(account, deadline).await?;
     tracing::debug!(?regions, "regions");
-    board.regions.replace(regions.clone());
+    board.set(regions.clone());
     let work = &work;
     futures_util::stream::iter(regions)
         .map(|region| async move {
             let ec2 = account.ec2(&region);
             let result = work(&ec2, &region).await;
-            board.done.borrow_mut().push((region, result));
+            board.done(region, result);
         })
         .buffer_unordered(AT_ONCE)
         .collect::<()>()
@@ -138,9 +148,9 @@ mod tests {
     #[test]
     fn the_board_lists_every_region_in_order_done_or_not() {
         let board = Board::default();
-        board.regions.replace(["us-west-2", "eu-west-1", "ap-south-1"].map(Region::from).to_vec());
-        board.done.borrow_mut().push(("ap-south-1".into(), 3));
-        board.done.borrow_mut().push(("us-west-2".into(), 1));
+        board.set(["us-west-2", "eu-west-1", "ap-south-1"].map(Region::from).to_vec());
+        board.done("ap-south-1".into(), 3);
+        board.done("us-west-2".into(), 1);
         let taken = board.take();
         let expected: Vec<(Region, Option<i32>)> =
             vec![("us-west-2".into(), Some(1)), ("eu-west-1".into(), None), ("ap-south-1".into(), Some(3))];

@@ -3,18 +3,21 @@
 //! later. The same planner as the agent decides; a region whose defaults an AWS Organizations declarative
 //! policy manages is left alone and reported with its own exit code (9).
 
+use crate::accounts::{self, AccountFailure, Member};
 use crate::cli::{Act, DefaultsArgs, Output};
 use crate::config;
 use crate::ec2::{Account, AccountDefaults, Defaults};
 use crate::error::{Error, ExitCode, Result, Stage};
-use crate::ids::Region;
+use crate::ids::{AccountId, Region};
 use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
 use crate::regions::{self, Regions};
 use crate::retry::Patient;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,6 +57,11 @@ impl Settings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionDefaults {
+    /// The account, where the run is org-wide (`null` otherwise: the credentials' own).
+    pub account_id: Option<AccountId>,
+    /// How the text names its account: the organization's name for it, else its id.
+    #[serde(skip)]
+    pub account: Option<String>,
     pub region: Region,
     pub before: Option<MetadataOptions>,
     pub after: Option<MetadataOptions>,
@@ -68,6 +76,8 @@ impl RegionDefaults {
     /// A region not (yet) read: failed until its run says otherwise.
     fn new(region: &Region) -> Self {
         RegionDefaults {
+            account_id: None,
+            account: None,
             region: region.clone(),
             before: None,
             after: None,
@@ -135,7 +145,7 @@ pub fn describe(o: &MetadataOptions) -> String {
     o.describe(&Field::DEFAULTS, Absent::NoPreference)
 }
 
-pub fn render(regions: &[RegionDefaults]) -> String {
+pub fn render(regions: &[RegionDefaults], account_failures: &[AccountFailure]) -> String {
     let mut out = String::new();
     for r in regions {
         let before = r.before.as_ref().map_or_else(|| "unknown".into(), describe);
@@ -153,7 +163,14 @@ pub fn render(regions: &[RegionDefaults]) -> String {
                 format!("{} (exit {})", r.error.as_deref().unwrap_or("failed"), r.code as u8)
             }
         };
-        let _ = writeln!(out, "{}: {line}", r.region);
+        match &r.account {
+            Some(account) => _ = writeln!(out, "{} {}: {line}", crate::remote::sanitize(account, 50), r.region),
+            None => _ = writeln!(out, "{}: {line}", r.region),
+        }
+    }
+    for f in account_failures {
+        let label = f.member.label().unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "account {}: not worked in: {}", crate::remote::sanitize(&label, 50), f.error);
     }
     let _ = writeln!(out, "Note: {NOTE}");
     out
@@ -161,58 +178,108 @@ pub fn render(regions: &[RegionDefaults]) -> String {
 
 pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
-    // Each region's result as it comes: a run ended by its deadline or a signal still reports every region,
-    // those not finished with what ended them.
-    let board = regions::Board::default();
+    let accounts = accounts::Settings::from_args(&args.accounts)?;
+    // Each account's result and each account's regions as they come: a run ended by its deadline or a signal
+    // still reports every account and region, those not finished with what ended them.
+    let board: regions::Board<Result<()>, Member> = regions::Board::default();
+    let places: RefCell<Vec<(Member, Rc<regions::Board<RegionDefaults>>)>> = RefCell::default();
     // `--timeout` ends the run at that instant, calls in flight included.
     let work = |deadline: Instant| {
-        let (deadline, settings) = (deadline - process::CONCLUDE, &settings);
-        let one = async move |ec2: &_, r: &Region| region(ec2, r, settings, deadline).await;
-        let board = &board;
-        async move { regions::each(&Account::load().await, &settings.regions, board, deadline, one).await }
+        let (deadline, settings, accounts, board, places) =
+            (deadline - process::CONCLUDE, &settings, &accounts, &board, &places);
+        async move {
+            let caller = Account::load().await;
+            let roster = accounts.roster(caller, deadline).await?;
+            let one = async |account: &Account, member: &Member| {
+                let regions = Rc::new(regions::Board::default());
+                places.borrow_mut().push((member.clone(), regions.clone()));
+                let one = async |ec2: &_, r: &Region| region(ec2, r, settings, deadline).await;
+                regions::each(account, &settings.regions, &regions, deadline, one).await
+            };
+            if !accounts.org_wide() {
+                return one(&roster.caller, &roster.members[0]).await;
+            }
+            accounts::each(accounts, &roster, board, deadline, one, Err).await;
+            Ok(())
+        }
     };
     let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
     let error = result.err();
-    let regions: Vec<RegionDefaults> = board
-        .take()
-        .into_iter()
-        .map(|(name, done)| {
-            done.unwrap_or_else(|| {
+    let places = places.take();
+    // Org-wide: every account listed, in order, each with its regions; else the credentials' own account's.
+    let members: Vec<(Member, Option<Result<()>>)> = if accounts.org_wide() {
+        board.take()
+    } else {
+        places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect()
+    };
+    let (mut regions, mut account_failures) = (Vec::new(), Vec::new());
+    for (member, result) in members {
+        let board = places.iter().find(|(m, _)| *m == member).map(|(_, b)| b.take()).unwrap_or_default();
+        let reached = !board.is_empty();
+        for (name, done) in board {
+            let mut r = done.unwrap_or_else(|| {
                 let mut r = RegionDefaults::new(&name);
                 if let Some(err) = &error {
                     r.error = Some(err.to_string());
                     r.code = err.exit_code();
                 }
                 r
-            })
-        })
-        .collect();
+            });
+            if accounts.org_wide() {
+                (r.account_id, r.account) = (member.id.clone(), member.label());
+            }
+            regions.push(r);
+        }
+        let failure = match result {
+            Some(Err(err)) => Some((err.to_string(), err.exit_code())),
+            None if !reached => Some((
+                format!(
+                    "not reached before the run ended{}",
+                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+                error.as_ref().map_or(ExitCode::Unexpected, Error::exit_code),
+            )),
+            _ => None,
+        };
+        if let Some((error, code)) = failure {
+            account_failures.push(AccountFailure { member, error, code });
+        }
+    }
     let code = match &error {
         // Ended by its deadline or a signal, or before any region could be read (the regions themselves).
         Some(err) => err.exit_code(),
-        None => ExitCode::merge(regions.iter().map(|r| r.code)),
+        None => ExitCode::merge(regions.iter().map(|r| r.code).chain(account_failures.iter().map(|f| f.code))),
     };
     if let Some(err) = &error {
         tracing::error!("{err}");
     }
     for r in &regions {
         if let Some(err) = &r.error {
-            tracing::error!("{}: {err}", r.region);
+            tracing::error!("{}{}: {err}", r.account.as_deref().map(|a| format!("{a} ")).unwrap_or_default(), r.region);
         }
     }
     match settings.output {
-        Output::Json => process::emit_json(&json(&regions, code, error.as_ref())),
-        Output::Text if !regions.is_empty() => process::emit(&render(&regions)),
+        Output::Json => process::emit_json(&json(&regions, &account_failures, code, error.as_ref())),
+        Output::Text if !regions.is_empty() || !account_failures.is_empty() => {
+            process::emit(&render(&regions, &account_failures))
+        }
         Output::Text => {}
     }
     Ok(code)
 }
 
-/// The one JSON shape of a defaults run, failures included: `regions` (`[]` when none were read), `note`,
-/// `exit_code`, and `error` (what ended the run before it finished, else `null`).
-fn json(regions: &[RegionDefaults], code: ExitCode, ended: Option<&Error>) -> serde_json::Value {
+/// The one JSON shape of a defaults run, failures included: `regions` (one entry per account and region;
+/// `[]` when none were read), `account_failures` (the accounts an org-wide run could not work in, else
+/// `[]`), `note`, `exit_code`, and `error` (what ended the run before it finished, else `null`).
+fn json(
+    regions: &[RegionDefaults],
+    account_failures: &[AccountFailure],
+    code: ExitCode,
+    ended: Option<&Error>,
+) -> serde_json::Value {
     serde_json::json!({
         "regions": regions,
+        "account_failures": account_failures,
         "note": NOTE,
         "exit_code": code as u8,
         "error": ended.map(Error::to_string),
@@ -221,7 +288,7 @@ fn json(regions: &[RegionDefaults], code: ExitCode, ended: Option<&Error>) -> se
 
 /// The report of a defaults run that ended before it could read anything (its settings refused).
 pub fn failed(err: &Error) -> serde_json::Value {
-    json(&[], err.exit_code(), Some(err))
+    json(&[], &[], err.exit_code(), Some(err))
 }
 
 #[cfg(test)]
@@ -319,6 +386,6 @@ mod tests {
              eu-west-1: refused (exit 5)\n\
              Note: {NOTE}\n"
         );
-        assert_eq!(render(&regions), expected);
+        assert_eq!(render(&regions, &[]), expected);
     }
 }

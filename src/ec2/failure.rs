@@ -69,7 +69,7 @@ impl Ec2Api {
 
 /// What is safe to show of an SDK error: the kind, status, EC2's code and message, sanitized, and the
 /// request id. `DisplayErrorContext` is not used: it renders the raw response, body and headers included.
-fn failure<E>(err: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>, proxy: Option<&str>) -> Failure
+pub(super) fn failure<E>(err: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>, proxy: Option<&str>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -1,15 +1,18 @@
 //! The EC2 side, over aws-sdk-ec2: the only module that sees SDK types and SDK errors. Here the ports the rest
 //! of the program calls (`Ec2`, `Fleet`, `Defaults`) with their types, and their adapter over the SDK
 //! (`Ec2Api`, `Account`); beside it the clock that requests are signed with (clock.rs), the classifier of SDK
-//! failures into this program's errors (failure.rs), and the conversions of SDK values (convert.rs).
+//! failures into this program's errors (failure.rs), the conversions of SDK values (convert.rs), and the
+//! accounts side of the org-wide commands over STS and Organizations (org.rs).
 
 mod clock;
 mod convert;
 mod failure;
+mod org;
 
 use clock::Clock;
 use convert::{instance_state, options_from, toggle, tokens, unknown};
 pub use failure::credentials_failure;
+pub use org::Caller;
 
 use crate::error::{Error, Failure, FailureKind, Result};
 use crate::ids::{InstanceId, Region};
@@ -133,6 +136,7 @@ fn loader() -> aws_config::ConfigLoader {
 
 /// The account's settings for the fleet and defaults commands: credentials and the default region from the
 /// default chain (environment, `AWS_PROFILE`, SSO, web identity, container, instance role).
+#[derive(Clone)]
 pub struct Account {
     sdk: aws_config::SdkConfig,
 }

@@ -8,6 +8,7 @@
 
 pub mod report;
 
+use crate::accounts::{self, Member};
 use crate::cli::{Act, FleetArgs, Output};
 use crate::config;
 use crate::ec2::{Account, Described, Filter, Fleet, Modified};
@@ -372,18 +373,34 @@ const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 
 pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
+    let accounts = accounts::Settings::from_args(&args.accounts)?;
     let start = std::time::Instant::now();
     let counts = Counts::new(quiet);
-    let board = regions::Board::default();
-    let live = Live::default();
+    // Each account's result (its failure to be entered, or to resolve its regions), and each account's regions
+    // as far as they got: outside the run, so that a run its deadline or a signal ends still reports them.
+    let board: regions::Board<Result<()>, Member> = regions::Board::default();
+    let places = Places::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, less `CONCLUDE`, so what they decided is on the board by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
     let work = |deadline: Instant| {
-        let (deadline, settings, counts, live) = (deadline - process::CONCLUDE, &settings, &counts, &live);
-        let one = async move |ec2: &_, r: &Region| region(ec2, r, settings, counts, live, deadline).await;
-        let board = &board;
-        async move { regions::each(&Account::load().await, &settings.regions, board, deadline, one).await }
+        let deadline = deadline - process::CONCLUDE;
+        let (settings, accounts, counts, board, places) = (&settings, &accounts, &counts, &board, &places);
+        async move {
+            let caller = Account::load().await;
+            let roster = accounts.roster(caller, deadline).await?;
+            let one = async |account: &Account, member: &Member| {
+                let place = places.enter(member);
+                let one = async |ec2: &_, r: &Region| region(ec2, r, settings, counts, &place.live, deadline).await;
+                regions::each(account, &settings.regions, &place.regions, deadline, one).await
+            };
+            if !accounts.org_wide() {
+                // The credentials' own account alone: its regions' failure to resolve is the run's, as ever.
+                return one(&roster.caller, &roster.members[0]).await;
+            }
+            accounts::each(accounts, &roster, board, deadline, one, Err).await;
+            Ok(())
+        }
     };
     let ended = process::block_on(limit, &Progress::at(Stage::Ec2), work).err();
     counts.finish();
@@ -398,17 +415,23 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
         Some(err) => tracing::error!("{err}"),
         None => {}
     }
-    let (regions, mut outcomes, failures) = gather(board.take(), &live, ended.as_ref());
+    let mut run = places.gather(accounts.org_wide(), board.take(), ended.as_ref());
     if let (true, Some(err), Act::Apply) = (interrupted, &ended, settings.act) {
-        unsent(&mut outcomes, err);
+        unsent(&mut run.outcomes, err);
     }
     if ended.is_none() {
-        outcomes.extend(not_found(&settings, &regions, &outcomes));
+        run.outcomes.extend(not_found(&settings, &run.regions, &run.outcomes));
     }
-    let merged = ExitCode::merge(outcomes.iter().map(exit_code).chain(failures.iter().map(|f| f.code)));
+    let merged = ExitCode::merge(
+        run.outcomes
+            .iter()
+            .map(exit_code)
+            .chain(run.failures.iter().map(|f| f.code))
+            .chain(run.account_failures.iter().map(|f| f.code)),
+    );
     let code = ended.as_ref().map_or(merged, Error::exit_code);
     let elapsed = start.elapsed();
-    let summary = report::Summary::new(&outcomes, regions.clone(), &failures, code, elapsed.as_millis() as u64);
+    let summary = report::Summary::new(&run, code, elapsed.as_millis() as u64);
     tracing::info!(
         "fleet {}: {} in {:.1} s; exit {}",
         if settings.act == Act::Check { "check" } else { "apply" },
@@ -417,17 +440,82 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
         code as u8
     );
     match settings.output {
-        Output::Json => process::emit_json(&report::Json::new(summary, &outcomes, ended.as_ref())),
-        Output::Text => process::emit(&report::render(&outcomes, &regions, &failures, settings.act == Act::Check)),
+        Output::Json => process::emit_json(&report::Json::new(summary, &run, ended.as_ref())),
+        Output::Text => process::emit(&report::render(&run, settings.act == Act::Check)),
     }
     Ok(code)
+}
+
+/// Each account's regions and live outcomes, from the moment the run enters it.
+#[derive(Default)]
+struct Places(RefCell<Vec<(Member, Rc<Place>)>>);
+
+/// One account's part of the run.
+#[derive(Default)]
+struct Place {
+    regions: regions::Board<Result<Vec<Outcome>>>,
+    live: Live,
+}
+
+impl Places {
+    fn enter(&self, member: &Member) -> Rc<Place> {
+        let place = Rc::new(Place::default());
+        self.0.borrow_mut().push((member.clone(), place.clone()));
+        place
+    }
+
+    /// The whole run's report, account by account in the order listed (the credentials' own alone, when the
+    /// run is not org-wide): each account's instances and failed regions, tagged with the account, and the
+    /// accounts that could not be worked in (`results`: each account's own result, where it has one).
+    fn gather(&self, org_wide: bool, results: Vec<(Member, Option<Result<()>>)>, ended: Option<&Error>) -> report::Run {
+        let places = self.0.take();
+        let members: Vec<(Member, Option<Result<()>>)> =
+            if org_wide { results } else { places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect() };
+        let mut run = report::Run { org_wide, ..report::Run::default() };
+        for (member, result) in members {
+            let place = places.iter().find(|(m, _)| *m == member).map(|(_, p)| p);
+            let (regions, mut outcomes, mut failures) = match place {
+                Some(place) => gather(place.regions.take(), &place.live, ended),
+                None => (Vec::new(), Vec::new(), Vec::new()),
+            };
+            for o in &mut outcomes {
+                (o.account_id, o.account) = (member.id.clone(), member.label());
+            }
+            for f in &mut failures {
+                (f.account_id, f.account) = (member.id.clone(), member.label());
+            }
+            let failure = match result {
+                Some(Err(err)) => Some((err.to_string(), err.exit_code())),
+                // Not entered (or its regions not resolved) before the run ended.
+                None if regions.is_empty() => Some((
+                    format!("not reached before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
+                    ended.map_or(ExitCode::Unexpected, Error::exit_code),
+                )),
+                _ => None,
+            };
+            if let Some((error, code)) = failure {
+                run.account_failures.push(accounts::AccountFailure { member: member.clone(), error, code });
+            }
+            run.accounts.push(report::AccountRun { member, regions: regions.clone() });
+            for region in regions {
+                if !run.regions.contains(&region) {
+                    run.regions.push(region.clone());
+                }
+                run.places.push((run.accounts.len() - 1, region));
+            }
+            run.outcomes.extend(outcomes);
+            run.failures.extend(failures);
+        }
+        run
+    }
 }
 
 /// The report of a fleet run that ended before it could read anything (its settings refused): the same
 /// shape as every other, with no instance.
 pub fn failed(err: &Error) -> serde_json::Value {
-    let summary = report::Summary::new(&[], Vec::new(), &[], err.exit_code(), 0);
-    serde_json::to_value(report::Json::new(summary, &[], Some(err))).unwrap_or_default()
+    let run = report::Run::default();
+    let summary = report::Summary::new(&run, err.exit_code(), 0);
+    serde_json::to_value(report::Json::new(summary, &run, Some(err))).unwrap_or_default()
 }
 
 /// What an interrupted apply had not yet sent is failed, with what ended the run: the change it was to make
@@ -477,10 +565,18 @@ fn gather(
                     ));
                 }
                 tracing::error!("{region}: {error}");
-                failures.push(RegionFailure { region: region.clone(), error, code: err.exit_code() });
+                failures.push(RegionFailure {
+                    account_id: None,
+                    account: None,
+                    region: region.clone(),
+                    error,
+                    code: err.exit_code(),
+                });
             }
             // (A run that ended by itself has every region's result: `ended` is there.)
             Err(None) => failures.push(RegionFailure {
+                account_id: None,
+                account: None,
                 region: region.clone(),
                 error: format!("not read before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
                 code: ended.map_or(ExitCode::Unexpected, Error::exit_code),

@@ -2,9 +2,10 @@
 //! otherwise), and the final report, as a text table or one JSON object. Pure rendering over `Outcome`s, so
 //! the whole text is checked in tests.
 
+use crate::accounts::{AccountFailure, Member};
 use crate::ec2::Described;
 use crate::error::{Error, ExitCode};
-use crate::ids::{InstanceId, Region};
+use crate::ids::{AccountId, InstanceId, Region};
 use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, InstanceState, MetadataOptions};
 use serde::Serialize;
@@ -14,6 +15,11 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub instance_id: InstanceId,
+    /// The account it is in, where the run is org-wide (`null` otherwise: the credentials' own).
+    pub account_id: Option<AccountId>,
+    /// How the table names its account: the organization's name for it, else its id.
+    #[serde(skip)]
+    pub account: Option<String>,
     pub region: String,
     /// EC2's instance state when it was selected (running or stopped), or as last read back; `None` (JSON
     /// `null`) for an `--instance-id` that no selection held.
@@ -36,6 +42,8 @@ impl Outcome {
     pub fn new(d: &Described, region: &str) -> Self {
         Outcome {
             instance_id: d.instance_id.clone(),
+            account_id: None,
+            account: None,
             region: region.to_string(),
             state: Some(d.state),
             before: Some(d.options.clone()),
@@ -52,6 +60,8 @@ impl Outcome {
     pub fn missing(id: &InstanceId, region: &str) -> Self {
         Outcome {
             instance_id: id.clone(),
+            account_id: None,
+            account: None,
             region: region.to_string(),
             state: None,
             before: None,
@@ -74,6 +84,10 @@ impl Outcome {
 /// A region whose selection could not be read: none of its instances are in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionFailure {
+    /// The account, where the run is org-wide (`null` otherwise).
+    pub account_id: Option<AccountId>,
+    #[serde(skip)]
+    pub account: Option<String>,
     pub region: Region,
     pub error: String,
     #[serde(skip)]
@@ -195,11 +209,38 @@ fn result(o: &Outcome) -> String {
     }
 }
 
-/// The final text report: a row for each instance that is not simply compliant, the counts per region, and
-/// each failure's message.
-pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailure], act_is_check: bool) -> String {
+/// A whole fleet run, as its report shows it: every account's instances, failed regions and failures, in the
+/// order the accounts were listed (the credentials' own alone, when the run is not org-wide).
+#[derive(Debug, Default)]
+pub struct Run {
+    /// `--organization`, `--accounts`: the table and the JSON name each instance's account.
+    pub org_wide: bool,
+    pub outcomes: Vec<Outcome>,
+    /// Regions whose selection could not be read.
+    pub failures: Vec<RegionFailure>,
+    /// Accounts that could not be worked in (not entered, regions not resolved, not reached).
+    pub account_failures: Vec<AccountFailure>,
+    /// Each account worked in (or tried).
+    pub accounts: Vec<AccountRun>,
+    /// Every region of the run, each once.
+    pub regions: Vec<Region>,
+    /// (index into `accounts`, region) for every account-region read or tried, in order.
+    pub places: Vec<(usize, Region)>,
+}
+
+/// An account of an org-wide run: who it is, and what the run did there.
+#[derive(Debug, Clone)]
+pub struct AccountRun {
+    pub member: Member,
+    pub regions: Vec<Region>,
+}
+
+/// The final text report: a row for each instance that is not simply compliant (with its account, where the
+/// run is org-wide), the counts per account and region, and each failure's message.
+pub fn render(run: &Run, act_is_check: bool) -> String {
+    let outcomes = &run.outcomes;
     let mut out = String::new();
-    let rows: Vec<[String; 6]> = outcomes
+    let rows: Vec<Vec<String>> = outcomes
         .iter()
         .filter(|o| o.action != Action::Unchanged)
         .map(|o| {
@@ -211,27 +252,36 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
             let after = after.unwrap_or_else(|| before.clone());
             let hop = before_after(before.hop_limit, after.hop_limit);
             let endpoint = before_after(before.http_endpoint, after.http_endpoint);
-            [
-                o.instance_id.to_string(),
-                o.region.clone(),
-                o.state.map_or("not found".into(), |s| s.to_string()),
-                hop,
-                endpoint,
-                result(o),
-            ]
-            .map(cell)
+            let account = run.org_wide.then(|| o.account.clone().unwrap_or_else(|| "-".into()));
+            account
+                .into_iter()
+                .chain([
+                    o.instance_id.to_string(),
+                    o.region.clone(),
+                    o.state.map_or("not found".into(), |s| s.to_string()),
+                    hop,
+                    endpoint,
+                    result(o),
+                ])
+                .map(cell)
+                .collect()
         })
         .collect();
     if !rows.is_empty() {
-        let header = ["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT"].map(String::from);
-        let mut widths = header.clone().map(|h| h.len());
+        let account = run.org_wide.then_some("ACCOUNT");
+        let header: Vec<String> = account
+            .into_iter()
+            .chain(["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT"])
+            .map(String::from)
+            .collect();
+        let mut widths: Vec<usize> = header.iter().map(String::len).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
         for row in std::iter::once(&header).chain(&rows) {
-            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
     }
@@ -243,12 +293,34 @@ pub fn render(outcomes: &[Outcome], regions: &[Region], failures: &[RegionFailur
             plural(unchanged)
         );
     }
-    for region in regions.iter().filter(|r| !failures.iter().any(|f| &f.region == *r)) {
-        let of = outcomes.iter().filter(|o| &o.region == region && o.before.is_some());
-        let _ = writeln!(out, "{region}: {}", summary_line(&Tally::of(of), act_is_check));
+    for (at, region) in &run.places {
+        let member = &run.accounts[*at].member;
+        let label = member.label();
+        let failed = run.failures.iter().any(|f| &f.region == region && f.account_id == member.id);
+        if failed {
+            continue;
+        }
+        let of = outcomes.iter().filter(|o| &o.region == region && o.account_id == member.id && o.before.is_some());
+        let place = match (run.org_wide, label) {
+            (true, Some(label)) => format!("{} {region}", cell(label)),
+            _ => region.to_string(),
+        };
+        let _ = writeln!(out, "{place}: {}", summary_line(&Tally::of(of), act_is_check));
     }
-    for f in failures {
-        let _ = writeln!(out, "{}: could not read the selection: {}", f.region, f.error);
+    for f in &run.failures {
+        let place = match (&f.account, run.org_wide) {
+            (Some(account), true) => format!("{} {}", cell(account.clone()), f.region),
+            _ => f.region.to_string(),
+        };
+        let _ = writeln!(out, "{place}: could not read the selection: {}", f.error);
+    }
+    for f in &run.account_failures {
+        let _ = writeln!(
+            out,
+            "account {}: not worked in: {}",
+            cell(f.member.label().unwrap_or_else(|| "-".into())),
+            f.error
+        );
     }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Failed).collect();
     if !failed.is_empty() {
@@ -351,19 +423,55 @@ fn summary_line(t: &Tally, act_is_check: bool) -> String {
     parts.join(", ")
 }
 
-/// The one JSON shape of a fleet run, failures included: `summary` (every count, zeros included),
-/// `instances` (`[]` when none) and `error` (what ended the run before it finished, else `null`).
+/// The one JSON shape of a fleet run, failures included: `summary` (every count, zeros included, over every
+/// account), `accounts` (one summary per account where the run is org-wide, else `[]`), `instances` (`[]`
+/// when none) and `error` (what ended the run before it finished, else `null`).
 #[derive(Serialize)]
 pub struct Json<'a> {
     pub summary: Summary,
+    pub accounts: Vec<AccountSummary>,
     pub instances: &'a [Outcome],
     pub error: Option<String>,
 }
 
 impl<'a> Json<'a> {
-    pub fn new(summary: Summary, instances: &'a [Outcome], ended: Option<&Error>) -> Self {
-        Json { summary, instances, error: ended.map(Error::to_string) }
+    pub fn new(summary: Summary, run: &'a Run, ended: Option<&Error>) -> Self {
+        let accounts = if run.org_wide {
+            run.accounts
+                .iter()
+                .map(|a| {
+                    let mine = |id: &Option<AccountId>| *id == a.member.id;
+                    let failures: Vec<RegionFailure> =
+                        run.failures.iter().filter(|f| mine(&f.account_id)).cloned().collect();
+                    let error = run.account_failures.iter().find(|f| f.member == a.member).map(|f| f.error.clone());
+                    let outcomes = run.outcomes.iter().filter(|o| mine(&o.account_id));
+                    AccountSummary {
+                        member: a.member.clone(),
+                        tally: Tally::of(outcomes),
+                        regions: a.regions.clone(),
+                        region_failures: failures,
+                        error,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Json { summary, accounts, instances: &run.outcomes, error: ended.map(Error::to_string) }
     }
+}
+
+/// One account's part of an org-wide run.
+#[derive(Serialize)]
+pub struct AccountSummary {
+    #[serde(flatten)]
+    pub member: Member,
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub regions: Vec<Region>,
+    pub region_failures: Vec<RegionFailure>,
+    /// Why the run could not work in it, else `null`.
+    pub error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -372,13 +480,15 @@ pub struct Summary {
     pub tally: Tally,
     pub regions: Vec<Region>,
     pub region_failures: Vec<RegionFailure>,
+    /// Accounts the run could not work in (org-wide runs; else `[]`).
+    pub account_failures: Vec<AccountFailure>,
     pub exit_code: u8,
     pub elapsed_ms: u64,
 }
 
 impl Summary {
-    /// The run's counts in one line, for the log's last word: the same numbers as the JSON's, region
-    /// failures included.
+    /// The run's counts in one line, for the log's last word: the same numbers as the JSON's, region and
+    /// account failures included.
     pub fn line(&self) -> String {
         let t = &self.tally;
         let mut line = format!(
@@ -393,20 +503,19 @@ impl Summary {
         if regions > 0 {
             let _ = write!(line, ", {regions} region{} failed", plural(regions));
         }
+        let accounts = self.account_failures.len();
+        if accounts > 0 {
+            let _ = write!(line, ", {accounts} account{} failed", plural(accounts));
+        }
         line
     }
 
-    pub fn new(
-        outcomes: &[Outcome],
-        regions: Vec<Region>,
-        failures: &[RegionFailure],
-        code: ExitCode,
-        elapsed_ms: u64,
-    ) -> Self {
+    pub fn new(run: &Run, code: ExitCode, elapsed_ms: u64) -> Self {
         Summary {
-            tally: Tally::of(outcomes),
-            regions,
-            region_failures: failures.to_vec(),
+            tally: Tally::of(&run.outcomes),
+            regions: run.regions.clone(),
+            region_failures: run.failures.clone(),
+            account_failures: run.account_failures.clone(),
             exit_code: code as u8,
             elapsed_ms,
         }
@@ -451,14 +560,9 @@ mod tests {
             outcome("i-00000000000000004", InstanceState::Stopped, Action::AppliesAtStart),
             failed,
         ];
-        let regions = ["us-west-2".into(), "eu-west-1".into()];
-        let failures = [RegionFailure {
-            region: "eu-west-1".into(),
-            error: "no AWS credentials".into(),
-            code: ExitCode::NotAuthorized,
-        }];
+        let run = one_account(outcomes, &["us-west-2", "eu-west-1"], vec![failure("eu-west-1", "no AWS credentials")]);
         assert_eq!(
-            render(&outcomes, &regions, &failures, false),
+            render(&run, false),
             "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
              i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied\n\
              i-00000000000000004  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts\n\
@@ -472,6 +576,77 @@ mod tests {
         );
     }
 
+    fn failure(region: &str, error: &str) -> RegionFailure {
+        RegionFailure {
+            account_id: None,
+            account: None,
+            region: region.into(),
+            error: error.into(),
+            code: ExitCode::NotAuthorized,
+        }
+    }
+
+    /// A run in the credentials' own account, as `Places::gather` makes it.
+    fn one_account(outcomes: Vec<Outcome>, regions: &[&str], failures: Vec<RegionFailure>) -> Run {
+        let regions: Vec<Region> = regions.iter().map(|r| Region::from(*r)).collect();
+        Run {
+            org_wide: false,
+            accounts: vec![AccountRun { member: Member { id: None, name: None }, regions: regions.clone() }],
+            places: regions.iter().map(|r| (0, r.clone())).collect(),
+            regions,
+            outcomes,
+            failures,
+            account_failures: Vec::new(),
+        }
+    }
+
+    /// Org-wide: an ACCOUNT column (the organization's name, else the id), a line per account and region,
+    /// and the account that could not be entered, with why; in the JSON, each instance's `account_id` and a
+    /// summary per account.
+    #[test]
+    fn an_org_wide_report_names_each_account() {
+        let web = Member { id: Some("111111111111".into()), name: Some("web-prod".into()) };
+        let batch = Member { id: Some("222222222222".into()), name: None };
+        let refused = Member { id: Some("333333333333".into()), name: Some("sandbox".into()) };
+        let mut a = outcome("i-00000000000000001", InstanceState::Running, Action::Changed);
+        (a.account_id, a.account) = (web.id.clone(), web.label());
+        let mut b = outcome("i-00000000000000002", InstanceState::Running, Action::Changed);
+        (b.account_id, b.account) = (batch.id.clone(), batch.label());
+        let account = |member: &Member| AccountRun { member: member.clone(), regions: vec!["us-west-2".into()] };
+        let run = Run {
+            org_wide: true,
+            outcomes: vec![a, b],
+            failures: Vec::new(),
+            account_failures: vec![AccountFailure {
+                member: refused.clone(),
+                error: "could not assume arn:aws:iam::333333333333:role/r: AccessDenied".into(),
+                code: ExitCode::NotAuthorized,
+            }],
+            accounts: vec![account(&web), account(&batch), AccountRun { regions: vec![], ..account(&refused) }],
+            regions: vec!["us-west-2".into()],
+            places: vec![(0, "us-west-2".into()), (1, "us-west-2".into())],
+        };
+        assert_eq!(
+            render(&run, false),
+            "ACCOUNT       INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
+             web-prod      i-00000000000000001  us-west-2  running  1 -> 2     enabled   changed, applied\n\
+             222222222222  i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied\n\
+             web-prod us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
+             222222222222 us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
+             account sandbox: not worked in: could not assume arn:aws:iam::333333333333:role/r: AccessDenied\n"
+        );
+        let summary = Summary::new(&run, ExitCode::NotAuthorized, 5);
+        assert!(summary.line().ends_with(", failed 0, 1 account failed"), "{}", summary.line());
+        let json = serde_json::to_value(Json::new(summary, &run, None)).unwrap();
+        assert_eq!(json["instances"][0]["account_id"], "111111111111");
+        assert_eq!(json["accounts"][0]["name"], "web-prod");
+        assert_eq!(json["accounts"][0]["changed"], 1);
+        assert_eq!(json["accounts"][2]["account_id"], "333333333333");
+        assert!(json["accounts"][2]["error"].as_str().unwrap().contains("AccessDenied"));
+        assert_eq!(json["summary"]["account_failures"][0]["account_id"], "333333333333");
+        assert_eq!(json["summary"]["changed"], 2);
+    }
+
     #[test]
     fn the_summary_counts_each_outcome_once() {
         let outcomes = vec![
@@ -480,14 +655,15 @@ mod tests {
             outcome("i-00000000000000003", InstanceState::Running, Action::Changed),
             Outcome::missing(&"i-00000000000000009".into(), "us-west-2"),
         ];
-        let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[], ExitCode::InstanceNotFound, 5);
+        let run = one_account(outcomes, &["us-west-2"], Vec::new());
+        let s = Summary::new(&run, ExitCode::InstanceNotFound, 5);
         let t = &s.tally;
         assert_eq!((t.selected, t.compliant, t.not_compliant, t.changed, t.applied, t.failed), (3, 1, 1, 1, 1, 1));
         assert_eq!(t.to_change, 2, "the one not compliant and the one changed");
         assert_eq!(s.exit_code, 7);
         assert_eq!(s.line(), "selected 3, compliant 1, to change 2, changed 1, applied 1, failed 1");
-        let failure = RegionFailure { region: "eu-west-1".into(), error: "hung".into(), code: ExitCode::Throttled };
-        let s = Summary::new(&outcomes, vec!["us-west-2".into()], &[failure], ExitCode::Throttled, 5);
+        let run = one_account(run.outcomes, &["us-west-2"], vec![failure("eu-west-1", "hung")]);
+        let s = Summary::new(&run, ExitCode::Throttled, 5);
         assert!(s.line().ends_with(", failed 1, 1 region failed"), "{}", s.line());
     }
 }
