@@ -213,7 +213,7 @@ pub fn wanted(o: &WantedArgs) -> Result<Wanted> {
 
 /// Endpoints are configuration: a malformed one is a usage error now, not a retry loop at boot.
 pub fn check_ec2_endpoints(env: &impl Fn(&str) -> Option<String>) -> Result<()> {
-    for var in ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"] {
+    for var in ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_ORGANIZATIONS", "AWS_ENDPOINT_URL"] {
         if let Some(url) = env(var) {
             endpoint_url(var, &url)?;
         }

@@ -172,7 +172,8 @@ impl ProvideCredentials for Assumed {
     }
 }
 
-/// `call`, retried while what fails may heal (throttling, 5xx, timeouts) until `deadline`; the last failure
+/// `call`, retried while what fails may heal (throttling, 5xx, timeouts) for `CALL_PATIENCE` (or until
+/// `deadline`, if sooner), and never past `deadline`; the last failure
 /// then, or at once one that cannot heal, as `Error::Aws`. Credentials that cannot be had are said as for
 /// EC2.
 async fn retried<T, E, F, Fut>(operation: &'static str, deadline: Instant, mut call: F) -> Result<T>
@@ -182,6 +183,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let mut attempt = 0;
+    let until = crate::wait::patience(deadline);
     loop {
         let err = match tokio::time::timeout_at(deadline, call()).await {
             Ok(Ok(answer)) => return Ok(answer),
@@ -197,7 +199,7 @@ where
         }
         let failure = failure(&err, None);
         match failure.retry().map(|b| b.delay(attempt)) {
-            Some(delay) if Instant::now() + delay < deadline => {
+            Some(delay) if Instant::now() + delay < until => {
                 tracing::debug!("{operation}: {failure}; retrying in {:.2} s", delay.as_secs_f64());
                 tokio::time::sleep(delay).await;
                 attempt += 1;

@@ -17,6 +17,7 @@ mod hostile;
 mod image;
 mod layout;
 mod moto;
+mod org;
 mod sensing;
 mod ssm;
 mod storm;

@@ -101,7 +101,7 @@ pub(super) fn imds(
             let key = format!("ASIA{}", s.secret("KEY"));
             let secret = s.secret("SECRET");
             let session = s.secret("SESSION");
-            s.issued.push(Issued { key: key.clone(), secret: secret.clone(), session: session.clone() });
+            s.issued.push(Issued { key: key.clone(), secret: secret.clone(), session: session.clone(), account: None });
             let now = SystemTime::now();
             let expires = if s.scenario.imds_is(ImdsFault::ExpiredCredentials) {
                 now - Duration::from_secs(600)

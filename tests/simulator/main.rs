@@ -1,10 +1,11 @@
 //! `cargo run --example simulated-instance -- [--hop-limit N] [--pending-ms MS] [--imds ADDR] [--also-imds ADDR]
 //!     [--ec2 ADDR] [--ttl-is-hop-limit] [--no-role] [--instance-id ID] [--more-instances N]
 //!     [--buckets DESCRIBE_BURST,DESCRIBE_RATE,MODIFY_BURST,MODIFY_RATE | --documented-buckets] [--time-scale F]
-//!     [--tls CERT.pem KEY.pem] [--fleet N] [--demo-fleet]`
+//!     [--tls CERT.pem KEY.pem] [--fleet N] [--fleet-in REGION,...:N] [--demo-fleet] [--organization N]`
 //!
 //! Runs the simulated EC2 account on loopback until stdin closes or it is killed. Its first line on
-//! `--fleet N` adds N instances in us-west-2 (`simulator::fleet_instance`): the even-numbered ones tagged
+//! `--organization N` makes the account an organization's management account with N member accounts
+//! (`20000000000K`, each holding the same instances, with budgets of their own). `--fleet N` adds N instances in us-west-2 (`simulator::fleet_instance`): the even-numbered ones tagged
 //! team=web with hop limit 1, the odd ones untagged with hop limit 2. Its first line on
 //! stdout is the environment that points an agent at it, as shell `export` lines (static credentials
 //! included, for runs that give --instance-id and --region). Commands on stdin, for benchmarks: `requests`
@@ -53,7 +54,25 @@ fn main() {
                 let n: usize = value().parse().unwrap_or_else(|_| usage("--fleet N"));
                 scenario.instances.extend((0..n).map(simulator::fleet_instance));
             }
+            "--fleet-in" => {
+                // N instances in each of these regions (REGION,REGION,...:N), numbered on from --fleet's.
+                let spec = value();
+                let (regions, n) = spec.rsplit_once(':').unwrap_or_else(|| usage("--fleet-in REGION,...:N"));
+                let n: usize = n.parse().unwrap_or_else(|_| usage("--fleet-in REGION,...:N"));
+                for (at, region) in regions.split(',').enumerate() {
+                    let region: &'static str = Box::leak(region.to_string().into_boxed_str());
+                    let base = scenario.instances.len() + at;
+                    scenario.instances.extend((0..n).map(|k| simulator::InstanceSpec {
+                        region,
+                        ..simulator::fleet_instance(base * 1_000_000 + k)
+                    }));
+                }
+            }
             "--demo-fleet" => scenario.instances.extend(simulator::demo_fleet()),
+            "--organization" => {
+                let n = value().parse().unwrap_or_else(|_| usage("--organization N"));
+                scenario.organization = Some(simulator::members(n));
+            }
             "--tls" => {
                 let cert = value();
                 scenario.ec2_tls = Some((cert, value()));

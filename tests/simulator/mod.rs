@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 mod account;
 mod ec2;
 mod imds;
+mod org;
 mod scenario;
 mod server;
 mod sigv4;
@@ -68,6 +69,8 @@ pub struct Logged {
     pub via_proxy: bool,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
+    /// The member account the request acted in (its credentials an assumed role's); `None`: this account.
+    pub account: Option<String>,
     /// The token lifetime a PUT /latest/api/token asked for (X-aws-ec2-metadata-token-ttl-seconds).
     pub token_ttl: Option<u64>,
     /// The request carried an `X-Injected` header: text IMDS answered was written into it.
@@ -127,11 +130,15 @@ struct Issued {
     key: String,
     secret: String,
     session: String,
+    /// The member account an assumed role's credentials act in; `None`: this account (the instance role's).
+    account: Option<String>,
 }
 
 struct State {
     /// The scenario as given; a run never changes it (what a fault moves is counted below).
     scenario: Scenario,
+    /// The organization's member accounts, by id: each its instances and its own budget.
+    members: BTreeMap<String, Account>,
     /// EC2's clock ahead of the agent's: `Ec2Fault::ClockAhead`, moved by `Ec2Fault::SkewKeepsMoving`.
     clock_ahead: Duration,
     /// A modify's answer has been lost (`Ec2Fault::LoseFirstModifyAnswer`).
@@ -160,6 +167,7 @@ impl State {
         let now = Instant::now();
         State {
             account: Account::new(&scenario),
+            members: scenario.organization.iter().flatten().map(|m| (m.id.clone(), Account::new(&scenario))).collect(),
             clock_ahead: scenario
                 .ec2(|f| if let Ec2Fault::ClockAhead(d) = f { Some(*d) } else { None })
                 .unwrap_or_default(),
@@ -185,6 +193,14 @@ impl State {
         entry.at_ms = self.started.elapsed().as_millis() as u64;
         entry.status = status;
         self.log.push(entry);
+    }
+
+    /// The member account a request's signing key acts in (an assumed role's), read from its Authorization
+    /// header before the signature is checked; `None`: this account.
+    fn member_of(&self, parts: &hyper::http::request::Parts) -> Option<String> {
+        let auth = parts.headers.get("authorization")?.to_str().ok()?;
+        let key = auth.split("Credential=").nth(1)?.split('/').next()?;
+        self.issued.iter().find(|i| i.key == key)?.account.clone()
     }
 
     fn secret(&mut self, kind: &str) -> String {
@@ -328,6 +344,9 @@ impl Simulator {
         vec![
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds_url.clone()),
             ("AWS_ENDPOINT_URL_EC2", self.ec2_url.clone()),
+            // STS and Organizations, for the org-wide commands, are served beside EC2.
+            ("AWS_ENDPOINT_URL_STS", self.ec2_url.clone()),
+            ("AWS_ENDPOINT_URL_ORGANIZATIONS", self.ec2_url.clone()),
         ]
     }
 }
@@ -359,6 +378,13 @@ impl Simulator {
     pub fn options(&self) -> (String, Option<i64>, Option<&'static str>, Option<&'static str>) {
         let id = self.state.lock().unwrap().scenario.instance_id.clone();
         self.options_of(&id)
+    }
+
+    /// An instance's hop limit as a member account holds it (applied or not).
+    #[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests use it; the demo's binary does not"))]
+    pub fn hop_limit_in(&self, account: &str, id: &str) -> Option<i64> {
+        let s = self.state.lock().unwrap();
+        s.members.get(account)?.instances.get(id)?.options.hop_limit
     }
 
     pub fn options_of(&self, id: &str) -> (String, Option<i64>, Option<&'static str>, Option<&'static str>) {
@@ -396,30 +422,41 @@ impl Simulator {
     }
 
     /// Milliseconds since start at which the last of all instances turned applied (None while any is not).
+    /// When the last instance of the account (and of every member account) turned applied with `hop_limit`;
+    /// `None` while any is not.
     pub fn all_applied_at_ms(&self, hop_limit: i64) -> Option<u64> {
-        let mut s = self.state.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let s = &mut *guard;
         let now = Instant::now();
-        s.account.settle(now);
         let started = s.started;
         let mut last = 0;
-        for i in s.account.instances.values() {
-            if i.options.hop_limit != Some(hop_limit) || i.applied_at.is_some() {
-                return None;
+        for account in std::iter::once(&mut s.account).chain(s.members.values_mut()) {
+            account.settle(now);
+            for i in account.instances.values() {
+                if i.options.hop_limit != Some(hop_limit) || i.applied_at.is_some() {
+                    return None;
+                }
+                last = last.max(i.last_apply.map_or(0, |at| at.duration_since(started).as_millis() as u64));
             }
-            last = last.max(i.last_apply.map_or(0, |at| at.duration_since(started).as_millis() as u64));
         }
         Some(last)
     }
 
-    /// How many instances are applied with `hop_limit`.
+    /// How many instances, of the account and every member account, are applied with `hop_limit`.
     pub fn applied_count(&self, hop_limit: i64) -> usize {
-        let mut s = self.state.lock().unwrap();
-        s.account.settle(Instant::now());
-        s.account
-            .instances
-            .values()
-            .filter(|i| i.options.hop_limit == Some(hop_limit) && i.applied_at.is_none())
-            .count()
+        let mut guard = self.state.lock().unwrap();
+        let s = &mut *guard;
+        let now = Instant::now();
+        let mut n = 0;
+        for account in std::iter::once(&mut s.account).chain(s.members.values_mut()) {
+            account.settle(now);
+            n += account
+                .instances
+                .values()
+                .filter(|i| i.options.hop_limit == Some(hop_limit) && i.applied_at.is_none())
+                .count();
+        }
+        n
     }
 
     pub fn elapsed_ms(&self) -> u64 {

@@ -81,8 +81,12 @@ pub struct Scenario {
     pub static_keys: Vec<(String, String)>,
     /// What the account's policies refuse.
     pub policy: Policy,
-    /// EC2's request budget; None: unlimited.
+    /// EC2's request budget (each account's own, per region); None: unlimited.
     pub buckets: Option<Buckets>,
+    /// The AWS Organization this account manages: its member accounts (each holding the same instances as
+    /// this one, with budgets of their own), entered through sts:AssumeRole; `None`: in no organization
+    /// (ListAccounts answers AWSOrganizationsNotInUseException).
+    pub organization: Option<Vec<MemberSpec>>,
     /// Set IP_TTL / IPV6_UNICAST_HOPS of each IMDS connection to the applied hop limit, as IMDS does.
     pub ttl_is_hop_limit: bool,
     /// More addresses the IMDS side listens on (fd00:ec2::254 beside 169.254.169.254).
@@ -122,6 +126,22 @@ pub struct Policy {
     pub unauthorized_instances: Vec<String>,
     /// A cap on the hop limit a Modify may set (as the shipped policy's condition or an SCP).
     pub max_hop_limit: Option<i64>,
+    /// Member accounts whose role refuses sts:AssumeRole (AccessDenied).
+    pub refuse_roles: Vec<String>,
+}
+
+/// A member account of the organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub id: String,
+    pub name: String,
+    /// ACTIVE, or SUSPENDED (not listed as active).
+    pub active: bool,
+}
+
+/// `n` active member accounts: `20000000000N` named `team-N` (N from 1).
+pub fn members(n: usize) -> Vec<MemberSpec> {
+    (1..=n).map(|i| MemberSpec { id: format!("2{i:011}"), name: format!("team-{i}"), active: true }).collect()
 }
 
 /// How EC2 misbehaves, when a scenario says it does. The faults that replace every answer (the echoes, the
@@ -157,6 +177,8 @@ pub enum Ec2Fault {
     RegionsGarbage,
     /// DescribeRegions lists no region.
     NoRegions,
+    /// organizations:ListAccounts answers the page tokens A, B, A, B, ...: a cycle.
+    AccountsPageCycle,
     /// The first N requests the budget admits answer RequestLimitExceeded.
     ThrottleFirst(usize),
     /// These signed requests (0-based, counting those that passed the signature check) answer
@@ -256,6 +278,7 @@ impl Default for Scenario {
             static_keys: vec![(STATIC_KEY.into(), STATIC_SECRET.into())],
             policy: Policy::default(),
             buckets: None,
+            organization: None,
             ttl_is_hop_limit: false,
             extra_imds: Vec::new(),
             imds_per_instance: false,

@@ -226,8 +226,10 @@ pub(super) async fn handle(
         let s = state.lock().unwrap();
         let region = signed_region(&parts);
         let delay = s.scenario.ec2(|f| if let Ec2Fault::Slow(d) = f { Some(*d) } else { None });
+        // (EC2's regions hang; STS and Organizations, served beside it, answer.)
+        let ec2 = signed_service(&parts).as_deref() == Some("ec2");
         let hangs = s.scenario.ec2(|f| match f {
-            Ec2Fault::HangRegions(regions) => Some(regions.iter().any(|r| Some(*r) == region.as_deref())),
+            Ec2Fault::HangRegions(regions) => Some(ec2 && regions.iter().any(|r| Some(*r) == region.as_deref())),
             _ => None,
         });
         (delay.unwrap_or_default(), hangs == Some(true))
@@ -239,6 +241,8 @@ pub(super) async fn handle(
         let date = aws_smithy_types::DateTime::from(SystemTime::now() + s.clock_ahead)
             .fmt(aws_smithy_types::date_time::Format::HttpDate)
             .unwrap();
+        let mut entry = entry;
+        entry.account = s.member_of(&parts);
         let mut reply = ec2(&parts, &body, &params, &mut s);
         reply.headers_mut().insert("date", date.parse().unwrap());
         // EC2 names every answer in a header, as the SDK reads it (unless a fault named it already).
@@ -281,11 +285,16 @@ fn entry(parts: &hyper::http::request::Parts, server: &'static str, params: Vec<
         server,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
-        action: param("Action").unwrap_or_default(),
+        // Organizations speaks JSON: its operation is named in a header.
+        action: param("Action").unwrap_or_else(|| {
+            let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            target.rsplit('.').next().unwrap_or_default().to_string()
+        }),
         dry_run: param("DryRun").as_deref() == Some("true"),
         status: 0,
         via_proxy: parts.uri.authority().is_some(),
         at_ms: 0,
+        account: None,
         token_ttl: parts
             .headers
             .get("x-aws-ec2-metadata-token-ttl-seconds")
@@ -303,4 +312,11 @@ pub(super) fn signed_region(parts: &hyper::http::request::Parts) -> Option<Strin
     let auth = parts.headers.get("authorization")?.to_str().ok()?;
     let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
     scope.split('/').nth(2).map(str::to_string)
+}
+
+/// The service of a SigV4 signature's credential scope (ec2, sts, organizations), if the request carries one.
+pub(super) fn signed_service(parts: &hyper::http::request::Parts) -> Option<String> {
+    let auth = parts.headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(3).map(str::to_string)
 }

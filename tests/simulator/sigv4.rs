@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// Verifies a SigV4 signature as EC2 does: the scope (this region's ec2), the timestamp (within 5 minutes
+/// Verifies a SigV4 signature as EC2 does (and STS and Organizations, served beside it): the scope (this
+/// region's ec2, or sts or organizations), the timestamp (within 5 minutes
 /// of the simulator's clock), the HMAC over the canonical request with the key's secret, and for a role's
 /// key the session token issued with it. The access key on success; EC2's error answer otherwise.
 #[allow(clippy::result_large_err)]
@@ -14,9 +15,11 @@ pub(super) fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State
     let field = |name: &str| fields.split(", ").find_map(|p| p.strip_prefix(name)).unwrap_or("");
     let (credential, signed_headers, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
     let scope: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, "ec2", "aws4_request"] = scope.as_slice() else { return Err(auth_failure()) };
-    // The account's regions: those enabled for it (DescribeRegions' list).
-    if !s.account.regions(&s.scenario).contains(region) {
+    let [key, date, region, service @ ("ec2" | "sts" | "organizations"), "aws4_request"] = scope.as_slice() else {
+        return Err(auth_failure());
+    };
+    // The account's regions: those enabled for it (DescribeRegions' list). STS and Organizations answer in any.
+    if *service == "ec2" && !s.account.regions(&s.scenario).contains(region) {
         return Err(auth_failure());
     }
     let (secret, session) = if let Some((_, secret)) = s.scenario.static_keys.iter().find(|(k, _)| k == key) {
@@ -57,11 +60,11 @@ pub(super) fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State
         parts.uri.query().unwrap_or("")
     );
     let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/ec2/aws4_request\n{}",
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
     );
     let mut k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    for part in [region.as_bytes(), b"ec2", b"aws4_request"] {
+    for part in [region.as_bytes(), service.as_bytes(), b"aws4_request"] {
         k = hmac(&k, part);
     }
     if hex(&hmac(&k, to_sign.as_bytes())) != signature {

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Org-wide at organization scale: one `imds-hop-limit fleet apply --organization` process (the static x86_64
+release binary) against a simulated organization of 50 accounts (the management account and 49 members), each
+with 200 instances in each of 4 regions, half of them at hop limit 1 (to change) and half at 2, with EC2's
+documented buckets per account and region. Not time-scaled: EC2 applies each change 2 s after taking it.
+
+The floor is what EC2 allows whatever the client does, accounts side by side at the bound (`--accounts-at-once`):
+each account's slowest region needs (changes - burst) / rate seconds of its ModifyInstanceMetadataOptions bucket
+(here 0: 100 changes fit the burst of 100) and then EC2's 2 s to apply them, and the accounts go
+ceil(accounts / bound) at a time. Measured: wall time against that floor, peak RSS, EC2 and STS calls by action.
+
+Measures into benches/org.json; `--report` renders the "Organizations" section of BENCHMARKS.md from it. Talks
+only to the simulator on loopback (benches/run puts it in a network namespace with only loopback); bounded in
+count (at most 100 accounts x 4 regions x 500 instances) and time (a hard stop)."""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "org.json")
+sys.path.insert(0, HERE)
+from fleet import fleet_env  # noqa: E402
+from storm import Simulator, machine, publish, save  # noqa: E402
+
+REGIONS = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-2"]
+PENDING_S = 2.0
+
+
+def measure(agent, simulator, accounts, per_region, at_once, hard_stop_s):
+    # Each account holds the simulator's own instance (us-west-2, to change) and `per_region` in each region.
+    sim = Simulator(simulator, "--organization", str(accounts - 1), "--fleet-in", f"{','.join(REGIONS)}:{per_region}",
+                    "--documented-buckets", "--pending-ms", str(int(PENDING_S * 1000)))
+    try:
+        env = {**fleet_env(sim)}
+        for k in ("AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_ORGANIZATIONS"):
+            env[k] = sim.env.get(k, env["AWS_ENDPOINT_URL_EC2"])
+        sim.ask("reset-log")
+        args = [agent, "fleet", "apply", "--organization", "--role-name", "imds-hop-limit",
+                "--region", ",".join(REGIONS), "--accounts-at-once", str(at_once), "--output", "json", "-q"]
+        t0 = time.monotonic()
+        out_path = f"/tmp/org-bench-{os.getpid()}.json"
+        with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
+            pid = os.posix_spawn(agent, args, env, file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                                                                 (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
+            while True:
+                done, status, usage = os.wait4(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > t0 + hard_stop_s:
+                    os.kill(pid, 9)
+                    _, status, usage = os.wait4(pid, 0)
+                    break
+                time.sleep(0.05)
+        wall = time.monotonic() - t0
+        doc = json.loads(open(out_path).read() or "{}")
+        os.unlink(out_path)
+        calls = Counter()
+        for r in sim.requests():
+            if r[1] == "ec2":
+                calls[f"{r[4]} {r[5]}"] += 1
+        per_account_region = per_region // 2 + 1  # the fleet's half at hop limit 1, and the simulator's own instance
+        modify_floor = max(per_account_region - 100, 0) / 5
+        floor = math.ceil(accounts / at_once) * (modify_floor + PENDING_S)
+        applied_at_2 = int(sim.ask("applied-count 2"))
+    finally:
+        sim.close()
+    summary = doc.get("summary", {})
+    return {"accounts": accounts, "regions": len(REGIONS), "per_region": per_region, "at_once": at_once,
+            "wall_s": round(wall, 2), "exit": os.waitstatus_to_exitcode(status),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "floor_s": round(floor, 2),
+            "ratio": round(wall / floor, 3), "summary": summary,
+            "accounts_reported": len(doc.get("accounts", [])), "instances_at_2": applied_at_2,
+            "calls": dict(sorted(calls.items()))}
+
+
+def report(results):
+    r = results["runs"][-1]
+    s = r["summary"]
+    total = r["accounts"] * (r["regions"] * r["per_region"] + 1)
+    lines = ["## Organizations", "",
+             f"From `bash benches/run --org` ({results['date']}; {results['machine']}). One `imds-hop-limit fleet apply "
+             f"--organization` process (the static x86_64 release binary) against a simulated organization of "
+             f"{r['accounts']} accounts (the management account, worked with its own credentials, and "
+             f"{r['accounts'] - 1} members, each entered through sts:AssumeRole), each with {r['per_region']} instances "
+             f"in each of {r['regions']} regions, half at hop limit 1, plus the simulator's own instance "
+             f"({total:,} instances in all), EC2's documented buckets per account and region, changes applied "
+             f"{PENDING_S:.0f} s after EC2 takes them; not time-scaled. The floor is what EC2 allows whatever the "
+             "client does: each account's slowest region needs (changes - burst) / rate seconds of its Modify bucket "
+             f"(0 here: {r['per_region'] // 2 + 1} changes fit the burst of 100) and then EC2's {PENDING_S:.0f} s to "
+             f"apply them, and the accounts go {r['at_once']} at a time (`--accounts-at-once`, the default).", "",
+             "| accounts x regions x instances | exit | wall | floor | / floor | changed | applied | accounts reported | peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| {r['accounts']} x {r['regions']} x {r['per_region']} | {r['exit']} | {r['wall_s']} s | {r['floor_s']} s | "
+             f"{r['ratio']:.2f}x | {s.get('changed')} | {s.get('applied')} | {r['accounts_reported']} | "
+             f"{r['peak_rss_mib']} MiB |", "",
+             "- calls by action and status: " + ", ".join(f"{k}: {v}" for k, v in r["calls"].items()), ""]
+    ok = lambda met: "yes" if met else "**no**"
+    lines += ["### Organizations targets", "", "| target | measured | met |", "|---|---|---|",
+              f"| {r['accounts']} accounts x {r['regions']} regions x {r['per_region']}: within 1.2x the floor | "
+              f"{r['ratio']:.2f}x | {ok(r['ratio'] <= 1.2)} |",
+              f"| every instance to change changed and applied, exit 0 | {s.get('applied')} applied of "
+              f"{s.get('to_change')} to change, exit {r['exit']} | "
+              f"{ok(r['exit'] == 0 and s.get('applied') == s.get('to_change'))} |",
+              f"| one AssumeRole per member account | {r['calls'].get('AssumeRole 200', 0)} for {r['accounts'] - 1} | "
+              f"{ok(r['calls'].get('AssumeRole 200', 0) == r['accounts'] - 1)} |", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent")
+    ap.add_argument("--simulator")
+    ap.add_argument("--accounts", type=int, default=50)
+    ap.add_argument("--per-region", type=int, default=200)
+    ap.add_argument("--at-once", type=int, default=4)
+    ap.add_argument("--report", action="store_true", help="only render BENCHMARKS.md's section from org.json")
+    args = ap.parse_args()
+    if not args.report:
+        if not (2 <= args.accounts <= 100 and 2 <= args.per_region <= 500):
+            sys.exit("org.py: 2 to 100 accounts, 2 to 500 instances a region")
+        results = {**machine(), "runs": []}
+        results["runs"].append(measure(args.agent, args.simulator, args.accounts, args.per_region, args.at_once, 900))
+        print(json.dumps(results["runs"][-1], indent=1), file=sys.stderr)
+        save(RESULTS, results)
+    publish(RESULTS, "## Organizations", report)
+
+
+if __name__ == "__main__":
+    main()
