@@ -206,16 +206,8 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
     let round_trip = asked.elapsed();
     let wait = (round_trip * 10).clamp(PROBE_WAIT, PATIENT_WAIT);
     let at = |w: u8| async move { token_at(addr, w, wait).await.map(|t| t.is_some()) };
-    // The largest w below `wanted` at which it arrives: arrives(lo) holds, arrives(hi + 1) does not.
-    let (mut lo, mut hi) = (HopLimit::MIN, wanted.get() - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if at(mid).await? {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
+    // The largest w below `wanted` at which it arrives.
+    let lo = largest(HopLimit::MIN, wanted.get() - 1, at).await?;
     let Some(before) = drops() else {
         return Err(format!("the kernel does not count {COUNTER} (/proc/net/netstat)"));
     };
@@ -355,18 +347,28 @@ pub async fn measure(addr: SocketAddr) -> Result<Option<Measured>, String> {
     if !at(1).await? {
         return Ok(None);
     }
-    // The largest w in 1..=64 at which it arrives: arrives(lo) holds, arrives(hi + 1) does not (or hi = 64).
-    let (mut lo, mut hi) = (1u8, CONTROL_TTL);
+    // The largest w in 1..=64 at which it arrives.
+    let lo = largest(1, CONTROL_TTL, at).await?;
+    let enforced = lo < CONTROL_TTL && before.is_some_and(|b| drops().is_some_and(|now| now > b));
+    Ok(Some(Measured { ttl: lo, enforced }))
+}
+
+/// The largest w in `lo..=hi` at which `arrives(w)`, where it holds at `lo`: a binary search, so that
+/// `arrives(lo)` holds and `arrives(hi + 1)` does not, at most 6 probes over 1..=64.
+async fn largest<F, Fut>(mut lo: u8, mut hi: u8, arrives: F) -> Result<u8, String>
+where
+    F: Fn(u8) -> Fut,
+    Fut: Future<Output = Result<bool, String>>,
+{
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
-        if at(mid).await? {
+        if arrives(mid).await? {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    let enforced = lo < CONTROL_TTL && before.is_some_and(|b| drops().is_some_and(|now| now > b));
-    Ok(Some(Measured { ttl: lo, enforced }))
+    Ok(lo)
 }
 
 /// A token request (the probes' tokens live 60 s: they are used at once).
