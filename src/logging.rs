@@ -2,11 +2,12 @@
 //! journald adds its own.
 
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{LevelFilter, filter_fn};
+use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
 use tracing_subscriber::prelude::*;
 
-/// `-v`/`-q` set the level of this program's own logs; `RUST_LOG`, when set, replaces that filter.
+/// `-v`/`-q` set the level of this program's own logs; `RUST_LOG`, when set, replaces that filter (levels and
+/// `target=level` directives; only this program's own events are ever shown, so no finer filter is needed, and
+/// none is parsed: `Targets` needs no regex engine in the binary).
 pub fn init(verbose: u8, quiet: u8) {
     let ours = match (verbose, quiet) {
         (0, 0) => "info",
@@ -15,8 +16,13 @@ pub fn init(verbose: u8, quiet: u8) {
         (_, 1) => "warn",
         (_, _) => "error",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,imds_hop_limit={ours}")));
+    let from_env =
+        std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()).and_then(|v| v.parse::<Targets>().ok());
+    let filter = from_env.unwrap_or_else(|| {
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("imds_hop_limit", ours.parse().unwrap_or(LevelFilter::INFO))
+    });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
