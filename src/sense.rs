@@ -28,6 +28,10 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(250);
 /// How long an answer that nothing bounds (no minimum TTL to drop it) may take: it must come, so waiting for
 /// it costs only the time it takes, and a busy IMDS (or a busy host) is not taken for a missing one.
 const PATIENT_WAIT: Duration = Duration::from_secs(1);
+/// How long `exact` waits for an answer that must come from an IMDS that has just answered: on a busy host
+/// (a boot storm of many processes) an answer can take more than a second, and a missing one only sends
+/// the run to EC2.
+const EXPECTED_WAIT: Duration = Duration::from_secs(2);
 /// The largest hop limit IMDS takes; whatever answers locally sends with the default TTL, also 64.
 const CONTROL_TTL: u8 = 64;
 const COUNTER: &str = "TCPMinTTLDrop";
@@ -198,22 +202,23 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
         return Err(format!("every answer arrives at TTL {}", HopLimit::MIN));
     }
     let asked = Instant::now();
-    let Some(token) = token_at(addr, HopLimit::MIN, PATIENT_WAIT).await? else {
+    let Some(token) = token_at(addr, HopLimit::MIN, EXPECTED_WAIT).await? else {
         return Err("the token answer did not come at all".into());
     };
     // Every wait below is scaled to how fast IMDS answers now: a busy host answers slowly, and a slow answer
     // must never be taken for a dropped one.
     let round_trip = asked.elapsed();
-    let wait = (round_trip * 10).clamp(PROBE_WAIT, PATIENT_WAIT);
+    let wait = (round_trip * 10).clamp(PROBE_WAIT, EXPECTED_WAIT);
     let at = |w: u8| async move { token_at(addr, w, wait).await.map(|t| t.is_some()) };
     // The largest w below `wanted` at which it arrives.
     let lo = largest(HopLimit::MIN, wanted.get() - 1, at).await?;
     let Some(before) = drops() else {
         return Err(format!("the kernel does not count {COUNTER} (/proc/net/netstat)"));
     };
-    // Not ended early by a counted drop before ten round trips (and 100 ms) have passed: the counter is the
-    // whole network namespace's, and only then is an answer that does arrive at lo + 1 sure to have.
-    let settle = (round_trip * 10).max(Duration::from_millis(100));
+    // Not ended early by a counted drop before ten round trips (at least 100 ms, at most 3 s) have passed: the
+    // counter is the whole network namespace's, and only then is an answer that does arrive at lo + 1 sure to
+    // have.
+    let settle = (round_trip * 10).clamp(Duration::from_millis(100), Duration::from_secs(3));
     match bounded(addr, lo + 1, before, settle, wait.max(settle)).await? {
         Bounded::Counted => {}
         Bounded::Arrived => return Err(format!("the token answer arrived at TTL {} after all: not proof", lo + 1)),
@@ -224,13 +229,13 @@ pub async fn exact(adjacent: &Adjacent, wanted: HopLimit, tags: bool) -> Result<
             ));
         }
     }
-    let http_tokens = match get_within(addr, "/latest/meta-data/", None, PATIENT_WAIT).await {
+    let http_tokens = match get_within(addr, "/latest/meta-data/", None, EXPECTED_WAIT).await {
         Some((401, _)) => Some(HttpTokens::Required),
         Some((200, _)) => Some(HttpTokens::Optional),
         _ => return Err("IMDS's answer without a token was neither 401 nor 200".into()),
     };
     let instance_tags = if tags {
-        match get_within(addr, "/latest/meta-data/tags/instance", Some(&token), PATIENT_WAIT).await {
+        match get_within(addr, "/latest/meta-data/tags/instance", Some(&token), EXPECTED_WAIT).await {
             Some((200, _)) => Some(Toggle::Enabled),
             Some((404, _)) => Some(Toggle::Disabled),
             _ => return Err("the instance tags' answer was neither 200 nor 404".into()),
