@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::ids::{AccountId, ExternalId, RoleName};
 use crate::regions::Board;
 use futures_util::StreamExt;
+use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use tokio::time::Instant;
 
 /// Which accounts a run works in.
@@ -164,12 +166,13 @@ pub struct Roster {
 /// Every ACTIVE account of the organization, in the order listed, each once.
 async fn organization(caller: &Account, deadline: Instant) -> Result<Vec<Member>> {
     let mut members = Vec::new();
+    let mut seen_ids = HashSet::new();
     let mut seen_tokens = HashSet::new();
     let mut next: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let page = caller.accounts_page(next.as_deref(), deadline).await?;
         for listed in page.accounts.into_iter().filter(|a| a.active) {
-            if !members.iter().any(|m: &Member| m.id.as_ref() == Some(&listed.id)) {
+            if seen_ids.insert(listed.id.clone()) {
                 members.push(Member { id: Some(listed.id), name: listed.name });
             }
         }
@@ -220,26 +223,30 @@ fn parse_accounts(text: &str) -> std::result::Result<Vec<AccountId>, String> {
     Ok(ids)
 }
 
-/// `work` in every account of `members`, at most `at_once` at a time, each entered as `settings` says (a
-/// failure to enter is that account's result, through `failed`); the accounts and each result go on `board`
-/// as they come, so that a run ended by its deadline or a signal still names every account.
-pub async fn each<T>(
+/// `work` in every account of the roster. Not org-wide: in the credentials' own account, whose failure (its
+/// regions not resolved) is the run's, as for one account ever. Org-wide: at most `at_once` accounts at a
+/// time, each entered as `settings` says; an account's failure (not entered, its regions not resolved) is its
+/// result, and the accounts and each result go on `board` as they come, so that a run ended by its deadline or
+/// a signal still names every account.
+pub async fn each(
     settings: &Settings,
     roster: &Roster,
-    board: &Board<T, Member>,
+    board: &Board<Result<()>, Member>,
     deadline: Instant,
-    work: impl AsyncFn(&Account, &Member) -> T,
-    failed: impl Fn(Error) -> T,
-) {
+    work: impl AsyncFn(&Account, &Member) -> Result<()>,
+) -> Result<()> {
+    if !settings.org_wide() {
+        return work(&roster.caller, &roster.members[0]).await;
+    }
     board.set(roster.members.clone());
-    let (work, failed) = (&work, &failed);
+    let work = &work;
     futures_util::stream::iter(roster.members.clone())
         .map(|member| async move {
             let result = match settings.enter(roster, &member, deadline).await {
                 Ok(account) => work(&account, &member).await,
                 Err(err) => {
                     tracing::error!("account {}: {err}", member.label().unwrap_or_default());
-                    failed(err)
+                    Err(err)
                 }
             };
             board.done(member, result);
@@ -247,6 +254,63 @@ pub async fn each<T>(
         .buffer_unordered(settings.at_once.max(1))
         .collect::<()>()
         .await;
+    Ok(())
+}
+
+/// What a run keeps of each account it entered (`P`: the account's regions on a `Board`, and whatever else
+/// the command keeps), outside the run's future as `Board` is.
+pub struct Places<P>(RefCell<Vec<(Member, Rc<P>)>>);
+
+impl<P> Default for Places<P> {
+    fn default() -> Self {
+        Places(RefCell::default())
+    }
+}
+
+impl<P: Default> Places<P> {
+    /// The run enters `member`: what it keeps of it from now on.
+    pub fn enter(&self, member: &Member) -> Rc<P> {
+        let place = Rc::new(P::default());
+        self.0.borrow_mut().push((member.clone(), place.clone()));
+        place
+    }
+}
+
+impl<P> Places<P> {
+    /// Every account of the run in order, with what the run kept of it and, where it could not be worked in,
+    /// why. Org-wide, every account listed (`results`, each with its own result if it has one): its own failure
+    /// (not entered, regions not resolved), or, with no result and no region resolved there (`resolved`), not
+    /// reached before the run ended (`ended`). Else the credentials' own account, where entered (its failure
+    /// was the run's).
+    pub fn settle(
+        &self,
+        org_wide: bool,
+        results: Vec<(Member, Option<Result<()>>)>,
+        ended: Option<&Error>,
+        resolved: impl Fn(&P) -> bool,
+    ) -> Vec<(Member, Option<Rc<P>>, Option<AccountFailure>)> {
+        let places = self.0.take();
+        let members = if org_wide { results } else { places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect() };
+        members
+            .into_iter()
+            .map(|(member, result)| {
+                let place = places.iter().find(|(m, _)| *m == member).map(|(_, p)| p.clone());
+                let failure = match result {
+                    Some(Err(err)) => Some((err.to_string(), err.exit_code())),
+                    None if !place.as_deref().is_some_and(&resolved) => Some((
+                        format!(
+                            "not reached before the run ended{}",
+                            ended.map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                        ended.map_or(crate::error::ExitCode::Unexpected, Error::exit_code),
+                    )),
+                    _ => None,
+                };
+                let failure = failure.map(|(error, code)| AccountFailure { member: member.clone(), error, code });
+                (member, place, failure)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

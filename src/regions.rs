@@ -103,6 +103,11 @@ impl<T, K: PartialEq> Board<T, K> {
             .collect()
     }
 
+    /// Whether the places are resolved (set).
+    pub fn resolved(&self) -> bool {
+        !self.places.borrow().is_empty()
+    }
+
     /// The places, once resolved.
     pub fn set(&self, places: Vec<K>) {
         self.places.replace(places);

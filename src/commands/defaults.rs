@@ -15,9 +15,7 @@ use crate::process::{self, Progress};
 use crate::regions::{self, Regions};
 use crate::retry::Patient;
 use serde::Serialize;
-use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -182,7 +180,7 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     // Each account's result and each account's regions as they come: a run ended by its deadline or a signal
     // still reports every account and region, those not finished with what ended them.
     let board: regions::Board<Result<()>, Member> = regions::Board::default();
-    let places: RefCell<Vec<(Member, Rc<regions::Board<RegionDefaults>>)>> = RefCell::default();
+    let places: accounts::Places<regions::Board<RegionDefaults>> = accounts::Places::default();
     // `--timeout` ends the run at that instant, calls in flight included.
     let work = |deadline: Instant| {
         let (deadline, settings, accounts, board, places) =
@@ -191,32 +189,19 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
             let caller = Account::load().await;
             let roster = accounts.roster(caller, deadline).await?;
             let one = async |account: &Account, member: &Member| {
-                let regions = Rc::new(regions::Board::default());
-                places.borrow_mut().push((member.clone(), regions.clone()));
+                let regions = places.enter(member);
                 let one = async |ec2: &_, r: &Region| region(ec2, r, settings, deadline).await;
                 regions::each(account, &settings.regions, &regions, deadline, one).await
             };
-            if !accounts.org_wide() {
-                return one(&roster.caller, &roster.members[0]).await;
-            }
-            accounts::each(accounts, &roster, board, deadline, one, Err).await;
-            Ok(())
+            accounts::each(accounts, &roster, board, deadline, one).await
         }
     };
     let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
     let error = result.err();
-    let places = places.take();
     // Org-wide: every account listed, in order, each with its regions; else the credentials' own account's.
-    let members: Vec<(Member, Option<Result<()>>)> = if accounts.org_wide() {
-        board.take()
-    } else {
-        places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect()
-    };
     let (mut regions, mut account_failures) = (Vec::new(), Vec::new());
-    for (member, result) in members {
-        let board = places.iter().find(|(m, _)| *m == member).map(|(_, b)| b.take()).unwrap_or_default();
-        let reached = !board.is_empty();
-        for (name, done) in board {
+    for (member, board, failure) in places.settle(accounts.org_wide(), board.take(), error.as_ref(), |b| b.resolved()) {
+        for (name, done) in board.map(|b| b.take()).unwrap_or_default() {
             let mut r = done.unwrap_or_else(|| {
                 let mut r = RegionDefaults::new(&name);
                 if let Some(err) = &error {
@@ -225,25 +210,10 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
                 }
                 r
             });
-            if accounts.org_wide() {
-                (r.account_id, r.account) = (member.id.clone(), member.label());
-            }
+            (r.account_id, r.account) = (member.id.clone(), member.label());
             regions.push(r);
         }
-        let failure = match result {
-            Some(Err(err)) => Some((err.to_string(), err.exit_code())),
-            None if !reached => Some((
-                format!(
-                    "not reached before the run ended{}",
-                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-                ),
-                error.as_ref().map_or(ExitCode::Unexpected, Error::exit_code),
-            )),
-            _ => None,
-        };
-        if let Some((error, code)) = failure {
-            account_failures.push(AccountFailure { member, error, code });
-        }
+        account_failures.extend(failure);
     }
     let code = match &error {
         // Ended by its deadline or a signal, or before any region could be read (the regions themselves).

@@ -32,19 +32,23 @@ pub(super) fn unauthorized(action: &str, encoded: &str, refused_by: Option<&str>
 }
 
 /// The EC2 side's answer, STS's and Organizations' included (they are served beside it); EC2's own in the
-/// account the signing key acts in (a member account's, for an assumed role's key).
+/// account the signing key acts in (`member`, `State::member_of`: a member account's, for an assumed role's
+/// key).
 pub(super) fn ec2(
     parts: &hyper::http::request::Parts,
     body: &[u8],
     params: &[(String, String)],
+    member: Option<&str>,
     s: &mut State,
 ) -> Reply {
     if let Some(answer) = super::org::answer(parts, body, params, s) {
         return answer;
     }
-    let Some(member) = s.member_of(parts) else { return in_account(parts, body, params, s) };
+    let Some(member) = member else { return in_account(parts, body, params, s) };
     // The member's instances and budget stand in for this account's while its request is answered.
-    let Some(mut account) = s.members.remove(&member) else { return in_account(parts, body, params, s) };
+    let Some((member, mut account)) = s.members.remove_entry(member) else {
+        return in_account(parts, body, params, s);
+    };
     std::mem::swap(&mut s.account, &mut account);
     let answer = in_account(parts, body, params, s);
     std::mem::swap(&mut s.account, &mut account);

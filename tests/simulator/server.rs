@@ -243,7 +243,7 @@ pub(super) async fn handle(
             .unwrap();
         let mut entry = entry;
         entry.account = s.member_of(&parts);
-        let mut reply = ec2(&parts, &body, &params, &mut s);
+        let mut reply = ec2(&parts, &body, &params, entry.account.as_deref(), &mut s);
         reply.headers_mut().insert("date", date.parse().unwrap());
         // EC2 names every answer in a header, as the SDK reads it (unless a fault named it already).
         s.counter += 1;

@@ -379,7 +379,7 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     // Each account's result (its failure to be entered, or to resolve its regions), and each account's regions
     // as far as they got: outside the run, so that a run its deadline or a signal ends still reports them.
     let board: regions::Board<Result<()>, Member> = regions::Board::default();
-    let places = Places::default();
+    let places: accounts::Places<Place> = accounts::Places::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, less `CONCLUDE`, so what they decided is on the board by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
@@ -394,12 +394,7 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
                 let one = async |ec2: &_, r: &Region| region(ec2, r, settings, counts, &place.live, deadline).await;
                 regions::each(account, &settings.regions, &place.regions, deadline, one).await
             };
-            if !accounts.org_wide() {
-                // The credentials' own account alone: its regions' failure to resolve is the run's, as ever.
-                return one(&roster.caller, &roster.members[0]).await;
-            }
-            accounts::each(accounts, &roster, board, deadline, one, Err).await;
-            Ok(())
+            accounts::each(accounts, &roster, board, deadline, one).await
         }
     };
     let ended = process::block_on(limit, &Progress::at(Stage::Ec2), work).err();
@@ -415,12 +410,12 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
         Some(err) => tracing::error!("{err}"),
         None => {}
     }
-    let mut run = places.gather(accounts.org_wide(), board.take(), ended.as_ref());
+    let mut run = gather_accounts(&places, accounts.org_wide(), board.take(), ended.as_ref());
     if let (true, Some(err), Act::Apply) = (interrupted, &ended, settings.act) {
         unsent(&mut run.outcomes, err);
     }
     if ended.is_none() {
-        run.outcomes.extend(not_found(&settings, &run.regions, &run.outcomes));
+        run.outcomes.extend(not_found(&settings, &run.regions(), &run.outcomes));
     }
     let merged = ExitCode::merge(
         run.outcomes
@@ -446,68 +441,40 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Each account's regions and live outcomes, from the moment the run enters it.
-#[derive(Default)]
-struct Places(RefCell<Vec<(Member, Rc<Place>)>>);
-
-/// One account's part of the run.
+/// One account's part of the run, from the moment the run enters it: its regions and live outcomes.
 #[derive(Default)]
 struct Place {
     regions: regions::Board<Result<Vec<Outcome>>>,
     live: Live,
 }
 
-impl Places {
-    fn enter(&self, member: &Member) -> Rc<Place> {
-        let place = Rc::new(Place::default());
-        self.0.borrow_mut().push((member.clone(), place.clone()));
-        place
-    }
-
-    /// The whole run's report, account by account in the order listed (the credentials' own alone, when the
-    /// run is not org-wide): each account's instances and failed regions, tagged with the account, and the
-    /// accounts that could not be worked in (`results`: each account's own result, where it has one).
-    fn gather(&self, org_wide: bool, results: Vec<(Member, Option<Result<()>>)>, ended: Option<&Error>) -> report::Run {
-        let places = self.0.take();
-        let members: Vec<(Member, Option<Result<()>>)> =
-            if org_wide { results } else { places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect() };
-        let mut run = report::Run { org_wide, ..report::Run::default() };
-        for (member, result) in members {
-            let place = places.iter().find(|(m, _)| *m == member).map(|(_, p)| p);
-            let (regions, mut outcomes, mut failures) = match place {
-                Some(place) => gather(place.regions.take(), &place.live, ended),
-                None => (Vec::new(), Vec::new(), Vec::new()),
-            };
-            for o in &mut outcomes {
-                (o.account_id, o.account) = (member.id.clone(), member.label());
-            }
-            for f in &mut failures {
-                (f.account_id, f.account) = (member.id.clone(), member.label());
-            }
-            let failure = match result {
-                Some(Err(err)) => Some((err.to_string(), err.exit_code())),
-                // Not entered (or its regions not resolved) before the run ended.
-                None if regions.is_empty() => Some((
-                    format!("not reached before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
-                    ended.map_or(ExitCode::Unexpected, Error::exit_code),
-                )),
-                _ => None,
-            };
-            if let Some((error, code)) = failure {
-                run.account_failures.push(accounts::AccountFailure { member: member.clone(), error, code });
-            }
-            run.accounts.push(report::AccountRun { member, regions: regions.clone() });
-            for region in regions {
-                if !run.regions.contains(&region) {
-                    run.regions.push(region.clone());
-                }
-                run.places.push((run.accounts.len() - 1, region));
-            }
-            run.outcomes.extend(outcomes);
-            run.failures.extend(failures);
+/// The whole run's report, account by account in the order listed (the credentials' own alone, when the run
+/// is not org-wide): each account's instances and failed regions, tagged with the account, and the accounts
+/// that could not be worked in (`results`: each account's own result, where it has one).
+fn gather_accounts(
+    places: &accounts::Places<Place>,
+    org_wide: bool,
+    results: Vec<(Member, Option<Result<()>>)>,
+    ended: Option<&Error>,
+) -> report::Run {
+    let mut run = report::Run { org_wide, ..report::Run::default() };
+    for (member, place, failure) in places.settle(org_wide, results, ended, |p| p.regions.resolved()) {
+        let (regions, mut outcomes, mut failures) = match place {
+            Some(place) => gather(place.regions.take(), &place.live, ended),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        for o in &mut outcomes {
+            (o.account_id, o.account) = (member.id.clone(), member.label());
         }
-        run
+        for f in &mut failures {
+            (f.account_id, f.account) = (member.id.clone(), member.label());
+        }
+        run.account_failures.extend(failure);
+        run.accounts.push(report::AccountRun { member, regions });
+        run.outcomes.extend(outcomes);
+        run.failures.extend(failures);
     }
+    run
 }
 
 /// The report of a fleet run that ended before it could read anything (its settings refused): the same

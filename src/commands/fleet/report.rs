@@ -220,12 +220,21 @@ pub struct Run {
     pub failures: Vec<RegionFailure>,
     /// Accounts that could not be worked in (not entered, regions not resolved, not reached).
     pub account_failures: Vec<AccountFailure>,
-    /// Each account worked in (or tried).
+    /// Each account worked in (or tried), with its regions.
     pub accounts: Vec<AccountRun>,
-    /// Every region of the run, each once.
-    pub regions: Vec<Region>,
-    /// (index into `accounts`, region) for every account-region read or tried, in order.
-    pub places: Vec<(usize, Region)>,
+}
+
+impl Run {
+    /// Every region of the run, each once, in order.
+    pub fn regions(&self) -> Vec<Region> {
+        let mut regions: Vec<Region> = Vec::new();
+        for region in self.accounts.iter().flat_map(|a| &a.regions) {
+            if !regions.contains(region) {
+                regions.push(region.clone());
+            }
+        }
+        regions
+    }
 }
 
 /// An account of an org-wide run: who it is, and what the run did there.
@@ -293,8 +302,7 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
             plural(unchanged)
         );
     }
-    for (at, region) in &run.places {
-        let member = &run.accounts[*at].member;
+    for (member, region) in run.accounts.iter().flat_map(|a| a.regions.iter().map(move |r| (&a.member, r))) {
         let label = member.label();
         let failed = run.failures.iter().any(|f| &f.region == region && f.account_id == member.id);
         if failed {
@@ -513,7 +521,7 @@ impl Summary {
     pub fn new(run: &Run, code: ExitCode, elapsed_ms: u64) -> Self {
         Summary {
             tally: Tally::of(&run.outcomes),
-            regions: run.regions.clone(),
+            regions: run.regions(),
             region_failures: run.failures.clone(),
             account_failures: run.account_failures.clone(),
             exit_code: code as u8,
@@ -586,14 +594,12 @@ mod tests {
         }
     }
 
-    /// A run in the credentials' own account, as `Places::gather` makes it.
+    /// A run in the credentials' own account, as `gather_accounts` makes it.
     fn one_account(outcomes: Vec<Outcome>, regions: &[&str], failures: Vec<RegionFailure>) -> Run {
         let regions: Vec<Region> = regions.iter().map(|r| Region::from(*r)).collect();
         Run {
             org_wide: false,
-            accounts: vec![AccountRun { member: Member { id: None, name: None }, regions: regions.clone() }],
-            places: regions.iter().map(|r| (0, r.clone())).collect(),
-            regions,
+            accounts: vec![AccountRun { member: Member { id: None, name: None }, regions }],
             outcomes,
             failures,
             account_failures: Vec::new(),
@@ -623,8 +629,6 @@ mod tests {
                 code: ExitCode::NotAuthorized,
             }],
             accounts: vec![account(&web), account(&batch), AccountRun { regions: vec![], ..account(&refused) }],
-            regions: vec!["us-west-2".into()],
-            places: vec![(0, "us-west-2".into()), (1, "us-west-2".into())],
         };
         assert_eq!(
             render(&run, false),
