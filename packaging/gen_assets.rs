@@ -5,6 +5,9 @@
 #[path = "../src/cli.rs"]
 mod cli;
 #[allow(dead_code)]
+#[path = "../src/duration.rs"]
+mod duration;
+#[allow(dead_code)]
 #[path = "../src/ids.rs"]
 mod ids;
 #[allow(dead_code)]

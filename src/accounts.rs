@@ -1,19 +1,13 @@
-//! Which accounts fleet and defaults work in, and the runner over them: the credentials' own account (the
-//! default), or the accounts given (`--accounts`, `--accounts-file`) or listed by the organization
-//! (`--organization`), each entered through `--role-name` except the credentials' own, which is worked with
-//! the credentials themselves (a management account has no OrganizationAccountAccessRole). Accounts run side
-//! by side under a bound, each account's regions within it as `regions::each` runs them: EC2's budgets are per
-//! account and region, so each account-region is paced on its own.
+//! Which accounts fleet and defaults work in: the credentials' own account (the default), or the accounts given
+//! (`--accounts`, `--accounts-file`) or listed by the organization (`--organization`), each entered through
+//! `--role-name` except the credentials' own, which is worked with the credentials themselves (a management
+//! account has no OrganizationAccountAccessRole). `runner` runs over them.
 
 use crate::cli::AccountsArgs;
 use crate::ec2::{Account, Caller};
 use crate::error::{Error, Result};
 use crate::ids::{AccountId, ExternalId, RoleName};
-use crate::regions::Board;
-use futures_util::StreamExt;
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::rc::Rc;
 use tokio::time::Instant;
 
 /// Which accounts a run works in.
@@ -36,6 +30,8 @@ pub struct Settings {
     pub external_id: Option<ExternalId>,
     /// How many accounts are worked on at once.
     pub at_once: usize,
+    /// `--timeout` as given, named by the message of an STS or Organizations call that its deadline ended.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// An account the run works in. `id` is `None` for the credentials' own account when the run is not
@@ -63,7 +59,7 @@ pub struct AccountFailure {
     pub member: Member,
     pub error: String,
     #[serde(skip)]
-    pub code: crate::error::ExitCode,
+    pub code: crate::exit::ExitCode,
 }
 
 /// The most accounts one run reads from a file or the organization (AWS Organizations allows 10,000 by
@@ -73,7 +69,7 @@ pub const MAX_ACCOUNTS: usize = 50_000;
 const MAX_PAGES: usize = MAX_ACCOUNTS / 20 + 1;
 
 impl Settings {
-    pub fn from_args(args: &AccountsArgs) -> Result<Self> {
+    pub fn from_args(args: &AccountsArgs, timeout: Option<std::time::Duration>) -> Result<Self> {
         let mut ids = args.accounts.clone();
         if let Some(file) = &args.accounts_file {
             ids.extend(read_accounts_file(file)?);
@@ -120,6 +116,7 @@ impl Settings {
             role: args.role_name.clone(),
             external_id: args.external_id.clone(),
             at_once: usize::from(args.accounts_at_once),
+            timeout,
         })
     }
 
@@ -127,15 +124,22 @@ impl Settings {
         self.accounts != Accounts::Own
     }
 
+    /// Where a run over these accounts is, for the message of a deadline or signal that ends it: org-wide it
+    /// may be calling any of STS, Organizations and EC2, in several accounts at once.
+    pub fn stage(&self) -> crate::process::signal::Stage {
+        if self.org_wide() { crate::process::signal::Stage::Accounts } else { crate::process::signal::Stage::Ec2 }
+    }
+
     /// The accounts to work in, with the credentials to enter them with: the caller's, and who they are
     /// (org-wide only: sts:GetCallerIdentity).
     pub async fn roster(&self, caller: Account, deadline: Instant) -> Result<Roster> {
+        let named = self.naming(deadline);
         let members = match &self.accounts {
             Accounts::Own => return Ok(Roster { members: vec![Member { id: None, name: None }], caller, who: None }),
             Accounts::Given(ids) => ids.iter().map(|id| Member { id: Some(id.clone()), name: None }).collect(),
-            Accounts::Organization => organization(&caller, deadline).await?,
+            Accounts::Organization => organization(&caller, deadline).await.map_err(named)?,
         };
-        let who = caller.caller(deadline).await?;
+        let who = caller.caller(deadline).await.map_err(self.naming(deadline))?;
         tracing::debug!(accounts = members.len(), caller = %who.account, "accounts");
         Ok(Roster { members, caller, who: Some(who) })
     }
@@ -150,7 +154,15 @@ impl Settings {
             return Ok(roster.caller.clone());
         }
         let arn = format!("arn:{}:iam::{id}:role/{role}", who.partition);
-        roster.caller.assume(&arn, self.external_id.as_ref(), deadline).await
+        let named = self.naming(deadline);
+        roster.caller.assume(&arn, self.external_id.as_ref(), deadline).await.map_err(named)
+    }
+
+    /// Where the run's deadline bounds a call made now (it comes before the call's own patience), the error it
+    /// ends in names `--timeout` as given, as EC2's calls' do.
+    fn naming(&self, deadline: Instant) -> impl FnOnce(Error) -> Error + use<> {
+        let limit = self.timeout.filter(|_| crate::wait::patience(deadline) == deadline);
+        move |err| err.at_deadline(limit)
     }
 }
 
@@ -223,96 +235,6 @@ fn parse_accounts(text: &str) -> std::result::Result<Vec<AccountId>, String> {
     Ok(ids)
 }
 
-/// `work` in every account of the roster. Not org-wide: in the credentials' own account, whose failure (its
-/// regions not resolved) is the run's, as for one account ever. Org-wide: at most `at_once` accounts at a
-/// time, each entered as `settings` says; an account's failure (not entered, its regions not resolved) is its
-/// result, and the accounts and each result go on `board` as they come, so that a run ended by its deadline or
-/// a signal still names every account.
-pub async fn each(
-    settings: &Settings,
-    roster: &Roster,
-    board: &Board<Result<()>, Member>,
-    deadline: Instant,
-    work: impl AsyncFn(&Account, &Member) -> Result<()>,
-) -> Result<()> {
-    if !settings.org_wide() {
-        return work(&roster.caller, &roster.members[0]).await;
-    }
-    board.set(roster.members.clone());
-    let work = &work;
-    futures_util::stream::iter(roster.members.clone())
-        .map(|member| async move {
-            let result = match settings.enter(roster, &member, deadline).await {
-                Ok(account) => work(&account, &member).await,
-                Err(err) => {
-                    tracing::error!("account {}: {err}", member.label().unwrap_or_default());
-                    Err(err)
-                }
-            };
-            board.done(member, result);
-        })
-        .buffer_unordered(settings.at_once.max(1))
-        .collect::<()>()
-        .await;
-    Ok(())
-}
-
-/// What a run keeps of each account it entered (`P`: the account's regions on a `Board`, and whatever else
-/// the command keeps), outside the run's future as `Board` is.
-pub struct Places<P>(RefCell<Vec<(Member, Rc<P>)>>);
-
-impl<P> Default for Places<P> {
-    fn default() -> Self {
-        Places(RefCell::default())
-    }
-}
-
-impl<P: Default> Places<P> {
-    /// The run enters `member`: what it keeps of it from now on.
-    pub fn enter(&self, member: &Member) -> Rc<P> {
-        let place = Rc::new(P::default());
-        self.0.borrow_mut().push((member.clone(), place.clone()));
-        place
-    }
-}
-
-impl<P> Places<P> {
-    /// Every account of the run in order, with what the run kept of it and, where it could not be worked in,
-    /// why. Org-wide, every account listed (`results`, each with its own result if it has one): its own failure
-    /// (not entered, regions not resolved), or, with no result and no region resolved there (`resolved`), not
-    /// reached before the run ended (`ended`). Else the credentials' own account, where entered (its failure
-    /// was the run's).
-    pub fn settle(
-        &self,
-        org_wide: bool,
-        results: Vec<(Member, Option<Result<()>>)>,
-        ended: Option<&Error>,
-        resolved: impl Fn(&P) -> bool,
-    ) -> Vec<(Member, Option<Rc<P>>, Option<AccountFailure>)> {
-        let places = self.0.take();
-        let members = if org_wide { results } else { places.iter().map(|(m, _)| (m.clone(), Some(Ok(())))).collect() };
-        members
-            .into_iter()
-            .map(|(member, result)| {
-                let place = places.iter().find(|(m, _)| *m == member).map(|(_, p)| p.clone());
-                let failure = match result {
-                    Some(Err(err)) => Some((err.to_string(), err.exit_code())),
-                    None if !place.as_deref().is_some_and(&resolved) => Some((
-                        format!(
-                            "not reached before the run ended{}",
-                            ended.map(|e| format!(": {e}")).unwrap_or_default()
-                        ),
-                        ended.map_or(crate::error::ExitCode::Unexpected, Error::exit_code),
-                    )),
-                    _ => None,
-                };
-                let failure = failure.map(|(error, code)| AccountFailure { member: member.clone(), error, code });
-                (member, place, failure)
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +246,7 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| Error::Usage(e.to_string()))?;
         let Some(crate::cli::Command::Fleet(fleet)) = &cli.command else { panic!() };
-        Settings::from_args(&fleet.accounts)
+        Settings::from_args(&fleet.accounts, None)
     }
 
     #[test]

@@ -114,57 +114,47 @@ async fn look(imds: &Imds, target: reconcile::Target, sensed: Option<Evidence>, 
 /// (or `deadline`, if sooner); any other failure ends the run at once. The bound keeps a missing IMDS from
 /// holding docker.service back for the whole `--timeout` at every boot.
 pub async fn identity(imds: &impl Metadata, config: &Config, deadline: Instant) -> Result<reconcile::Target> {
-    let start = Instant::now();
-    let bound = (start + config.imds_timeout).min(deadline);
-    let mut attempt = 0;
-    loop {
+    let bound = (Instant::now() + config.imds_timeout).min(deadline);
+    let read = || async {
         let asked = Instant::now();
-        let result = async {
-            let id = match &config.instance_id {
-                Some(id) => id.clone(),
-                None => imds.instance_id().await?,
-            };
-            let region = match &config.region {
-                Some(region) => region.clone(),
-                None => imds.region().await?,
-            };
-            Ok((id, region))
-        }
-        .await;
-        let err = match result {
-            Ok(identity) => {
-                let took = asked.elapsed();
-                if took > crate::imds::SLOW && (config.instance_id.is_none() || config.region.is_none()) {
-                    tracing::warn!(
-                        "the instance metadata service took {:.1} s to answer (on EC2 it answers in milliseconds): \
-                         something on the way is slow",
-                        took.as_secs_f64()
-                    );
-                }
-                let (instance_id, region) = identity;
-                return Ok(reconcile::Target { instance_id, region, endpoint_vouched: config.instance_id.is_none() });
-            }
-            Err(err @ (Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. })) => err,
-            Err(other) => return Err(other),
+        let id = match &config.instance_id {
+            Some(id) => id.clone(),
+            None => imds.instance_id().await?,
         };
-        let delay = Backoff::METADATA.delay(attempt);
-        if Instant::now() + delay >= bound {
-            return Err(match err {
-                Error::MetadataUnreachable { endpoint, detail } => Error::MetadataUnreachable {
-                    endpoint,
-                    detail: format!(
-                        "{detail}; still none after {:.0} s ({})",
-                        start.elapsed().as_secs_f64(),
-                        if bound < deadline { "--imds-timeout" } else { "--timeout" }
-                    ),
-                },
-                other => other,
-            });
+        let region = match &config.region {
+            Some(region) => region.clone(),
+            None => imds.region().await?,
+        };
+        let took = asked.elapsed();
+        if took > crate::imds::SLOW && (config.instance_id.is_none() || config.region.is_none()) {
+            tracing::warn!(
+                "the instance metadata service took {:.1} s to answer (on EC2 it answers in milliseconds): something \
+                 on the way is slow",
+                took.as_secs_f64()
+            );
         }
+        Ok((id, region))
+    };
+    // Not up yet (early boot), throttling or failing: may heal. Anything else ends the run at once.
+    let backoff = |err: &Error| {
+        matches!(err, Error::MetadataUnreachable { .. } | Error::MetadataBusy { .. }).then_some(Backoff::METADATA)
+    };
+    let retrying = |err: &Error, delay: std::time::Duration| {
         tracing::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
+    };
+    let give_up = |err: Error, waited: std::time::Duration| match err {
+        Error::MetadataUnreachable { endpoint, detail } => Error::MetadataUnreachable {
+            endpoint,
+            detail: format!(
+                "{detail}; still none after {:.0} s ({})",
+                waited.as_secs_f64(),
+                if bound < deadline { "--imds-timeout" } else { "--timeout" }
+            ),
+        },
+        other => other,
+    };
+    let (instance_id, region) = crate::retry::retry(bound, backoff, read, retrying, give_up).await?;
+    Ok(reconcile::Target { instance_id, region, endpoint_vouched: config.instance_id.is_none() })
 }
 
 /// What IMDS itself shows, before any EC2 call, where it can: this instance (not `--instance-id`), a hop

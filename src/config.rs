@@ -253,11 +253,20 @@ fn endpoint_url(var: &str, url: &str) -> Result<String> {
 /// The EC2 endpoint the SDK will use for `region`: `AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`, else EC2's
 /// regional endpoint (for naming the proxy that carries the calls, and in messages).
 pub fn ec2_endpoint(region: &str) -> String {
+    endpoint(crate::ec2::failures::Service::Ec2, region)
+}
+
+/// The endpoint the SDK calls `service` at in `region`: `AWS_ENDPOINT_URL_<SERVICE>`, else
+/// `AWS_ENDPOINT_URL`, else AWS's own.
+pub fn endpoint(service: crate::ec2::failures::Service, region: &str) -> String {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    env("AWS_ENDPOINT_URL_EC2").or_else(|| env("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
-        let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
-        format!("https://ec2.{region}.{suffix}")
-    })
+    let prefix = service.prefix();
+    env(&format!("AWS_ENDPOINT_URL_{}", prefix.to_ascii_uppercase()))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| {
+            let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+            format!("https://{prefix}.{region}.{suffix}")
+        })
 }
 
 #[cfg(test)]

@@ -1,202 +1,10 @@
 //! One error type for the whole run. Each variant knows its exit code and what the operator should do.
 //! Remote text reaches a variant only through `remote::sanitize` or as a parsed code or status.
 
-use crate::wait::Backoff;
-use std::fmt;
+use crate::ec2::failures::{Failure, FailureKind, Refusal, Service};
+use crate::exit::ExitCode;
+use crate::process::signal::{Signal, Stage};
 use std::time::Duration;
-
-/// The process exit codes, documented in README.md and each locked by a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
-    /// Compliant: already, or changed and verified (or accepted, with `--no-wait`).
-    Compliant = 0,
-    Unexpected = 1,
-    Usage = 2,
-    /// `check` or `--dry-run` found a change to make.
-    NotCompliant = 3,
-    MetadataUnreachable = 4,
-    NotAuthorized = 5,
-    WaitTimeout = 6,
-    InstanceNotFound = 7,
-    /// EC2 throttled this account's requests (or kept failing) until the deadline, before any change.
-    Throttled = 8,
-    /// `defaults`: an AWS Organizations declarative policy manages the account's metadata defaults, so
-    /// nothing was changed.
-    ManagedElsewhere = 9,
-    /// `--organization`: the organization's accounts could not be listed (the account is in no organization,
-    /// or the credentials may not call organizations:ListAccounts there).
-    Organization = 10,
-    /// 128 + SIGINT, as shells report it.
-    Interrupted = 130,
-    /// 128 + SIGTERM.
-    Terminated = 143,
-}
-
-impl ExitCode {
-    /// Failures from most to least severe, for merging many outcomes into one code: a refusal (credentials,
-    /// authorization) blocks everything and needs the operator first; an unexpected failure next; then EC2's
-    /// throttling (run again later), a change not yet applied, an instance not found, the rest.
-    const SEVERITY: [ExitCode; 9] = [
-        ExitCode::Organization,
-        ExitCode::NotAuthorized,
-        ExitCode::Unexpected,
-        ExitCode::Throttled,
-        ExitCode::WaitTimeout,
-        ExitCode::InstanceNotFound,
-        ExitCode::ManagedElsewhere,
-        ExitCode::MetadataUnreachable,
-        ExitCode::Usage,
-    ];
-
-    /// Many outcomes as one exit code: the most severe failure if any; else 3 if anything is (or would be)
-    /// left to change; else 0. Signals end a run before there is anything to merge.
-    pub fn merge(codes: impl IntoIterator<Item = ExitCode>) -> ExitCode {
-        let mut worst = ExitCode::Compliant;
-        let rank = |c: ExitCode| match c {
-            ExitCode::Compliant => 0,
-            ExitCode::NotCompliant => 1,
-            other => 2 + Self::SEVERITY.iter().rev().position(|s| *s == other).unwrap_or(Self::SEVERITY.len()),
-        };
-        for code in codes {
-            if rank(code) > rank(worst) {
-                worst = code;
-            }
-        }
-        worst
-    }
-}
-
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(code: ExitCode) -> Self {
-        std::process::ExitCode::from(code as u8)
-    }
-}
-
-/// The fleet and defaults commands' policy.
-pub const FLEET_POLICY_HINT: &str = "grant what packaging/iam-fleet-policy.json grants (ec2:DescribeInstances, \
-     ec2:DescribeRegions, ec2:ModifyInstanceMetadataOptions, ec2:GetInstanceMetadataDefaults, \
-     ec2:ModifyInstanceMetadataDefaults) to the credentials this command runs with; an SCP or a permissions \
-     boundary can refuse it too";
-
-pub const POLICY_HINT: &str = "grant ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions to the instance's role: \
-     see packaging/iam-policy.json (installed as /usr/share/doc/imds-hop-limit/iam-policy.json); an SCP or a \
-     permissions boundary that caps ec2:MetadataHttpPutResponseHopLimit can refuse it too";
-
-/// What went wrong with one EC2 call, as far as it is safe and useful to show: the kind, the HTTP status,
-/// EC2's error code and message (sanitized) and the request id. Never a body or a header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub status: Option<u16>,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub request_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// EC2 answered that the account is over its request budget (RequestLimitExceeded, HTTP 429, ...).
-    Throttled,
-    /// A 5xx answer: EC2 (or something on the way) failed; worth another try.
-    ServerError,
-    /// No answer in time.
-    Timeout,
-    /// No connection: refused, reset, no route, name not resolved.
-    Connect,
-    /// The TLS handshake failed (untrusted certificate, wrong name): it cannot heal by retrying.
-    Tls,
-    /// The configured HTTP(S) proxy could not be reached or refused the tunnel.
-    Proxy,
-    /// An answer that is not an EC2 answer (HTML, truncated XML, ...).
-    Malformed,
-    /// The answer was cut off while it was being read (the connection closed mid-body): EC2 may have
-    /// carried the call out, and another try usually gets a whole answer.
-    Cut,
-    /// EC2 refused the request's time, and the `Date` of its answer showed by how much this clock is off:
-    /// the clock is corrected for it and the call tried again (`ec2::Clock`, at most twice a run).
-    Skewed,
-    /// Any other refusal (4xx) with EC2's own code.
-    Refused,
-    /// A failure on this side before anything was sent.
-    Local,
-}
-
-impl Failure {
-    pub fn new(kind: FailureKind) -> Self {
-        Failure { kind, status: None, code: None, message: None, request_id: None }
-    }
-
-    /// The backoff to retry with, or `None` when retrying cannot help.
-    pub fn retry(&self) -> Option<Backoff> {
-        match self.kind {
-            FailureKind::Throttled => Some(Backoff::THROTTLED),
-            FailureKind::ServerError
-            | FailureKind::Timeout
-            | FailureKind::Connect
-            | FailureKind::Proxy
-            | FailureKind::Cut
-            | FailureKind::Skewed => Some(Backoff::TRANSIENT),
-            FailureKind::Tls | FailureKind::Malformed | FailureKind::Refused | FailureKind::Local => None,
-        }
-    }
-
-    /// A refusal of the credentials' authority (STS's and Organizations' codes for it).
-    pub fn denied(&self) -> bool {
-        matches!(self.code.as_deref(), Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation"))
-    }
-
-    /// Whether EC2 may have carried out the call although its answer was a failure: a timeout, a broken
-    /// connection or a 5xx after the request was sent. A throttled call was not carried out.
-    pub fn maybe_done(&self) -> bool {
-        matches!(self.kind, FailureKind::ServerError | FailureKind::Timeout | FailureKind::Connect | FailureKind::Cut)
-    }
-
-    /// What kept failing, in words for a message that ends a run: throttling is the account's shared budget;
-    /// the others are the way to EC2 or EC2 itself.
-    fn kept(&self) -> &'static str {
-        match self.kind {
-            FailureKind::Throttled => "throttling this account's requests",
-            FailureKind::Connect => "refusing or dropping the connection (no connection to EC2)",
-            FailureKind::Timeout => "not answering in time",
-            FailureKind::Proxy => "failing at the proxy",
-            FailureKind::Cut => "cutting its answers off",
-            FailureKind::Skewed => "refusing this clock's time",
-            _ => "failing",
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            FailureKind::Throttled => "throttled",
-            FailureKind::ServerError => "server error",
-            FailureKind::Timeout => "no answer in time",
-            FailureKind::Connect => "no connection",
-            FailureKind::Tls => "TLS handshake failed",
-            FailureKind::Proxy => "proxy failed",
-            FailureKind::Malformed => "an answer that is not an EC2 answer",
-            FailureKind::Cut => "the answer was cut off",
-            FailureKind::Skewed => "the request's time was refused",
-            FailureKind::Refused => "refused",
-            FailureKind::Local => "failed before sending",
-        };
-        f.write_str(what)?;
-        if let Some(status) = self.status {
-            write!(f, ", HTTP {status}")?;
-        }
-        if let Some(code) = &self.code {
-            write!(f, ", {code}")?;
-        }
-        if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
-        }
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -248,8 +56,9 @@ pub enum Error {
     CredentialsExpired { expired: String, failure: Failure },
 
     #[error(
-        "EC2 refused the request's time ({failure}): this machine's clock is off by more than EC2 allows \
-         (5 minutes); check the clock (`chronyc tracking`, `timedatectl`), not the credentials"
+        "{} refused the request's time ({failure}): this machine's clock is off by more than AWS allows \
+         (5 minutes); check the clock (`chronyc tracking`, `timedatectl`), not the credentials",
+        failure.service
     )]
     ClockSkew { failure: Failure },
 
@@ -293,19 +102,24 @@ pub enum Error {
     )]
     WaitTimeout { instance_id: String, waited: Duration, last: String, bound: &'static str },
 
-    #[error("ec2:{operation} failed: {failure}")]
-    Ec2 { operation: &'static str, failure: Failure },
+    /// A call to an AWS service (EC2, STS, Organizations) that failed, classified (`ec2::failure`).
+    #[error("{}:{operation} failed: {failure}", failure.service.prefix())]
+    Call { operation: &'static str, failure: Failure },
 
     #[error(
-        "EC2 kept {} for {:.0} s, until {}: ec2:{operation}: {last}; {}",
+        "{} kept {} for {:.0} s, until {}: {}:{operation}: {last}; {}",
+        last.service,
         last.kept(),
         waited.as_secs_f64(),
         deadline(limit),
+        last.service.prefix(),
         if last.kind == FailureKind::Throttled {
-            "this is not any instance's fault: EC2's request budget is shared by the whole account and region. \
-             Run it again later, or raise --timeout"
+            format!(
+                "this is not any instance's fault: {}. Run it again later, or raise --timeout",
+                last.service.budget()
+            )
         } else {
-            "check the way to EC2 (the endpoint, a proxy, the network), then run it again"
+            format!("check the way to {} (the endpoint, a proxy, the network), then run it again", last.service)
         }
     )]
     GaveUp {
@@ -342,10 +156,6 @@ pub enum Error {
         limit: Option<Duration>,
     },
 
-    /// An STS or Organizations call that failed (the accounts side of the org-wide commands).
-    #[error("{operation} failed: {failure}")]
-    Aws { operation: &'static str, failure: Failure },
-
     /// `--organization`: the accounts cannot be listed.
     #[error("{0}")]
     Organization(String),
@@ -357,115 +167,17 @@ pub enum Error {
     #[error("{0}")]
     Unexpected(String),
 
-    #[error("the run's deadline (--timeout {}) passed while {stage}; raise --timeout", crate::cli::show_duration(*limit))]
+    #[error("the run's deadline (--timeout {}) passed while {stage}; raise --timeout", crate::duration::show_duration(*limit))]
     Deadline { stage: Stage, limit: Duration },
 
     #[error("interrupted by {signal} while {stage}")]
     Signal { signal: Signal, stage: Stage },
 }
 
-/// The kind of policy that refused a call, as EC2's UnauthorizedOperation message names it ("... with an
-/// explicit deny in a service control policy", "... because no identity-based policy allows the ec2:X
-/// action"; the IAM user guide's "Troubleshoot access denied error messages"). Each kind has its own owner
-/// and its own remedy, so the advice differs; the ARNs the message carries are never shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    pub policy: PolicyKind,
-    /// An explicit `Deny` (granting more cannot help) rather than no `Allow`.
-    pub explicit: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    ServiceControl,
-    ResourceControl,
-    PermissionsBoundary,
-    IdentityBased,
-    Session,
-    VpcEndpoint,
-    ResourceBased,
-}
-
-impl PolicyKind {
-    /// The kinds, as EC2's messages name them.
-    const NAMES: [(&'static str, PolicyKind); 7] = [
-        ("service control policy", PolicyKind::ServiceControl),
-        ("resource control policy", PolicyKind::ResourceControl),
-        ("permissions boundary", PolicyKind::PermissionsBoundary),
-        ("identity-based policy", PolicyKind::IdentityBased),
-        ("session policy", PolicyKind::Session),
-        ("vpc endpoint policy", PolicyKind::VpcEndpoint),
-        ("resource-based policy", PolicyKind::ResourceBased),
-    ];
-}
-
-impl Refusal {
-    /// How much of EC2's message is read for the phrases: they stand after the principal's and the
-    /// resource's ARNs, a few hundred characters in; the encoded message after them is not read.
-    const READ: usize = 2048;
-
-    /// The refusal EC2's message names, found by its fixed phrases only; `None` when it names none.
-    pub fn parse(message: &str) -> Option<Refusal> {
-        let mut end = message.len().min(Self::READ);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let text = message[..end].to_ascii_lowercase();
-        PolicyKind::NAMES.iter().find_map(|(name, policy)| {
-            if text.contains(&format!("with an explicit deny in a {name}"))
-                || text.contains(&format!("with an explicit deny in an {name}"))
-            {
-                Some(Refusal { policy: *policy, explicit: true })
-            } else if text.contains(&format!("because no {name} allows")) {
-                Some(Refusal { policy: *policy, explicit: false })
-            } else {
-                None
-            }
-        })
-    }
-
-    /// What to do about it, and whose it is to do: `hint` (the policy to grant) where nothing allows the
-    /// action or EC2 did not say which policy refused.
-    fn advice(refusal: Option<&Refusal>, action: &str, hint: &str) -> String {
-        let Some(r) = refusal else { return hint.to_string() };
-        let (denies, what) =
-            if r.explicit { ("denies it explicitly", "the Deny") } else { ("does not allow it", "it") };
-        match r.policy {
-            PolicyKind::IdentityBased if !r.explicit => format!("no identity-based policy allows it: {hint}"),
-            PolicyKind::IdentityBased => {
-                "a policy attached to these credentials denies it explicitly: remove or narrow that Deny statement \
-                 (granting more cannot override it)"
-                    .to_string()
-            }
-            PolicyKind::ServiceControl | PolicyKind::ResourceControl => format!(
-                "a {} of the AWS Organization {denies}: only the organization's administrators can change {what} \
-                 (no policy of this account can override it); ask them to allow ec2:{action} for this account",
-                if r.policy == PolicyKind::ServiceControl {
-                    "service control policy (SCP)"
-                } else {
-                    "resource control policy (RCP)"
-                }
-            ),
-            PolicyKind::PermissionsBoundary => format!(
-                "the permissions boundary of these credentials' role {denies}: the boundary is the role owner's to \
-                 change; ask them to allow ec2:{action} in it (a policy attached to the role cannot go past it)"
-            ),
-            PolicyKind::Session => format!(
-                "the session policy these credentials were issued with (AssumeRole's Policy or PolicyArns) {denies}: \
-                 issue them without it, or with one that allows ec2:{action}"
-            ),
-            PolicyKind::VpcEndpoint => format!(
-                "the policy of the VPC endpoint these calls go through {denies}: the endpoint's owner can change it"
-            ),
-            PolicyKind::ResourceBased => format!("a resource-based policy {denies}: its owner can change it"),
-        }
-    }
-}
-
 /// The bound a call ran into: the run's `--timeout` as given, where that was it.
 fn deadline(limit: &Option<Duration>) -> String {
     match limit {
-        Some(limit) => format!("the run's deadline (--timeout {})", crate::cli::show_duration(*limit)),
+        Some(limit) => format!("the run's deadline (--timeout {})", crate::duration::show_duration(*limit)),
         None => "the deadline".into(),
     }
 }
@@ -496,40 +208,6 @@ fn decode_hint(encoded: &Option<String>) -> String {
     }
 }
 
-/// The signals that end a run: SIGTERM (systemd, a kubelet, `docker stop`) and SIGINT (Ctrl-C).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Term,
-    Int,
-}
-
-impl fmt::Display for Signal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Signal::Term => "SIGTERM",
-            Signal::Int => "SIGINT",
-        })
-    }
-}
-
-/// Where a run was when a deadline or signal ended it, for the message and the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Identity,
-    Ec2,
-    Waiting,
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Stage::Identity => "reading the instance identity",
-            Stage::Ec2 => "calling EC2",
-            Stage::Waiting => "waiting for the change to be applied",
-        })
-    }
-}
-
 impl Error {
     /// The role's credentials expired at `at` (as IMDS gave it); `failure` is what EC2 answered to them, if
     /// it was asked.
@@ -537,7 +215,10 @@ impl Error {
         let expired = aws_smithy_types::DateTime::from(at)
             .fmt(aws_smithy_types::date_time::Format::DateTime)
             .unwrap_or_else(|_| "an earlier time".into());
-        Error::CredentialsExpired { expired, failure: failure.unwrap_or_else(|| Failure::new(FailureKind::Refused)) }
+        Error::CredentialsExpired {
+            expired,
+            failure: failure.unwrap_or_else(|| Failure::new(Service::Ec2, FailureKind::Refused)),
+        }
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -559,17 +240,17 @@ impl Error {
             Error::ManagedElsewhere { .. } => ExitCode::ManagedElsewhere,
             Error::WaitTimeout { .. } => ExitCode::WaitTimeout,
             Error::GaveUp { .. } | Error::NotSent { .. } => ExitCode::Throttled,
-            Error::Ec2 { .. } | Error::Unexpected(_) => ExitCode::Unexpected,
+            Error::Unexpected(_) => ExitCode::Unexpected,
             Error::Organization(_) => ExitCode::Organization,
-            Error::Aws { failure, .. } | Error::AssumeRole { failure, .. } => match failure.kind {
+            Error::Call { failure, .. } | Error::AssumeRole { failure, .. } => match failure.kind {
                 FailureKind::Throttled => ExitCode::Throttled,
-                _ if failure.denied() => ExitCode::NotAuthorized,
+                _ if failure.refusal() => ExitCode::NotAuthorized,
                 _ => ExitCode::Unexpected,
             },
             Error::Deadline { stage, .. } => match stage {
                 Stage::Identity => ExitCode::MetadataUnreachable,
                 Stage::Waiting => ExitCode::WaitTimeout,
-                Stage::Ec2 => ExitCode::Throttled,
+                Stage::Ec2 | Stage::Accounts => ExitCode::Throttled,
             },
             Error::Signal { signal: Signal::Term, .. } => ExitCode::Terminated,
             Error::Signal { signal: Signal::Int, .. } => ExitCode::Interrupted,
@@ -606,46 +287,7 @@ pub fn chain<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_are_the_documented_numbers() {
-        let table = [
-            (ExitCode::Compliant, 0),
-            (ExitCode::Unexpected, 1),
-            (ExitCode::Usage, 2),
-            (ExitCode::NotCompliant, 3),
-            (ExitCode::MetadataUnreachable, 4),
-            (ExitCode::NotAuthorized, 5),
-            (ExitCode::WaitTimeout, 6),
-            (ExitCode::InstanceNotFound, 7),
-            (ExitCode::Throttled, 8),
-            (ExitCode::ManagedElsewhere, 9),
-            (ExitCode::Interrupted, 130),
-            (ExitCode::Terminated, 143),
-        ];
-        for (code, n) in table {
-            assert_eq!(code as u8, n, "{code:?}");
-        }
-    }
-
-    #[test]
-    fn merging_takes_the_most_severe_failure_then_not_compliant_then_compliant() {
-        use ExitCode::*;
-        assert_eq!(ExitCode::merge([]), Compliant);
-        assert_eq!(ExitCode::merge([Compliant, Compliant]), Compliant);
-        assert_eq!(ExitCode::merge([Compliant, NotCompliant, Compliant]), NotCompliant);
-        assert_eq!(ExitCode::merge([NotCompliant, InstanceNotFound]), InstanceNotFound, "a failure beats 3");
-        assert_eq!(ExitCode::merge([WaitTimeout, Throttled, InstanceNotFound]), Throttled);
-        assert_eq!(ExitCode::merge([Throttled, Unexpected]), Unexpected);
-        assert_eq!(ExitCode::merge([Unexpected, NotAuthorized, Compliant]), NotAuthorized);
-        // Order does not matter.
-        let all = [Compliant, NotCompliant, WaitTimeout, InstanceNotFound, Throttled, NotAuthorized, Unexpected];
-        for rotation in 0..all.len() {
-            let mut codes = all.to_vec();
-            codes.rotate_left(rotation);
-            assert_eq!(ExitCode::merge(codes), NotAuthorized);
-        }
-    }
+    use crate::ec2::failures::{POLICY_HINT, PolicyKind};
 
     #[test]
     fn each_error_maps_to_its_code() {
@@ -666,13 +308,19 @@ mod tests {
                 5,
             ),
             (Error::MetadataInvalid { what: "a region", value: "<html>".into() }, 4),
-            (Error::ClockSkew { failure: Failure::new(FailureKind::Refused) }, 5),
-            (Error::CredentialsExpired { expired: "x".into(), failure: Failure::new(FailureKind::Refused) }, 5),
+            (Error::ClockSkew { failure: Failure::new(Service::Ec2, FailureKind::Refused) }, 5),
+            (
+                Error::CredentialsExpired {
+                    expired: "x".into(),
+                    failure: Failure::new(Service::Ec2, FailureKind::Refused),
+                },
+                5,
+            ),
             (
                 Error::GaveUp {
                     operation: "DescribeInstances",
                     waited: Duration::from_secs(1),
-                    last: Box::new(Failure::new(FailureKind::Throttled)),
+                    last: Box::new(Failure::new(Service::Ec2, FailureKind::Throttled)),
                     limit: None,
                 },
                 8,
@@ -687,11 +335,47 @@ mod tests {
                 },
                 6,
             ),
-            (Error::Ec2 { operation: "DescribeInstances", failure: Failure::new(FailureKind::Malformed) }, 1),
+            (
+                Error::Call {
+                    operation: "DescribeInstances",
+                    failure: Failure::new(Service::Ec2, FailureKind::Malformed),
+                },
+                1,
+            ),
+            (Error::Organization("x".into()), 10),
+            (Error::ManagedElsewhere { region: "r".into(), managed_by: "p".into(), message: None }, 9),
+            (
+                Error::Call {
+                    operation: "ListAccounts",
+                    failure: Failure::new(Service::Organizations, FailureKind::Throttled),
+                },
+                8,
+            ),
+            (
+                Error::AssumeRole {
+                    role_arn: "arn:aws:iam::111111111111:role/r".into(),
+                    failure: Failure {
+                        code: Some("RegionDisabledException".into()),
+                        ..Failure::new(Service::Sts, FailureKind::Refused)
+                    },
+                },
+                5,
+            ),
+            (
+                Error::AssumeRole {
+                    role_arn: "arn:aws:iam::111111111111:role/r".into(),
+                    failure: Failure {
+                        code: Some("AccessDenied".into()),
+                        ..Failure::new(Service::Sts, FailureKind::Refused)
+                    },
+                },
+                5,
+            ),
             (Error::Unexpected("x".into()), 1),
             (Error::Deadline { stage: Stage::Identity, limit: Duration::from_secs(1) }, 4),
             (Error::Deadline { stage: Stage::Waiting, limit: Duration::from_secs(1) }, 6),
             (Error::Deadline { stage: Stage::Ec2, limit: Duration::from_secs(1) }, 8),
+            (Error::Deadline { stage: Stage::Accounts, limit: Duration::from_secs(1) }, 8),
             (Error::Signal { signal: Signal::Term, stage: Stage::Ec2 }, 143),
             (Error::Signal { signal: Signal::Int, stage: Stage::Ec2 }, 130),
         ];
@@ -786,23 +470,5 @@ mod tests {
         // Read within its bound only: a phrase past 2 KiB (or in the encoded part) is not looked for.
         let far = format!("{}with an explicit deny in a service control policy", "é".repeat(2000));
         assert_eq!(Refusal::parse(&far), None);
-    }
-
-    #[test]
-    fn a_failure_shows_status_code_message_and_request_id_only() {
-        let f = Failure {
-            kind: FailureKind::Throttled,
-            status: Some(503),
-            code: Some("RequestLimitExceeded".into()),
-            message: Some("Request limit exceeded.".into()),
-            request_id: Some("8f0e7d3c-1b2a".into()),
-        };
-        assert_eq!(
-            f.to_string(),
-            "throttled, HTTP 503, RequestLimitExceeded: Request limit exceeded. (request id 8f0e7d3c-1b2a)"
-        );
-        assert!(f.retry().is_some() && !f.maybe_done());
-        assert!(Failure::new(FailureKind::Tls).retry().is_none(), "a certificate error cannot heal");
-        assert!(Failure::new(FailureKind::Timeout).maybe_done());
     }
 }

@@ -5,8 +5,9 @@
 
 use crate::cli::Output;
 use crate::config::{Config, Mode};
+use crate::ec2::failures::{Failure, FailureKind, Service};
 use crate::ec2::{AccountDefaults, Defaults, Described, Ec2, Filter, Fleet, ManagedBy, Modified, Page};
-use crate::error::{Error, Failure, FailureKind, Result};
+use crate::error::{Error, Result};
 use crate::imds::{Metadata, Probe};
 use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, MetadataOptions, State, Toggle, Wanted};
 use std::cell::RefCell;
@@ -228,12 +229,12 @@ impl FakeAccount {
 }
 
 pub fn throttled(operation: &'static str) -> Error {
-    Error::Ec2 {
+    Error::Call {
         operation,
         failure: Failure {
             status: Some(503),
             code: Some("RequestLimitExceeded".into()),
-            ..Failure::new(FailureKind::Throttled)
+            ..Failure::new(Service::Ec2, FailureKind::Throttled)
         },
     }
 }

@@ -3,8 +3,10 @@ mod agent;
 mod cli;
 mod commands;
 mod config;
+mod duration;
 mod ec2;
 mod error;
+mod exit;
 #[cfg(test)]
 mod fakes;
 mod hops;
@@ -18,6 +20,7 @@ mod reconcile;
 mod regions;
 mod remote;
 mod retry;
+mod runner;
 mod sense;
 mod verify;
 mod wait;

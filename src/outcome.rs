@@ -2,7 +2,7 @@
 //! the exit code it stands for. One vocabulary for the agent, the fleet and the defaults, one mapping from the
 //! planner's step to what is reported before anything is sent, and one from an outcome to its exit code.
 
-use crate::error::ExitCode;
+use crate::exit::ExitCode;
 use crate::plan::{MetadataOptions, State, Step};
 use serde::Serialize;
 

@@ -3,11 +3,12 @@
 use crate::cli::EvidenceSource;
 use crate::config::Config;
 use crate::ec2::{Described, Ec2, Modified};
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Region};
 use crate::outcome::{self, Action};
 use crate::plan::{self, MetadataOptions, Step, Toggle};
 use crate::process::Progress;
+use crate::process::signal::Stage;
 use crate::retry::Patient;
 use crate::verify::{self, End, ReadBack, Wait, Watcher};
 use crate::wait::Probes;

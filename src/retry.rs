@@ -1,20 +1,54 @@
-//! The EC2 caller every command shares: each call retried with jittered backoff while EC2 throttles or
-//! fails in passing, until the deadline it is given; a change EC2 may have carried out looked up before it is
-//! sent again; the fleet's modifies paced to the account's budget. Below the commands and the runs.
+//! The one retry loop of the program (`retry`): every AWS call (EC2, STS, Organizations) and the identity
+//! read from IMDS go through it, each with its own classification of what may heal and its own words when it
+//! gives up. Over it, the AWS caller every command shares (`Patient`): each call retried with jittered backoff
+//! while the service throttles or fails in passing, until the deadline it is given; a change EC2 may have
+//! carried out looked up before it is sent again; the fleet's modifies paced to the account's budget. Below
+//! the commands and the runs.
 
+use crate::ec2::failures::FailureKind;
 use crate::ec2::{Described, Ec2, Filter, Fleet, Modified};
-use crate::error::{Error, FailureKind, Result};
+use crate::error::{Error, Result};
 use crate::plan::{Change, InstanceState, MetadataOptions};
-use crate::wait::Pace;
+use crate::wait::{Backoff, Pace};
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::time::Duration;
 use tokio::time::Instant;
 
-/// An EC2 side that takes throttling and passing failures as normal: each call is retried with full jitter
+/// `call` until it succeeds, or fails in a way `backoff` says retrying cannot help (that error is returned as
+/// it is), or the next wait would end at or after `until`: then `give_up` makes the error returned of the last
+/// failure and the time spent. Each wait is `backoff`'s jittered delay for the attempt; `retrying` is told of
+/// each before it starts (to say so).
+pub async fn retry<T, F: Future<Output = Result<T>>>(
+    until: Instant,
+    backoff: impl Fn(&Error) -> Option<Backoff>,
+    mut call: impl FnMut() -> F,
+    mut retrying: impl FnMut(&Error, Duration),
+    give_up: impl FnOnce(Error, Duration) -> Error,
+) -> Result<T> {
+    let start = Instant::now();
+    let mut attempt = 0;
+    loop {
+        let err = match call().await {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let Some(backoff) = backoff(&err) else { return Err(err) };
+        let delay = backoff.delay(attempt);
+        if Instant::now() + delay >= until {
+            return Err(give_up(err, start.elapsed()));
+        }
+        retrying(&err, delay);
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// An AWS side that takes throttling and passing failures as normal: each call is retried with full jitter
 /// (`Failure::retry` says with which backoff, or that retrying cannot help) until the deadline it is given,
-/// and only then fails, with what EC2 answered last. A change that EC2 may have carried out (a timeout or a
-/// 5xx after it was sent) is looked up before it is sent again, so one run never sends an accepted change
-/// twice.
+/// and only then fails, with what the service answered last. A change that EC2 may have carried out (a
+/// timeout or a 5xx after it was sent) is looked up before it is sent again, so one run never sends an
+/// accepted change twice. `E` is the client: an EC2 side, or an STS or Organizations client.
 pub struct Patient<'a, E> {
     inner: &'a E,
     /// Throttling is said once, at INFO; each retry after that at DEBUG.
@@ -38,20 +72,40 @@ impl<'a, E> Patient<'a, E> {
         Patient { pace: Some(pace), ..Self::new(inner) }
     }
 
-    /// `call`, retried as every call here is, until `until`.
+    /// `call`, retried as every AWS call here is, until `until`; then `Error::GaveUp` with the last failure.
     pub async fn retry<T, F: Future<Output = Result<T>>>(
         &self,
         operation: &'static str,
         until: Instant,
         mut call: impl FnMut(&'a E) -> F,
     ) -> Result<T> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            match call(self.inner).await {
-                Ok(value) => return Ok(value),
-                Err(err) => self.back_off(operation, err, &mut attempt, start, until).await?,
-            }
+        let backoff = |err: &Error| match err {
+            Error::Call { failure, .. } => failure.retry(),
+            _ => None,
+        };
+        let give_up = |err: Error, waited: Duration| match err {
+            Error::Call { failure, .. } => Error::GaveUp { operation, waited, last: Box::new(failure), limit: None },
+            other => other,
+        };
+        retry(until, backoff, || call(self.inner), |err, delay| self.tell(operation, err, delay), give_up).await
+    }
+
+    /// Says that a call is retried: throttling once at INFO (it is the account's, not this call's), the rest
+    /// at DEBUG.
+    fn tell(&self, operation: &'static str, err: &Error, delay: Duration) {
+        let Error::Call { failure, .. } = err else { return };
+        if failure.kind == FailureKind::Throttled && !self.told.replace(true) {
+            tracing::info!(
+                "{} is throttling this account's requests ({}): backing off with jitter until the deadline",
+                failure.service,
+                failure.code.as_deref().unwrap_or("throttled")
+            );
+        } else {
+            tracing::debug!(
+                "{}:{operation}: {failure}; retrying in {:.2} s",
+                failure.service.prefix(),
+                delay.as_secs_f64()
+            );
         }
     }
 }
@@ -66,87 +120,47 @@ impl<E: Ec2> Patient<'_, E> {
         instance_id: &str,
         until: Instant,
     ) -> Result<(InstanceState, MetadataOptions)> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            let err = match self.inner.describe_instance(instance_id).await {
-                Ok(found) => return Ok(found),
-                Err(err) => err,
-            };
-            self.back_off("DescribeInstances", err, &mut attempt, start, until).await?;
-        }
+        self.retry("DescribeInstances", until, |ec2| ec2.describe_instance(instance_id)).await
     }
 
+    /// `change`, sent once: a retry after a failure that EC2 may have carried out (a timeout, a 5xx, a cut
+    /// answer) first reads the instance, and sends nothing where the change is there.
     pub async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool, until: Instant) -> Result<Modified> {
-        let mut attempt = 0;
-        let start = Instant::now();
-        loop {
-            if let Some(pace) = self.pace {
-                if !pace.acquire_before(until).await {
-                    let (rate, throttled) = pace.slowed();
-                    let operation = "ModifyInstanceMetadataOptions";
-                    return Err(Error::NotSent { operation, rate, throttled, limit: None });
-                }
-            }
-            let err = match self.inner.modify(instance_id, change, dry_run).await {
-                Ok(modified) => {
-                    if let Some(pace) = self.pace {
-                        pace.accepted();
+        let operation = "ModifyInstanceMetadataOptions";
+        let maybe_done = Cell::new(false);
+        self.retry(operation, until, |ec2| {
+            let maybe_done = &maybe_done;
+            async move {
+                if maybe_done.take() && !dry_run {
+                    let now = self.describe(instance_id, until).await?;
+                    if change.is_reflected_in(&now) {
+                        tracing::debug!(
+                            "the change was carried out although its answer was lost; not sending it again"
+                        );
+                        return Ok(Modified::Accepted(now));
                     }
-                    return Ok(modified);
                 }
-                Err(err) => err,
-            };
-            let maybe_done = matches!(&err, Error::Ec2 { failure, .. } if failure.maybe_done());
-            if let (Some(pace), Error::Ec2 { failure, .. }) = (self.pace, &err) {
-                if failure.kind == FailureKind::Throttled {
-                    pace.throttled();
+                if let Some(pace) = self.pace {
+                    if !pace.acquire_before(until).await {
+                        let (rate, throttled) = pace.slowed();
+                        return Err(Error::NotSent { operation, rate, throttled, limit: None });
+                    }
                 }
+                let result = ec2.modify(instance_id, change, dry_run).await;
+                match (&result, self.pace) {
+                    (Ok(_), Some(pace)) => pace.accepted(),
+                    (Err(Error::Call { failure, .. }), pace) => {
+                        maybe_done.set(failure.maybe_done());
+                        if let (FailureKind::Throttled, Some(pace)) = (failure.kind, pace) {
+                            pace.throttled();
+                        }
+                    }
+                    _ => {}
+                }
+                result
             }
-            self.back_off("ModifyInstanceMetadataOptions", err, &mut attempt, start, until).await?;
-            if maybe_done && !dry_run {
-                let now = self.describe(instance_id, until).await?;
-                if change.is_reflected_in(&now) {
-                    tracing::debug!("the change was carried out although its answer was lost; not sending it again");
-                    return Ok(Modified::Accepted(now));
-                }
-            }
-        }
-    }
-}
-
-impl<E> Patient<'_, E> {
-    /// Waits before the next attempt, or returns the error when retrying cannot help or `until` would pass.
-    async fn back_off(
-        &self,
-        operation: &'static str,
-        err: Error,
-        attempt: &mut u32,
-        start: Instant,
-        until: Instant,
-    ) -> Result<()> {
-        let Error::Ec2 { failure, .. } = &err else { return Err(err) };
-        let Some(backoff) = failure.retry() else { return Err(err) };
-        let delay = backoff.delay(*attempt);
-        if Instant::now() + delay >= until {
-            return Err(Error::GaveUp {
-                operation,
-                waited: start.elapsed(),
-                last: Box::new(failure.clone()),
-                limit: None,
-            });
-        }
-        if failure.kind == FailureKind::Throttled && !self.told.replace(true) {
-            tracing::info!(
-                "EC2 is throttling this account's requests ({}): backing off with jitter until the deadline",
-                failure.code.as_deref().unwrap_or("throttled")
-            );
-        } else {
-            tracing::debug!("ec2:{operation}: {failure}; retrying in {:.2} s", delay.as_secs_f64());
-        }
-        tokio::time::sleep(delay).await;
-        *attempt += 1;
-        Ok(())
+        })
+        .await
     }
 }
 
@@ -191,11 +205,9 @@ impl<E: Fleet> Patient<'_, E> {
 }
 
 fn endless_listing(what: &str) -> Error {
-    Error::Ec2 {
+    use crate::ec2::failures::{Failure, Service};
+    Error::Call {
         operation: "DescribeInstances",
-        failure: crate::error::Failure {
-            message: Some(what.to_string()),
-            ..crate::error::Failure::new(crate::error::FailureKind::Malformed)
-        },
+        failure: Failure { message: Some(what.to_string()), ..Failure::new(Service::Ec2, FailureKind::Malformed) },
     }
 }

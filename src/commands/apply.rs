@@ -3,7 +3,8 @@
 
 use crate::cli::{EvidenceSource, Output};
 use crate::config::Config;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::ids::{InstanceId, Region};
 use crate::outcome::Action;
 use crate::plan::{Absent, Field};

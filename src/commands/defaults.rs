@@ -3,17 +3,19 @@
 //! later. The same planner as the agent decides; a region whose defaults an AWS Organizations declarative
 //! policy manages is left alone and reported with its own exit code (9).
 
-use crate::accounts::{self, AccountFailure, Member};
+use crate::accounts::{self, AccountFailure};
 use crate::cli::{Act, DefaultsArgs, Output};
 use crate::config;
-use crate::ec2::{Account, AccountDefaults, Defaults};
-use crate::error::{Error, ExitCode, Result, Stage};
+use crate::ec2::{Account, AccountDefaults, Defaults, Ec2Api};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::ids::{AccountId, Region};
 use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
-use crate::regions::{self, Regions};
+use crate::regions::Regions;
 use crate::retry::Patient;
+use crate::runner::{Place, Store};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -176,33 +178,33 @@ pub fn render(regions: &[RegionDefaults], account_failures: &[AccountFailure]) -
 
 pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
-    let accounts = accounts::Settings::from_args(&args.accounts)?;
-    // Each account's result and each account's regions as they come: a run ended by its deadline or a signal
-    // still reports every account and region, those not finished with what ended them.
-    let board: regions::Board<Result<()>, Member> = regions::Board::default();
-    let places: accounts::Places<regions::Board<RegionDefaults>> = accounts::Places::default();
+    let accounts = accounts::Settings::from_args(&args.accounts, args.timeout)?;
+    // Every account and region with its result as it comes: a run ended by its deadline or a signal still
+    // reports every account and region, those not finished with what ended them.
+    let store: Store<Option<RegionDefaults>> = Store::default();
     // `--timeout` ends the run at that instant, calls in flight included.
     let work = |deadline: Instant| {
-        let (deadline, settings, accounts, board, places) =
-            (deadline - process::CONCLUDE, &settings, &accounts, &board, &places);
+        let (deadline, settings, accounts, store) = (deadline - process::CONCLUDE, &settings, &accounts, &store);
         async move {
             let caller = Account::load().await;
             let roster = accounts.roster(caller, deadline).await?;
-            let one = async |account: &Account, member: &Member| {
-                let regions = places.enter(member);
-                let one = async |ec2: &_, r: &Region| region(ec2, r, settings, deadline).await;
-                regions::each(account, &settings.regions, &regions, deadline, one).await
+            let one = async |ec2: &Ec2Api, place: &Place<'_, Option<RegionDefaults>>| {
+                let done = region(ec2, place.region(), settings, deadline).await;
+                place.state().replace(Some(done));
+                Ok(())
             };
-            accounts::each(accounts, &roster, board, deadline, one).await
+            store.run(accounts, &roster, &settings.regions, deadline, one).await
         }
     };
-    let result = process::block_on(settings.timeout, &Progress::at(Stage::Ec2), work);
+    let result = process::block_on(settings.timeout, &Progress::at(accounts.stage()), work);
     let error = result.err();
     // Org-wide: every account listed, in order, each with its regions; else the credentials' own account's.
     let (mut regions, mut account_failures) = (Vec::new(), Vec::new());
-    for (member, board, failure) in places.settle(accounts.org_wide(), board.take(), error.as_ref(), |b| b.resolved()) {
-        for (name, done) in board.map(|b| b.take()).unwrap_or_default() {
-            let mut r = done.unwrap_or_else(|| {
+    for account in store.settle(accounts.org_wide(), error.as_ref()) {
+        let member = account.member;
+        for settled in account.regions {
+            let name = settled.region;
+            let mut r = settled.state.unwrap_or_else(|| {
                 let mut r = RegionDefaults::new(&name);
                 if let Some(err) = &error {
                     r.error = Some(err.to_string());
@@ -213,7 +215,7 @@ pub fn run(args: &DefaultsArgs) -> Result<ExitCode> {
             (r.account_id, r.account) = (member.id.clone(), member.label());
             regions.push(r);
         }
-        account_failures.extend(failure);
+        account_failures.extend(account.failure);
     }
     let code = match &error {
         // Ended by its deadline or a signal, or before any region could be read (the regions themselves).

@@ -4,7 +4,8 @@
 use crate::cli::Output;
 use crate::config::Config;
 use crate::ec2::{Ec2, Ec2Api};
-use crate::error::{Error, ExitCode, POLICY_HINT, Result};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::hops::{self, Hops};
 use crate::imds::{Imds, Probe};
 use crate::plan::{self, Change, Decision, HttpTokens, Intent, Step};
@@ -385,22 +386,14 @@ async fn ec2_steps<E: Ec2>(
     let id = target.instance_id.as_str();
     let mut checks = Vec::new();
     let until = tokio::time::Instant::now() + EC2_PATIENCE;
-    // The policy to grant, unless EC2 named another kind of policy as the one that refused (the detail then
-    // says whose it is to change, and granting more would not help).
-    let authorization = |err: &Error| match err {
-        Error::NotAuthorized { refusal: None, .. } => Some(POLICY_HINT.to_string()),
-        Error::NotAuthorized { refusal: Some(r), .. } => {
-            (r.policy == crate::error::PolicyKind::IdentityBased && !r.explicit).then(|| POLICY_HINT.to_string())
-        }
-        _ => None,
-    };
+    // A refusal's own message says what to do (the policy to grant, or whose policy refused): no hint under it.
     let reported = match ec2.describe(id, until).await {
         Ok(current) => {
             checks.push(Check::ok("ec2:DescribeInstances", "authorized"));
             current
         }
         Err(err) => {
-            checks.push(Check::fail("ec2:DescribeInstances", &err, authorization(&err)));
+            checks.push(Check::fail("ec2:DescribeInstances", &err, None));
             checks.push(Check::skip("ec2:ModifyInstanceMetadataOptions", "needs DescribeInstances"));
             checks.push(Check::skip("metadata options", "needs DescribeInstances"));
             return checks;
@@ -416,7 +409,7 @@ async fn ec2_steps<E: Ec2>(
     };
     checks.push(match ec2.modify(id, &probe, true, until).await {
         Ok(_) => Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)"),
-        Err(err) => Check::fail("ec2:ModifyInstanceMetadataOptions", &err, authorization(&err)),
+        Err(err) => Check::fail("ec2:ModifyInstanceMetadataOptions", &err, None),
     });
     checks.push(options(around, &current, decision));
     checks
@@ -621,12 +614,14 @@ mod tests {
             instance_id: "i-12345678".into(),
             encoded: None,
             refusal: None,
-            hint: crate::error::POLICY_HINT,
+            hint: crate::ec2::failures::POLICY_HINT,
         });
         let (checks, _) = diagnose_with(&FakeImds::default(), ec2, &around(Ok(Hops::Reached(1)))).await;
         let modify = step(&checks, "ec2:ModifyInstanceMetadataOptions");
         assert_eq!(modify.status, Status::Fail);
-        assert!(modify.hint.as_deref().unwrap().contains("iam-policy.json"));
+        // The refusal's own message names the policy; no hint under it repeats it (issue 34).
+        assert!(modify.detail.contains("iam-policy.json"), "{}", modify.detail);
+        assert_eq!(modify.hint, None);
         assert_eq!(exit_code(&checks), ExitCode::NotAuthorized);
     }
 

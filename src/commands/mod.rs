@@ -13,7 +13,8 @@ mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 
 /// Runs the command the command line names (`apply` when none): its exit code, or the error that ended it
 /// before it could report.

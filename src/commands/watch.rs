@@ -8,9 +8,11 @@
 
 use crate::cli::EvidenceSource;
 use crate::config::{Config, Watch};
-use crate::error::{ExitCode, Result, Signal};
+use crate::error::Result;
+use crate::exit::ExitCode;
 use crate::imds::Imds;
 use crate::outcome::Action;
+use crate::process::signal::Signal;
 use crate::process::{self, Progress, Signals};
 use crate::reconcile::{Report, Target};
 use crate::wait;
@@ -138,11 +140,11 @@ fn tell(report: &Report, before: &Seen, now: &Seen, watch: Watch) {
 fn cost(evidence: EvidenceSource, watch: Watch) -> String {
     match evidence {
         EvidenceSource::Imds => {
-            format!("{} through IMDS itself (no EC2 call)", crate::cli::show_duration(watch.interval))
+            format!("{} through IMDS itself (no EC2 call)", crate::duration::show_duration(watch.interval))
         }
         EvidenceSource::Ec2 => format!(
             "{} through EC2 (IMDS cannot prove the hop limit here): one DescribeInstances from the account's budget each",
-            crate::cli::show_duration(watch.ec2_interval)
+            crate::duration::show_duration(watch.ec2_interval)
         ),
     }
 }

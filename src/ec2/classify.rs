@@ -1,15 +1,19 @@
 //! SDK failures classified into this program's errors: what kind each is (and so whether and how it is
-//! retried), and what of it is safe to show.
+//! retried), and what of it is safe to show. One classifier for every service (`classify`: EC2, STS,
+//! Organizations, and any service a command adds), EC2's own refusals on top of it (`Ec2Api::error`).
 
 use super::Ec2Api;
 use super::clock::Clock;
-use crate::error::{Error, Failure, FailureKind, chain};
+use crate::ec2::failures::{Failure, FailureKind, Service};
+use crate::error::{Error, chain};
 use crate::remote;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 
 impl Ec2Api {
+    /// An EC2 call's failure: `classify`'s, with EC2's own refusals (an action not authorized, an instance id
+    /// EC2 does not know) in the terms of the instance.
     pub(super) fn error<E>(
         &self,
         operation: &'static str,
@@ -19,62 +23,91 @@ impl Ec2Api {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if let Some(cause) = chain(&err).find_map(|e| e.downcast_ref::<CredentialsError>()) {
-            return Error::NoCredentials { detail: credentials_failure(cause) };
-        }
-        // The SDK's own bound on finding credentials (its identity cache, 5 s): no provider answered in time.
-        if remote::root_cause(&err, 80).starts_with("identity resolver timed out") {
-            return Error::NoCredentials {
-                detail: "no credentials within 5 s: the default chain's providers (the instance role's, through IMDS, \
-                         among them) did not answer in time"
-                    .into(),
-            };
-        }
-        let failure = failure(&err, self.proxy.as_deref());
-        let time_refused = match failure.code.as_deref() {
-            Some("RequestExpired" | "RequestTimeTooSkewed") => true,
-            Some("SignatureDoesNotMatch") => {
-                failure.message.as_deref().is_some_and(|m| m.contains("expired") || m.contains("time"))
+        match classify(Service::Ec2, operation, &err, self.proxy.as_deref()) {
+            Error::Call { failure, .. } if failure.code.as_deref() == Some("UnauthorizedOperation") => {
+                Error::NotAuthorized {
+                    action: operation,
+                    instance_id: instance_id.into(),
+                    encoded: err.message().and_then(encoded_authorization_message),
+                    refusal: err.message().and_then(crate::ec2::failures::Refusal::parse),
+                    hint: self.hint,
+                }
             }
-            _ => false,
+            Error::Call { failure, .. }
+                if failure.code.as_deref().is_some_and(|c| c.starts_with("InvalidInstanceID")) =>
+            {
+                Error::InstanceNotFound {
+                    instance_id: instance_id.into(),
+                    region: self.region.clone(),
+                    detail: failure.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Any AWS call's failure as this program's error, whichever service answered: credentials that could not be
+/// had or were refused, a refused time (the clock corrected by the answer's `Date`, and the call tried again,
+/// or the clock advice), else `Error::Call` with the failure's kind, which says whether and how it is retried.
+/// `proxy`: the proxy the calls go through, named when it fails.
+pub(super) fn classify<E>(
+    service: Service,
+    operation: &'static str,
+    err: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+    proxy: Option<&str>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let Some(cause) = chain(err).find_map(|e| e.downcast_ref::<CredentialsError>()) {
+        return Error::NoCredentials { detail: credentials_failure(cause) };
+    }
+    // The SDK's own bound on finding credentials (its identity cache, 5 s): no provider answered in time.
+    if remote::root_cause(err, 80).starts_with("identity resolver timed out") {
+        return Error::NoCredentials {
+            detail: "no credentials within 5 s: the default chain's providers (the instance role's, through IMDS, \
+                     among them) did not answer in time"
+                .into(),
         };
-        if time_refused && Clock::correct(err.raw_response().and_then(|r| r.headers().get("date"))) {
-            return Error::Ec2 { operation, failure: Failure { kind: FailureKind::Skewed, ..failure } };
+    }
+    let failure = failure(err, service, proxy);
+    let time_refused = match failure.code.as_deref() {
+        Some("RequestExpired" | "RequestTimeTooSkewed") => true,
+        Some("SignatureDoesNotMatch") => {
+            failure.message.as_deref().is_some_and(|m| m.contains("expired") || m.contains("time"))
         }
-        match failure.code.as_deref() {
-            Some("UnauthorizedOperation") => Error::NotAuthorized {
-                action: operation,
-                instance_id: instance_id.into(),
-                encoded: err.message().and_then(encoded_authorization_message),
-                refusal: err.message().and_then(crate::error::Refusal::parse),
-                hint: self.hint,
-            },
-            _ if time_refused => Error::ClockSkew { failure },
-            Some(
-                "AuthFailure"
-                | "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-                | "UnrecognizedClientException",
-            ) => Error::NoCredentials { detail: format!("EC2 refused the credentials: {failure}") },
-            Some(code) if code.starts_with("InvalidInstanceID") => Error::InstanceNotFound {
-                instance_id: instance_id.into(),
-                region: self.region.clone(),
-                detail: failure.to_string(),
-            },
-            _ => Error::Ec2 { operation, failure },
-        }
+        _ => false,
+    };
+    if time_refused && Clock::correct(err.raw_response().and_then(|r| r.headers().get("date"))) {
+        return Error::Call { operation, failure: Failure { kind: FailureKind::Skewed, ..failure } };
+    }
+    match failure.code.as_deref() {
+        _ if time_refused => Error::ClockSkew { failure },
+        Some(
+            "AuthFailure"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "UnrecognizedClientException",
+        ) => Error::NoCredentials { detail: format!("{service} refused the credentials: {failure}") },
+        _ => Error::Call { operation, failure },
     }
 }
 
 /// What is safe to show of an SDK error: the kind, status, EC2's code and message, sanitized, and the
 /// request id. `DisplayErrorContext` is not used: it renders the raw response, body and headers included.
-pub(super) fn failure<E>(err: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>, proxy: Option<&str>) -> Failure
+fn failure<E>(
+    err: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+    service: Service,
+    proxy: Option<&str>,
+) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let mut failure = Failure {
+        service,
         kind: FailureKind::Local,
         status,
         code: err.code().map(|c| remote::sanitize(c, 64)),
@@ -128,7 +161,7 @@ where
     };
     if failure.kind == FailureKind::Malformed {
         let bytes = err.raw_response().and_then(|r| r.body().bytes()).map_or(0, <[u8]>::len);
-        failure.message = Some(format!("{bytes} bytes that are not an EC2 answer"));
+        failure.message = Some(format!("{bytes} bytes that are not an {service} answer"));
     }
     failure
 }
@@ -137,7 +170,8 @@ where
 /// TLS, an alert): no retry heals these.
 const TLS_WORDS: &[&str] = &["certificate", "tls", "handshake", "corrupt message", "alert", "invalidcontenttype"];
 
-/// EC2's codes for an account over its request budget (the EC2 API reference, "Common client errors").
+/// The codes for an account over its request budget: EC2's (the EC2 API reference, "Common client errors"),
+/// STS's and Organizations' (Throttling, TooManyRequestsException).
 const THROTTLING_CODES: &[&str] =
     &["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException"];
 
@@ -273,13 +307,16 @@ mod tests {
             (SdkError::construction_failure("a request that cannot be built"), None, Local),
         ];
         for (err, proxy, kind) in cases {
-            let f = failure(&err, proxy);
+            let f = failure(&err, Service::Ec2, proxy);
             assert_eq!(f.kind, kind, "{f}");
         }
-        let malformed = failure(&answered(200, None, None), None);
+        let malformed = failure(&answered(200, None, None), Service::Ec2, None);
         assert_eq!(malformed.message.as_deref(), Some("19 bytes that are not an EC2 answer"), "never the body itself");
-        let proxied =
-            failure(&dispatch(io(std::io::ErrorKind::ConnectionRefused, "refused")), Some("http://proxy:3128"));
+        let proxied = failure(
+            &dispatch(io(std::io::ErrorKind::ConnectionRefused, "refused")),
+            Service::Ec2,
+            Some("http://proxy:3128"),
+        );
         assert!(proxied.message.unwrap().starts_with("through the proxy http://proxy:3128"));
     }
 
@@ -292,7 +329,7 @@ mod tests {
             client: aws_sdk_ec2::Client::from_conf(config),
             region: "us-west-2".into(),
             proxy: None,
-            hint: crate::error::POLICY_HINT,
+            hint: crate::ec2::failures::POLICY_HINT,
         }
     }
 
@@ -312,14 +349,55 @@ mod tests {
         let gone = error(answered(400, Some("InvalidInstanceID.NotFound"), None));
         assert!(matches!(gone, Error::InstanceNotFound { .. }), "{gone}");
         let other = error(answered(400, Some("InvalidParameterValue"), None));
-        assert!(matches!(other, Error::Ec2 { failure: Failure { kind: FailureKind::Refused, .. }, .. }), "{other}");
+        assert!(matches!(other, Error::Call { failure: Failure { kind: FailureKind::Refused, .. }, .. }), "{other}");
         // A refused time whose answer's Date shows this clock an hour off: corrected, and tried again.
         let date =
             aws_smithy_types::DateTime::from(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
                 .fmt(aws_smithy_types::date_time::Format::HttpDate)
                 .unwrap();
         let skewed = error(answered(400, Some("RequestExpired"), Some(("date", &date))));
-        assert!(matches!(skewed, Error::Ec2 { failure: Failure { kind: FailureKind::Skewed, .. }, .. }), "{skewed}");
+        assert!(matches!(skewed, Error::Call { failure: Failure { kind: FailureKind::Skewed, .. }, .. }), "{skewed}");
+    }
+
+    /// STS's and Organizations' failures go through the same classifier as EC2's: the clock corrected by a
+    /// refused time's `Date`, a proxy named, credentials refused said as such, throttling by their own codes,
+    /// every failure in the service's own name.
+    #[test]
+    fn every_service_is_classified_alike_in_its_own_name() {
+        let sts = |err: &Sdk| classify(Service::Sts, "AssumeRole", err, Some("http://proxy:3128"));
+        let date =
+            aws_smithy_types::DateTime::from(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+                .fmt(aws_smithy_types::date_time::Format::HttpDate)
+                .unwrap();
+        let skewed = sts(&answered(400, Some("RequestExpired"), Some(("date", &date))));
+        assert!(
+            matches!(
+                &skewed,
+                Error::Call { failure: Failure { kind: FailureKind::Skewed, service: Service::Sts, .. }, .. }
+            ),
+            "{skewed}"
+        );
+        let throttled = sts(&answered(400, Some("Throttling"), None));
+        assert!(
+            throttled.to_string().starts_with("sts:AssumeRole failed: throttled, HTTP 400, Throttling"),
+            "{throttled}"
+        );
+        assert_eq!(throttled.exit_code(), crate::exit::ExitCode::Throttled);
+        let disabled = sts(&answered(403, Some("RegionDisabledException"), None));
+        assert_eq!(disabled.exit_code(), crate::exit::ExitCode::NotAuthorized, "{disabled}");
+        let proxied = sts(&dispatch(io(std::io::ErrorKind::ConnectionRefused, "refused")));
+        assert!(proxied.to_string().contains("through the proxy http://proxy:3128"), "{proxied}");
+        let refused = sts(&answered(403, Some("InvalidClientTokenId"), None));
+        assert!(
+            matches!(&refused, Error::NoCredentials { detail } if detail.starts_with("STS refused the credentials")),
+            "{refused}"
+        );
+        let listing = classify(Service::Organizations, "ListAccounts", &answered(200, None, None), None);
+        assert_eq!(
+            listing.to_string(),
+            "organizations:ListAccounts failed: an answer that is not an AWS Organizations answer, HTTP 200: 19 bytes \
+             that are not an AWS Organizations answer"
+        );
     }
 
     #[test]

@@ -4,17 +4,19 @@
 //! failures into this program's errors (failure.rs), the conversions of SDK values (convert.rs), and the
 //! accounts side of the org-wide commands over STS and Organizations (org.rs).
 
+mod classify;
 mod clock;
 mod convert;
-mod failure;
+pub mod failures;
 mod org;
 
+pub use classify::credentials_failure;
 use clock::Clock;
 use convert::{instance_state, options_from, toggle, tokens, unknown};
-pub use failure::credentials_failure;
 pub use org::Caller;
 
-use crate::error::{Error, Failure, FailureKind, Result};
+use crate::ec2::failures::{Failure, FailureKind, Service};
+use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Region};
 use crate::plan::{Change, HopLimit, InstanceState, MetadataOptions};
 use crate::remote;
@@ -160,7 +162,7 @@ impl Account {
             client: aws_sdk_ec2::Client::from_conf(config),
             region: region.to_string(),
             proxy: proxy_for(&endpoint),
-            hint: crate::error::FLEET_POLICY_HINT,
+            hint: crate::ec2::failures::FLEET_POLICY_HINT,
         }
     }
 }
@@ -177,7 +179,7 @@ impl Ec2Api {
             client: aws_sdk_ec2::Client::new(&sdk),
             region: region.to_string(),
             proxy: proxy_for(&endpoint),
-            hint: crate::error::POLICY_HINT,
+            hint: crate::ec2::failures::POLICY_HINT,
         }
     }
 }
@@ -271,11 +273,11 @@ impl Fleet for Ec2Api {
             for i in reservation.instances() {
                 let Some(id) = i.instance_id() else { return Err(incomplete()) };
                 let Ok(instance_id) = id.parse::<InstanceId>() else {
-                    return Err(Error::Ec2 {
+                    return Err(Error::Call {
                         operation: "DescribeInstances",
                         failure: Failure {
                             message: Some(format!("an instance id that is not one: {:?}", remote::sanitize(id, 40))),
-                            ..Failure::new(FailureKind::Malformed)
+                            ..Failure::new(Service::Ec2, FailureKind::Malformed)
                         },
                     });
                 };
@@ -293,9 +295,9 @@ impl Fleet for Ec2Api {
 }
 
 fn incomplete() -> Error {
-    let mut failure = Failure::new(FailureKind::Malformed);
+    let mut failure = Failure::new(Service::Ec2, FailureKind::Malformed);
     failure.message = Some("an incomplete DescribeInstances answer (a reservation or instance without its id)".into());
-    Error::Ec2 { operation: "DescribeInstances", failure }
+    Error::Call { operation: "DescribeInstances", failure }
 }
 
 impl Defaults for Ec2Api {

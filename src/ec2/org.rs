@@ -2,13 +2,14 @@
 //! organization's accounts (organizations:ListAccounts, a page at a time), and a member account's credentials
 //! (sts:AssumeRole, asked once before its regions are worked on, then refreshed by the SDK as they expire).
 
-use super::Account;
-use super::failure::{credentials_failure, failure};
-use crate::error::{Error, Result, chain};
+use super::classify::classify;
+use super::{Account, proxy_for};
+use crate::ec2::failures::Service;
+use crate::error::{Error, Result};
 use crate::ids::{AccountId, ExternalId};
 use crate::remote;
+use crate::retry::Patient;
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use std::sync::Mutex;
@@ -48,9 +49,19 @@ impl Account {
         self.sdk.to_builder().region(aws_config::Region::new(region)).build()
     }
 
+    /// The STS client, and the proxy its calls go through (to name it when it fails).
+    fn sts(&self) -> (aws_sdk_sts::Client, Option<String>) {
+        let global = self.global();
+        let proxy = proxy_for(&crate::config::endpoint(Service::Sts, &region_of(&global)));
+        (aws_sdk_sts::Client::new(&global), proxy)
+    }
+
     pub async fn caller(&self, deadline: Instant) -> Result<Caller> {
-        let client = aws_sdk_sts::Client::new(&self.global());
-        let answer = retried("sts:GetCallerIdentity", deadline, || client.get_caller_identity().send()).await?;
+        let (client, proxy) = self.sts();
+        let answer = call(&client, Service::Sts, "GetCallerIdentity", proxy.as_deref(), deadline, |c| {
+            c.get_caller_identity().send()
+        })
+        .await?;
         let account = answer.account().unwrap_or_default().parse::<AccountId>().map_err(|e| {
             Error::Unexpected(format!("sts:GetCallerIdentity answered an account id that is not one: {e}"))
         })?;
@@ -67,22 +78,26 @@ impl Account {
     /// One page of organizations:ListAccounts, from `next` on. An account outside any organization, or
     /// credentials that may not list it, end the run with their own exit code.
     pub async fn accounts_page(&self, next: Option<&str>, deadline: Instant) -> Result<AccountsPage> {
-        let client = aws_sdk_organizations::Client::new(&self.global());
+        let global = self.global();
+        let proxy = proxy_for(&crate::config::endpoint(Service::Organizations, &region_of(&global)));
+        let client = aws_sdk_organizations::Client::new(&global);
         let next = next.map(str::to_string);
-        let answer = retried("organizations:ListAccounts", deadline, || {
-            client.list_accounts().set_next_token(next.clone()).send()
+        let answer = call(&client, Service::Organizations, "ListAccounts", proxy.as_deref(), deadline, |c| {
+            c.list_accounts().set_next_token(next.clone()).send()
         })
         .await;
         let answer = match answer {
             Ok(answer) => answer,
-            Err(Error::Aws { failure, .. }) if failure.code.as_deref() == Some("AWSOrganizationsNotInUseException") => {
+            Err(Error::Call { failure, .. })
+                if failure.code.as_deref() == Some("AWSOrganizationsNotInUseException") =>
+            {
                 return Err(Error::Organization(
                     "--organization: these credentials' account is not in an AWS Organization \
                      (AWSOrganizationsNotInUseException); name the accounts with --accounts or --accounts-file"
                         .into(),
                 ));
             }
-            Err(Error::Aws { failure, .. }) if failure.denied() => {
+            Err(Error::Call { failure, .. }) if failure.denied() => {
                 return Err(Error::Organization(format!(
                     "--organization: organizations:ListAccounts was refused ({failure}): list the accounts from the \
                      organization's management account or a delegated administrator, with \
@@ -119,14 +134,14 @@ impl Account {
     /// The account behind `role_arn`, entered with these credentials: sts:AssumeRole once now (a refusal is
     /// that account's failure, with its reason), then again by the SDK whenever the credentials near expiry.
     pub async fn assume(&self, role_arn: &str, external_id: Option<&ExternalId>, deadline: Instant) -> Result<Account> {
-        let client = aws_sdk_sts::Client::new(&self.global());
+        let (client, proxy) = self.sts();
         let external = external_id.map(|e| e.as_str().to_string());
-        let answer = retried("sts:AssumeRole", deadline, || {
-            client.assume_role().role_arn(role_arn).role_session_name(SESSION).set_external_id(external.clone()).send()
+        let answer = call(&client, Service::Sts, "AssumeRole", proxy.as_deref(), deadline, |c| {
+            c.assume_role().role_arn(role_arn).role_session_name(SESSION).set_external_id(external.clone()).send()
         })
         .await
         .map_err(|err| match err {
-            Error::Aws { failure, .. } => Error::AssumeRole { role_arn: role_arn.to_string(), failure },
+            Error::Call { failure, .. } => Error::AssumeRole { role_arn: role_arn.to_string(), failure },
             other => other,
         })?;
         let Some(first) = answer.credentials() else {
@@ -172,39 +187,31 @@ impl ProvideCredentials for Assumed {
     }
 }
 
-/// `call`, retried while what fails may heal (throttling, 5xx, timeouts) for `CALL_PATIENCE` (or until
-/// `deadline`, if sooner), and never past `deadline`; the last failure
-/// then, or at once one that cannot heal, as `Error::Aws`. Credentials that cannot be had are said as for
-/// EC2.
-async fn retried<T, E, F, Fut>(operation: &'static str, deadline: Instant, mut call: F) -> Result<T>
+fn region_of(config: &aws_config::SdkConfig) -> String {
+    config.region().map(ToString::to_string).unwrap_or_default()
+}
+
+/// One STS or Organizations call, retried as every AWS call is (`Patient::retry`: while what fails may heal,
+/// for `CALL_PATIENCE` or until `deadline`, if sooner), its failures classified as every AWS call's are (a
+/// clock corrected, a proxy named, credentials that cannot be had said as for EC2). The run's deadline
+/// itself ends the run wherever it is (`process::within`), as for every service.
+async fn call<'a, C, T, E, Fut>(
+    client: &'a C,
+    service: Service,
+    operation: &'static str,
+    proxy: Option<&str>,
+    deadline: Instant,
+    send: impl Fn(&'a C) -> Fut,
+) -> Result<T>
 where
-    F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let mut attempt = 0;
     let until = crate::wait::patience(deadline);
-    loop {
-        let err = match tokio::time::timeout_at(deadline, call()).await {
-            Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err(err)) => err,
-            Err(_) => {
-                let mut failure = crate::error::Failure::new(crate::error::FailureKind::Timeout);
-                failure.message = Some("no answer before the run's deadline".into());
-                return Err(Error::Aws { operation, failure });
-            }
-        };
-        if let Some(cause) = chain(&err).find_map(|e| e.downcast_ref::<CredentialsError>()) {
-            return Err(Error::NoCredentials { detail: credentials_failure(cause) });
-        }
-        let failure = failure(&err, None);
-        match failure.retry().map(|b| b.delay(attempt)) {
-            Some(delay) if Instant::now() + delay < until => {
-                tracing::debug!("{operation}: {failure}; retrying in {:.2} s", delay.as_secs_f64());
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            _ => return Err(Error::Aws { operation, failure }),
-        }
-    }
+    Patient::new(client)
+        .retry(operation, until, |c| {
+            let answer = send(c);
+            async move { answer.await.map_err(|err| classify(service, operation, &err, proxy)) }
+        })
+        .await
 }

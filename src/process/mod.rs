@@ -1,8 +1,12 @@
 //! What every command runs inside: a runtime, the signals that end it, the run's deadline, and output that
 //! survives a closed stdout. Below the commands; knows none of them.
 
-use crate::error::{Error, ExitCode, Result, Signal, Stage};
+pub mod signal;
+
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::ids::{InstanceId, Region};
+use crate::process::signal::{Signal, Stage};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -119,6 +123,7 @@ impl Progress {
         match self.0.load(Ordering::Relaxed) {
             x if x == Stage::Ec2 as u8 => Stage::Ec2,
             x if x == Stage::Waiting as u8 => Stage::Waiting,
+            x if x == Stage::Accounts as u8 => Stage::Accounts,
             _ => Stage::Identity,
         }
     }

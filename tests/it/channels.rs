@@ -135,7 +135,7 @@ fn the_fleet_policy_grants_the_fleet_and_defaults_calls_and_never_imdsv1() {
     assert_eq!(condition["StringEqualsIfExists"]["ec2:MetadataHttpEndpoint"], "enabled");
     assert!(!policy.to_string().contains("arn:aws:"), "a partition literal fails in aws-cn and aws-us-gov");
     // The message that points at it names this file.
-    let hint = std::fs::read_to_string("src/error.rs").unwrap();
+    let hint = std::fs::read_to_string("src/ec2/failures.rs").unwrap();
     assert!(hint.contains("packaging/iam-fleet-policy.json"));
 }
 

@@ -206,3 +206,121 @@ fn bad_accounts_input_is_refused_before_any_call() {
     }
     assert_eq!(sim.requests().len(), 0, "no call was made");
 }
+
+// --- One deadline, one classifier, whichever service (issue 34) ---
+
+/// A hung sts:AssumeRole or organizations:ListAccounts at `--timeout` ends the run as a hung EC2 call does:
+/// exit 8, the run's message naming `--timeout` as given. Before, the STS call's own bound answered first, as
+/// the account's "no answer before the run's deadline", exit 1.
+#[test]
+fn a_hung_sts_or_organizations_call_ends_at_the_timeout_as_ec2_does() {
+    for action in ["AssumeRole", "ListAccounts", "GetCallerIdentity"] {
+        let sim = org(2, |s| s.ec2_faults.push(Ec2Fault::HangActions(vec![action])));
+        let r = org_run(&sim, &["fleet", "check", "--organization", "--timeout", "4s", "--output", "json"]);
+        expect(&r, 8);
+        assert!(r.took < Duration::from_secs(10), "{action}: {:?}", r.took);
+        let doc = json(&r);
+        let error = doc["error"].as_str().unwrap();
+        let message =
+            "the run's deadline (--timeout 4s) passed while calling AWS (STS, Organizations, EC2) in the accounts";
+        assert!(error.contains(message), "{action}: {doc}");
+        assert!(!r.stdout.contains("no answer before"), "{action}: {doc}");
+        if action == "AssumeRole" {
+            let failures = doc["summary"]["account_failures"].as_array().unwrap();
+            assert_eq!(failures.len(), 2, "the two members: {doc}");
+            assert!(failures.iter().all(|f| f["error"].as_str().unwrap().contains(message)), "{doc}");
+        }
+    }
+    // The same hang in EC2: the same message and exit code.
+    let sim = org(2, |s| s.ec2_faults.push(Ec2Fault::HangActions(vec!["DescribeInstances"])));
+    let r = org_run(&sim, &["fleet", "check", "--organization", "--timeout", "4s", "--output", "json"]);
+    expect(&r, 8);
+    assert!(json(&r)["error"].as_str().unwrap().contains("(--timeout 4s) passed while calling AWS"), "{}", r.stdout);
+}
+
+/// STS not activated in the region called, for one account (RegionDisabledException): a refusal, exit 5,
+/// with STS's reason and what to do; the other accounts go on.
+#[test]
+fn sts_not_activated_for_an_account_is_a_refusal() {
+    let sim = org(2, |s| s.ec2_faults.push(Ec2Fault::StsRegionDisabled("200000000002")));
+    let r = org_run(&sim, &["fleet", "check", "--organization", "--output", "json"]);
+    expect(&r, 5);
+    let doc = json(&r);
+    let failures = doc["summary"]["account_failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{doc}");
+    let error = failures[0]["error"].as_str().unwrap();
+    assert!(error.contains("RegionDisabledException") && error.contains("STS is not activated"), "{error}");
+    assert_eq!(doc["summary"]["selected"], 2, "the management account and the other member: {doc}");
+}
+
+/// STS throttling every AssumeRole: retried by the same loop as EC2's calls, with the same backoff, then
+/// given up with the same advice in STS's terms, naming `--timeout`: exit 8. The others go on.
+#[test]
+fn throttled_sts_gives_up_with_the_advice_ec2_gives() {
+    let sim = org(1, |s| s.ec2_faults.push(Ec2Fault::ThrottleActions(vec!["AssumeRole"])));
+    let r = org_run(&sim, &["fleet", "check", "--organization", "--timeout", "5s", "--output", "json"]);
+    expect(&r, 8);
+    let doc = json(&r);
+    let error = doc["summary"]["account_failures"][0]["error"].as_str().unwrap();
+    for words in [
+        "STS kept throttling this account's requests",
+        "until the run's deadline (--timeout 5s)",
+        "sts:AssumeRole: throttled",
+        "Throttling",
+        "STS's request budget",
+    ] {
+        assert!(error.contains(words), "{words}: {error}");
+    }
+    assert_eq!(doc["summary"]["selected"], 1, "the management account went on: {doc}");
+}
+
+/// An STS answer that is not STS's says so, in STS's name, not EC2's.
+#[test]
+fn a_malformed_sts_answer_is_named_as_stss() {
+    let sim = org(1, |s| s.ec2_faults.push(Ec2Fault::StsNotXml));
+    let r = org_run(&sim, &["fleet", "check", "--organization", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let error = json(&r)["error"].as_str().unwrap().to_string();
+    assert!(error.contains("sts:GetCallerIdentity failed: an answer that is not an STS answer"), "{error}");
+    assert!(!error.contains("EC2"), "{error}");
+}
+
+/// Every log line of an org-wide run says which account it is about, as the table and the JSON do.
+#[test]
+fn an_org_wide_runs_log_lines_name_their_account() {
+    let sim = org(2, |s| s.ec2_faults.push(Ec2Fault::StsRegionDisabled("200000000002")));
+    let r = org_run(&sim, &["fleet", "check", "--organization"]);
+    expect(&r, 5);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("us-west-2: 1 selected")).collect();
+    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    assert!(lines.iter().any(|l| l.contains("account{account=team-1}")), "{}", r.stderr);
+    assert!(lines.iter().any(|l| l.contains("account{account=management}")), "{}", r.stderr);
+    let refused = r.stderr.lines().find(|l| l.contains("RegionDisabledException")).unwrap_or_default();
+    assert!(refused.contains("account{account=team-2}"), "{}", r.stderr);
+}
+
+/// An account gives its turn to the next once its changes are sent, and verifies them beside the next
+/// accounts (issue 35): with one account sending at a time and EC2 applying each change 3 s after taking it,
+/// the next account's change goes out before the previous account's change is seen applied, and the whole run
+/// takes less than the accounts one after the other would (3 x 3 s).
+#[test]
+fn an_account_verifies_beside_the_next_one() {
+    let sim = org(2, |s| s.applies = crate::simulator::Applies::After(Duration::from_secs(3)));
+    let r = org_run(&sim, &["fleet", "apply", "--organization", "--accounts-at-once", "1", "--output", "json"]);
+    expect(&r, 0);
+    assert_eq!(json(&r)["summary"]["applied"], 3, "{}", r.stdout);
+    let requests = sim.requests();
+    let modified = |account: Option<&str>| {
+        let of =
+            requests.iter().filter(|q| q.action == "ModifyInstanceMetadataOptions" && q.account.as_deref() == account);
+        of.map(|q| q.at_ms).next().unwrap()
+    };
+    let last_read = |account: Option<&str>| {
+        let of = requests.iter().filter(|q| q.action == "DescribeInstances" && q.account.as_deref() == account);
+        of.map(|q| q.at_ms).next_back().unwrap()
+    };
+    let (first, second, third) = (None, Some("200000000001"), Some("200000000002"));
+    assert!(modified(second) < last_read(first), "the second account's change went out while the first verified");
+    assert!(modified(third) < last_read(second), "and the third's while the second verified");
+    assert!(r.took < Duration::from_secs(8), "side by side, not 3 x 3 s: {:?}", r.took);
+}

@@ -250,6 +250,20 @@ fn an_answer_on_a_connection_kept_open_ends_with_its_last_byte() {
     assert!(!r.stderr.contains("too slow to tell"), "{}", r.stderr);
 }
 
+/// A chunked token answer with one valid chunk, then a chunk size of 2^64 - 1 (issue 34): before, the size was
+/// added to the body's length, which wrapped past the bound, and the agent panicked slicing with it (abort,
+/// SIGABRT, on the plain boot path). Now it is not proven: EC2 is asked, and the run ends as it should.
+#[test]
+fn a_hostile_chunk_size_is_not_proven_never_a_crash() {
+    let sim = framed(ImdsFault::HostileChunkSize);
+    let r = run(agent(&sim).args(["--output", "json", "-v"]));
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    expect(&r, 0);
+    assert!(r.stderr.contains("a body longer than 16 KiB"), "the probe says why: {}", r.stderr);
+    assert_eq!(json(&r)["evidence"], "ec2", "not proven by IMDS: EC2 was asked");
+    assert_eq!(ec2_calls(&sim), 1, "one DescribeInstances: {:?}", sim.requests());
+}
+
 /// A token answer whose body carries a line break and a header is no token: it is never written into a
 /// request, the probe proves nothing, and the run says why.
 #[test]

@@ -24,6 +24,25 @@ pub(super) fn answer(
         Ok(signed) => signed,
         Err(answer) => return Some(answer),
     };
+    let action = param("Action").unwrap_or_else(|| target.rsplit('.').next().unwrap_or_default());
+    if s.scenario.ec2(|f| if let Ec2Fault::ThrottleActions(a) = f { Some(a.contains(&action)) } else { None })
+        == Some(true)
+    {
+        return Some(if organizations {
+            let message =
+                "AWS Organizations can't complete your request because another request is already in progress.";
+            reply(
+                400,
+                "application/x-amz-json-1.1",
+                serde_json::json!({ "__type": "TooManyRequestsException", "Message": message }).to_string(),
+            )
+        } else {
+            sts_error(400, "Throttling", "Rate exceeded")
+        });
+    }
+    if sts && s.scenario.ec2_is(&Ec2Fault::StsNotXml) {
+        return Some(reply(200, "text/plain", "OK, but not what STS says".to_string()));
+    }
     // Who the key is: a member's assumed role, or this account's own credentials.
     let caller = s.issued.iter().find(|i| i.key == key).and_then(|i| i.account.clone());
     let caller = caller.unwrap_or_else(|| ACCOUNT.to_string());
@@ -59,6 +78,16 @@ fn sts_error(status: u16, code: &str, message: &str) -> Reply {
 fn assume_role(arn: &str, caller: &str, s: &mut State) -> Reply {
     let account = arn.strip_prefix("arn:aws:iam::").and_then(|rest| rest.split(':').next()).unwrap_or_default();
     let known = s.members.contains_key(account);
+    if s.scenario.ec2(|f| if let Ec2Fault::StsRegionDisabled(a) = f { Some(*a == account) } else { None }) == Some(true)
+    {
+        return sts_error(
+            403,
+            "RegionDisabledException",
+            &format!(
+                "STS is not activated in this region for account:{account}. Your account administrator can activate STS in this region using the IAM Console."
+            ),
+        );
+    }
     if !known || s.scenario.policy.refuse_roles.iter().any(|r| r == account) {
         return sts_error(
             403,

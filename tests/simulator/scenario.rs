@@ -184,8 +184,16 @@ pub enum Ec2Fault {
     /// These signed requests (0-based, counting those that passed the signature check) answer
     /// RequestLimitExceeded: throttling at a chosen call site.
     ThrottleRequests(Vec<usize>),
-    /// These actions are always answered RequestLimitExceeded.
+    /// These actions are always answered RequestLimitExceeded (STS's and Organizations' with their own
+    /// throttling codes: Throttling, TooManyRequestsException).
     ThrottleActions(Vec<&'static str>),
+    /// Requests for these actions (EC2's, STS's or Organizations') are never answered.
+    HangActions(Vec<&'static str>),
+    /// sts:AssumeRole into this member account answers RegionDisabledException (STS not activated in the
+    /// region called, for that account).
+    StsRegionDisabled(&'static str),
+    /// STS answers 200 with a body that is not XML.
+    StsNotXml,
     /// The first N requests the budget admits answer 500 InternalError.
     ServerErrorFirst(usize),
     /// The first modify is carried out, but answered with a 500, as when the answer is lost on the way.
@@ -240,6 +248,10 @@ pub enum ImdsFault {
     KeepsConnectionsOpen,
     /// The token answer's body is a token, a line break and a header (`X-Injected: yes`), framed by its length.
     TokenWithHeader,
+    /// The sensing probes' token answers (60 s tokens) are chunked: one valid chunk, then a chunk size of
+    /// 2^64 - 1 and more bytes (issue 34: the reader summed it with the body's length, which wrapped). Every
+    /// other answer is as IMDS gives it.
+    HostileChunkSize,
 }
 
 impl Scenario {

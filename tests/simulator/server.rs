@@ -44,11 +44,10 @@ pub(super) async fn serve(
         }
         let state = state.clone();
         let instance = instance.clone();
-        let by_hand = state
-            .lock()
-            .unwrap()
-            .scenario
-            .imds(|f| matches!(f, ImdsFault::ChunkedAnswers | ImdsFault::KeepsConnectionsOpen).then_some(*f));
+        let by_hand = state.lock().unwrap().scenario.imds(|f| {
+            matches!(f, ImdsFault::ChunkedAnswers | ImdsFault::KeepsConnectionsOpen | ImdsFault::HostileChunkSize)
+                .then_some(*f)
+        });
         if let (Some(fault), "imds") = (by_hand, server) {
             tokio::spawn(serve_by_hand(stream, state, instance, fault));
             continue;
@@ -97,6 +96,9 @@ async fn serve_by_hand(
         let close = parts.headers.get("connection").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let length: usize =
             parts.headers.get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let probe_token = parts.method == hyper::Method::PUT
+            && parts.headers.get("x-aws-ec2-metadata-token-ttl-seconds").is_some_and(|v| v.as_bytes() == b"60");
+        let hostile = fault == ImdsFault::HostileChunkSize && probe_token;
         read.drain(..(end + length).min(read.len()));
         let entry = entry(&parts, "imds", Vec::new());
         let (reply, delay) = imds(&parts, &parts.method, parts.uri.path(), &state, instance.as_deref());
@@ -112,7 +114,15 @@ async fn serve_by_hand(
             out.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
         }
         let mut out = out.into_bytes();
-        if fault == ImdsFault::ChunkedAnswers {
+        if hostile {
+            let (first, rest) = body.split_at(body.len().min(5));
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            out.extend_from_slice(format!("{:x}\r\n", first.len()).as_bytes());
+            out.extend_from_slice(first);
+            out.extend_from_slice(b"\r\nFFFFFFFFFFFFFFFF\r\n");
+            out.extend_from_slice(rest);
+            out.extend_from_slice(b"\r\n0\r\n\r\n");
+        } else if fault == ImdsFault::ChunkedAnswers {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
             let (first, rest) = body.split_at(body.len().min(7));
             for chunk in [first, rest].into_iter().filter(|c| !c.is_empty()) {
@@ -125,7 +135,8 @@ async fn serve_by_hand(
             out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
             out.extend_from_slice(&body);
         }
-        if stream.write_all(&out).await.is_err() || close && fault == ImdsFault::ChunkedAnswers {
+        let closes = matches!(fault, ImdsFault::ChunkedAnswers | ImdsFault::HostileChunkSize);
+        if stream.write_all(&out).await.is_err() || close && closes {
             return;
         }
     }
@@ -232,7 +243,11 @@ pub(super) async fn handle(
             Ec2Fault::HangRegions(regions) => Some(ec2 && regions.iter().any(|r| Some(*r) == region.as_deref())),
             _ => None,
         });
-        (delay.unwrap_or_default(), hangs == Some(true))
+        let action_hangs = s.scenario.ec2(|f| match f {
+            Ec2Fault::HangActions(actions) => Some(actions.contains(&entry.action.as_str())),
+            _ => None,
+        });
+        (delay.unwrap_or_default(), hangs == Some(true) || action_hangs == Some(true))
     };
     tokio::time::sleep(if hang { Duration::from_secs(3600) } else { delay }).await;
     let (reply, cut) = {

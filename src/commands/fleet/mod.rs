@@ -8,24 +8,25 @@
 
 pub mod report;
 
-use crate::accounts::{self, Member};
+use crate::accounts;
 use crate::cli::{Act, FleetArgs, Output};
 use crate::config;
-use crate::ec2::{Account, Described, Filter, Fleet, Modified};
-use crate::error::{Error, ExitCode, Result, Stage};
+use crate::ec2::{Account, Described, Ec2Api, Filter, Fleet, Modified};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::ids::{InstanceId, Region};
 use crate::outcome::{self, Action};
 use crate::plan::{self, Change, Decision, Intent, Step, Wanted};
 use crate::process::{self, Progress};
-use crate::regions::{self, Regions};
+use crate::regions::Regions;
 use crate::retry::Patient;
+use crate::runner::{Place, Settled, SettledAccount, Store};
 use crate::verify::{self, BATCH, End, ReadBack, Wait, Watcher};
 use crate::wait::{Pace, patience};
 use futures_util::StreamExt;
 use report::{Counts, Outcome, RegionFailure};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -118,15 +119,26 @@ impl Settings {
     }
 }
 
-/// One region's run: the outcome of every selected instance.
+/// A region's instances as far as its run got, written as it goes (`runner::Place::state`): a run ended by its
+/// deadline or a signal reports each instance as far as it got.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// The selection has been read: before, the region's instances are not known.
+    pub read: bool,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// One region's run: the outcome of every selected instance, written into `selection` as it comes; `sent` is
+/// called once every change has been sent (what is left is verifying them).
 pub async fn region<E: Fleet>(
     ec2: &E,
     region: &Region,
     settings: &Settings,
     counts: &Counts,
-    live: &Live,
+    selection: &RefCell<Selection>,
+    sent: impl FnOnce(),
     deadline: Instant,
-) -> Result<Vec<Outcome>> {
+) -> Result<()> {
     let patient = Patient::new(ec2);
     let selected = select(&patient, settings, deadline).await?;
     counts.add_selected(selected.len());
@@ -168,17 +180,20 @@ pub async fn region<E: Fleet>(
         counts,
         &format!("{region}: {} selected, {compliant} compliant, {needing} to change", outcomes.len()),
     );
-    let ledger =
-        Ledger { outcomes: Rc::new(RefCell::new(outcomes)), pending: RefCell::new(Vec::new()), done: false.into() };
-    live.0.borrow_mut().push((region.clone(), ledger.outcomes.clone()));
+    selection.replace(Selection { read: true, outcomes });
+    let ledger = Ledger { outcomes: selection, pending: RefCell::new(Vec::new()), done: false.into() };
     if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
-        return Ok(ledger.outcomes.borrow().clone());
+        sent();
+        return Ok(());
     }
     for (index, expected) in to_verify {
-        let id = ledger.outcomes.borrow()[index].instance_id.clone();
+        let id = ledger.outcomes.borrow().outcomes[index].instance_id.clone();
         ledger.pending.borrow_mut().push(Wait::new(id, index, expected, false, settings.wait_timeout, deadline));
     }
-    let modify = change_all(&patient, region, &ledger, to_change, settings, counts, deadline);
+    let modify = async {
+        change_all(&patient, region, &ledger, to_change, settings, counts, deadline).await;
+        sent();
+    };
     if settings.wait && !settings.dry_run {
         let mut watcher = Verifying { region, ledger: &ledger, counts };
         let batches = Batches(&patient);
@@ -187,8 +202,7 @@ pub async fn region<E: Fleet>(
     } else {
         modify.await;
     }
-    let outcomes = ledger.outcomes.borrow().clone();
-    Ok(outcomes)
+    Ok(())
 }
 
 /// The selection, read in pages: by filters, or by `--instance-id` in batches (same filters).
@@ -218,9 +232,9 @@ async fn select<E: Fleet>(patient: &Patient<'_, E>, settings: &Settings, deadlin
 }
 
 /// The region's outcomes, and the changed instances not yet verified, shared by the two halves of a run.
-struct Ledger {
-    /// Also on the run's `Live`, so that an interrupted run can still report them.
-    outcomes: Shared,
+struct Ledger<'a> {
+    /// The region's slot in the run's store, so that an interrupted run can still report them.
+    outcomes: &'a RefCell<Selection>,
     pending: RefCell<Vec<Wait>>,
     /// Every change has been sent (or has failed).
     done: std::cell::Cell<bool>,
@@ -229,7 +243,7 @@ struct Ledger {
 async fn change_all<E: Fleet>(
     patient: &Patient<'_, E>,
     region: &Region,
-    ledger: &Ledger,
+    ledger: &Ledger<'_>,
     to_change: Vec<(usize, Change)>,
     settings: &Settings,
     counts: &Counts,
@@ -241,7 +255,7 @@ async fn change_all<E: Fleet>(
     let one = |(index, change): (usize, Change)| {
         let paced = &paced;
         async move {
-            let id = ledger.outcomes.borrow()[index].instance_id.clone();
+            let id = ledger.outcomes.borrow().outcomes[index].instance_id.clone();
             let until = patience(deadline);
             let result = paced.modify(&id, &change, settings.dry_run, until).await;
             // Where the run's deadline was the bound, the message names --timeout as given.
@@ -253,8 +267,8 @@ async fn change_all<E: Fleet>(
     let mut sent = 0;
     while let Some((index, change, result)) = results.next().await {
         sent += 1;
-        let mut outcomes = ledger.outcomes.borrow_mut();
-        let outcome = &mut outcomes[index];
+        let mut selection = ledger.outcomes.borrow_mut();
+        let outcome = &mut selection.outcomes[index];
         match result {
             Ok(Modified::WouldSucceed) => outcome.action = Action::WouldChange,
             Ok(Modified::Accepted(answer)) => {
@@ -279,7 +293,7 @@ async fn change_all<E: Fleet>(
                 outcome.fail(&err);
             }
         }
-        drop(outcomes);
+        drop(selection);
         if sent % 100 == 0 || sent == total {
             report::milestone(counts, &format!("{region}: {sent} of {total} changes answered"));
         }
@@ -301,7 +315,7 @@ impl<E: Fleet> ReadBack for Batches<'_, '_, E> {
 /// What the verifier's reads and ends mean for the region's outcomes and the live counts.
 struct Verifying<'a> {
     region: &'a Region,
-    ledger: &'a Ledger,
+    ledger: &'a Ledger<'a>,
     counts: &'a Counts,
 }
 
@@ -311,7 +325,7 @@ impl Watcher for Verifying<'_> {
     }
 
     fn read(&mut self, wait: &Wait) {
-        let o = &mut self.ledger.outcomes.borrow_mut()[wait.key];
+        let o = &mut self.ledger.outcomes.borrow_mut().outcomes[wait.key];
         if let Some((state, seen)) = &wait.seen {
             o.after = Some(seen.clone());
             o.state = Some(*state);
@@ -320,7 +334,7 @@ impl Watcher for Verifying<'_> {
 
     /// An ended wait counts once: applied, or failed (and then no longer as changed, if a change was sent).
     fn ended(&mut self, wait: Wait, end: End) {
-        let o = &mut self.ledger.outcomes.borrow_mut()[wait.key];
+        let o = &mut self.ledger.outcomes.borrow_mut().outcomes[wait.key];
         match end {
             End::Applied | End::AppliesAtStart => {
                 o.action = match (wait.sent, end) {
@@ -373,31 +387,28 @@ const NO_DEADLINE: Duration = Duration::from_secs(7 * 86_400);
 
 pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
-    let accounts = accounts::Settings::from_args(&args.accounts)?;
+    let accounts = accounts::Settings::from_args(&args.accounts, settings.timeout)?;
     let start = std::time::Instant::now();
     let counts = Counts::new(quiet);
-    // Each account's result (its failure to be entered, or to resolve its regions), and each account's regions
-    // as far as they got: outside the run, so that a run its deadline or a signal ends still reports them.
-    let board: regions::Board<Result<()>, Member> = regions::Board::default();
-    let places: accounts::Places<Place> = accounts::Places::default();
+    // Every account and region with its instances as far as they got: outside the run, so that a run its
+    // deadline or a signal ends still reports them.
+    let store: Store<Selection> = Store::default();
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
-    // at the same deadline, less `CONCLUDE`, so what they decided is on the board by then.
+    // at the same deadline, less `CONCLUDE`, so what they decided is in the store by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
     let work = |deadline: Instant| {
         let deadline = deadline - process::CONCLUDE;
-        let (settings, accounts, counts, board, places) = (&settings, &accounts, &counts, &board, &places);
+        let (settings, accounts, counts, store) = (&settings, &accounts, &counts, &store);
         async move {
             let caller = Account::load().await;
             let roster = accounts.roster(caller, deadline).await?;
-            let one = async |account: &Account, member: &Member| {
-                let place = places.enter(member);
-                let one = async |ec2: &_, r: &Region| region(ec2, r, settings, counts, &place.live, deadline).await;
-                regions::each(account, &settings.regions, &place.regions, deadline, one).await
+            let one = async |ec2: &Ec2Api, place: &Place<'_, Selection>| {
+                region(ec2, place.region(), settings, counts, place.state(), || place.sent(), deadline).await
             };
-            accounts::each(accounts, &roster, board, deadline, one).await
+            store.run(accounts, &roster, &settings.regions, deadline, one).await
         }
     };
-    let ended = process::block_on(limit, &Progress::at(Stage::Ec2), work).err();
+    let ended = process::block_on(limit, &Progress::at(accounts.stage()), work).err();
     counts.finish();
     let interrupted = matches!(ended, Some(Error::Signal { .. } | Error::Deadline { .. }));
     match &ended {
@@ -410,7 +421,8 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
         Some(err) => tracing::error!("{err}"),
         None => {}
     }
-    let mut run = gather_accounts(&places, accounts.org_wide(), board.take(), ended.as_ref());
+    let mut run =
+        gather_accounts(store.settle(accounts.org_wide(), ended.as_ref()), accounts.org_wide(), ended.as_ref());
     if let (true, Some(err), Act::Apply) = (interrupted, &ended, settings.act) {
         unsent(&mut run.outcomes, err);
     }
@@ -441,35 +453,22 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// One account's part of the run, from the moment the run enters it: its regions and live outcomes.
-#[derive(Default)]
-struct Place {
-    regions: regions::Board<Result<Vec<Outcome>>>,
-    live: Live,
-}
-
 /// The whole run's report, account by account in the order listed (the credentials' own alone, when the run
 /// is not org-wide): each account's instances and failed regions, tagged with the account, and the accounts
-/// that could not be worked in (`results`: each account's own result, where it has one).
-fn gather_accounts(
-    places: &accounts::Places<Place>,
-    org_wide: bool,
-    results: Vec<(Member, Option<Result<()>>)>,
-    ended: Option<&Error>,
-) -> report::Run {
+/// that could not be worked in.
+fn gather_accounts(accounts: Vec<SettledAccount<Selection>>, org_wide: bool, ended: Option<&Error>) -> report::Run {
     let mut run = report::Run { org_wide, ..report::Run::default() };
-    for (member, place, failure) in places.settle(org_wide, results, ended, |p| p.regions.resolved()) {
-        let (regions, mut outcomes, mut failures) = match place {
-            Some(place) => gather(place.regions.take(), &place.live, ended),
-            None => (Vec::new(), Vec::new(), Vec::new()),
-        };
+    for account in accounts {
+        let member = account.member;
+        let (regions, mut outcomes, mut failures) =
+            gather(account.regions, ended, org_wide.then(|| member.label()).flatten());
         for o in &mut outcomes {
             (o.account_id, o.account) = (member.id.clone(), member.label());
         }
         for f in &mut failures {
             (f.account_id, f.account) = (member.id.clone(), member.label());
         }
-        run.account_failures.extend(failure);
+        run.account_failures.extend(account.failure);
         run.accounts.push(report::AccountRun { member, regions });
         run.outcomes.extend(outcomes);
         run.failures.extend(failures);
@@ -495,34 +494,21 @@ fn unsent(outcomes: &mut [Outcome], err: &Error) {
     }
 }
 
-/// Each region's outcomes from the moment its selection is read, kept outside the run, so that a run ended
-/// by a signal or its deadline still reports each instance as far as it got.
-#[derive(Default)]
-pub struct Live(RefCell<Vec<(Region, Shared)>>);
-
-/// A region's outcomes, shared by its run (`Ledger`) and `Live`.
-type Shared = Rc<RefCell<Vec<Outcome>>>;
-
-impl Live {
-    fn of(&self, region: &Region) -> Option<Vec<Outcome>> {
-        self.0.borrow().iter().find(|(r, _)| r == region).map(|(_, o)| o.borrow().clone())
-    }
-}
-
-/// Every region's outcomes and failures, in the regions' order: its result where it finished; where a signal
-/// or the deadline (`ended`) came first, its instances as far as they got, or the region as not read.
+/// Every region's outcomes and failures, in the regions' order: its instances as far as they got (all of
+/// them where it finished); where its selection failed, the failure; where a signal or the deadline (`ended`)
+/// came before its selection was read, the region as not read.
 fn gather(
-    results: Vec<(Region, Option<Result<Vec<Outcome>>>)>,
-    live: &Live,
+    results: Vec<Settled<Selection>>,
     ended: Option<&Error>,
+    account: Option<String>,
 ) -> (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>) {
-    let some_region_worked = results.iter().any(|(_, r)| matches!(r, Some(Ok(_))));
+    let account = account.map(|a| format!("{a} ")).unwrap_or_default();
+    let some_region_worked = results.iter().any(|r| matches!(r.end, Some(Ok(()))));
     let (mut regions, mut outcomes, mut failures) = (Vec::new(), Vec::new(), Vec::new());
-    for (region, result) in results {
-        // A region's live outcomes are looked up (and copied) only where it has no result of its own.
-        match result.ok_or_else(|| live.of(&region)) {
-            Ok(Ok(o)) | Err(Some(o)) => outcomes.extend(o),
-            Ok(Err(err)) => {
+    for Settled { region, state, end } in results {
+        match (end, state.read) {
+            (Some(Ok(())), _) | (None, true) => outcomes.extend(state.outcomes),
+            (Some(Err(err)), _) => {
                 let mut error = err.to_string();
                 // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
                 if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
@@ -531,7 +517,7 @@ fn gather(
                          account (--all-regions takes only the enabled ones)"
                     ));
                 }
-                tracing::error!("{region}: {error}");
+                tracing::error!("{account}{region}: {error}");
                 failures.push(RegionFailure {
                     account_id: None,
                     account: None,
@@ -541,7 +527,7 @@ fn gather(
                 });
             }
             // (A run that ended by itself has every region's result: `ended` is there.)
-            Err(None) => failures.push(RegionFailure {
+            (None, false) => failures.push(RegionFailure {
                 account_id: None,
                 account: None,
                 region: region.clone(),
@@ -640,8 +626,9 @@ mod tests {
     async fn one_region(ec2: &FakeAccount, settings: &Settings, limit: Duration) -> (Result<Vec<Outcome>>, Duration) {
         let counts = Counts::new(true);
         let start = Instant::now();
-        let result = region(ec2, &"us-west-2".into(), settings, &counts, &Live::default(), start + limit).await;
-        (result, start.elapsed())
+        let selection = RefCell::default();
+        let result = region(ec2, &"us-west-2".into(), settings, &counts, &selection, || {}, start + limit).await;
+        (result.map(|()| selection.take().outcomes), start.elapsed())
     }
 
     fn statuses(outcomes: &[Outcome]) -> Vec<Action> {

@@ -4,7 +4,8 @@
 
 use crate::accounts::{AccountFailure, Member};
 use crate::ec2::Described;
-use crate::error::{Error, ExitCode};
+use crate::error::Error;
+use crate::exit::ExitCode;
 use crate::ids::{AccountId, InstanceId, Region};
 use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, InstanceState, MetadataOptions};
@@ -103,8 +104,9 @@ pub struct Counts {
     applied: Cell<usize>,
     failed: Cell<usize>,
     bar: Option<indicatif::ProgressBar>,
-    /// The last line logged (without a bar), so that an unchanged round is not logged again.
-    last: std::cell::RefCell<String>,
+    /// The last line logged (without a bar), with the span it was logged in (an account of an org-wide run),
+    /// so that an unchanged round is not logged again, and the same line of another account is.
+    last: std::cell::RefCell<(Option<u64>, String)>,
 }
 
 impl Counts {
@@ -124,7 +126,7 @@ impl Counts {
             applied: 0.into(),
             failed: 0.into(),
             bar,
-            last: String::new().into(),
+            last: Default::default(),
         }
     }
 
@@ -180,9 +182,11 @@ pub fn milestone(counts: &Counts, line: &str) {
     match &counts.bar {
         Some(bar) => bar.set_message(counts.to_string()),
         None => {
-            if *counts.last.borrow() != line {
+            let span = tracing::Span::current().id().map(|id| id.into_u64());
+            let mut last = counts.last.borrow_mut();
+            if last.0 != span || last.1 != line {
                 tracing::info!("{line}");
-                line.clone_into(&mut counts.last.borrow_mut());
+                *last = (span, line.to_string());
             }
         }
     }
