@@ -53,18 +53,31 @@ pub struct Scripted {
     pub describes: RefCell<Vec<MetadataOptions>>,
     pub modifies: RefCell<Vec<(Change, bool)>>,
     pub refuse_modify: Option<fn() -> Error>,
+    /// Where the instance came from, as its tags say.
+    pub source: crate::source::Source,
 }
 
 impl Scripted {
     pub fn new(answers: Vec<MetadataOptions>) -> Self {
-        Scripted { describes: RefCell::new(answers), modifies: RefCell::default(), refuse_modify: None }
+        Scripted {
+            describes: RefCell::new(answers),
+            modifies: RefCell::default(),
+            refuse_modify: None,
+            source: Default::default(),
+        }
     }
 }
 
 impl Ec2 for Scripted {
-    async fn describe_instance(&self, _: &str) -> Result<(crate::plan::InstanceState, MetadataOptions)> {
+    async fn describe_instance(&self, id: &str) -> Result<Described> {
         let mut d = self.describes.borrow_mut();
-        Ok((crate::plan::InstanceState::Running, if d.len() > 1 { d.remove(0) } else { d[0].clone() }))
+        let options = if d.len() > 1 { d.remove(0) } else { d[0].clone() };
+        Ok(Described {
+            instance_id: id.into(),
+            state: crate::plan::InstanceState::Running,
+            options,
+            source: self.source.clone(),
+        })
     }
     async fn modify(&self, _: &str, change: &Change, dry_run: bool) -> Result<Modified> {
         self.modifies.borrow_mut().push((*change, dry_run));
@@ -211,7 +224,7 @@ impl FakeAccount {
             i.applies_at = None;
             i.options.state = Some(State::Applied);
         }
-        Described { instance_id: i.id.clone(), state: i.state, options: i.options.clone() }
+        Described { instance_id: i.id.clone(), state: i.state, options: i.options.clone(), source: Default::default() }
     }
 
     /// Takes a token from the modify bucket, or answers as EC2 does when it is empty.
@@ -248,12 +261,11 @@ fn matches(d: &FakeInstance, filters: &[Filter]) -> bool {
 }
 
 impl Ec2 for FakeAccount {
-    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)> {
+    async fn describe_instance(&self, instance_id: &str) -> Result<Described> {
         self.log("DescribeInstances", false);
         let mut all = self.instances.borrow_mut();
         let i = all.iter_mut().find(|i| i.id == *instance_id).expect("an instance of the fake account");
-        let d = self.read(i);
-        Ok((d.state, d.options))
+        Ok(self.read(i))
     }
 
     async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified> {

@@ -22,6 +22,7 @@ mod remote;
 mod retry;
 mod runner;
 mod sense;
+mod source;
 mod verify;
 mod wait;
 

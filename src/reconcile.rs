@@ -94,7 +94,7 @@ pub async fn reconcile(ec2: &impl Ec2, target: &Target, run: Run<'_>, imds: &Fro
             sensed.options()
         }
         None => {
-            let (state, before) = ec2.describe_instance(instance_id, deadline).await?;
+            let Described { state, options: before, .. } = ec2.describe_instance(instance_id, deadline).await?;
             tracing::debug!(?state, ?before, "current metadata options");
             if state.is_gone() {
                 return Err(Error::InstanceGone { instance_id: instance_id.into(), state });
@@ -248,9 +248,9 @@ impl<E: Ec2> ReadBack for ByOne<'_, '_, E> {
     async fn read_back(&self, ids: &[InstanceId], until: Instant) -> Result<Vec<Described>> {
         let mut read = Vec::with_capacity(ids.len());
         for id in ids {
-            let (state, options) = self.0.describe_instance(id, until).await?;
-            tracing::trace!(state = ?options.state, hop_limit = ?options.hop_limit, "read back");
-            read.push(Described { instance_id: id.clone(), state, options });
+            let d = self.0.describe_instance(id, until).await?;
+            tracing::trace!(state = ?d.options.state, hop_limit = ?d.options.hop_limit, "read back");
+            read.push(d);
         }
         Ok(read)
     }

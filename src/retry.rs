@@ -8,7 +8,7 @@
 use crate::ec2::failures::FailureKind;
 use crate::ec2::{Described, Ec2, Filter, Fleet, Modified};
 use crate::error::{Error, Result};
-use crate::plan::{Change, InstanceState, MetadataOptions};
+use crate::plan::{Change, MetadataOptions};
 use crate::wait::{Backoff, Pace};
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -112,14 +112,10 @@ impl<'a, E> Patient<'a, E> {
 
 impl<E: Ec2> Patient<'_, E> {
     pub async fn describe(&self, instance_id: &str, until: Instant) -> Result<MetadataOptions> {
-        Ok(self.describe_instance(instance_id, until).await?.1)
+        Ok(self.describe_instance(instance_id, until).await?.options)
     }
 
-    pub async fn describe_instance(
-        &self,
-        instance_id: &str,
-        until: Instant,
-    ) -> Result<(InstanceState, MetadataOptions)> {
+    pub async fn describe_instance(&self, instance_id: &str, until: Instant) -> Result<Described> {
         self.retry("DescribeInstances", until, |ec2| ec2.describe_instance(instance_id)).await
     }
 

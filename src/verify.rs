@@ -247,7 +247,7 @@ mod tests {
             ids.iter()
                 .map(|id| {
                     let (state, options) = (self.answer)(n, id)?;
-                    Ok(Described { instance_id: id.clone(), state, options })
+                    Ok(Described { instance_id: id.clone(), state, options, source: Default::default() })
                 })
                 .collect()
         }

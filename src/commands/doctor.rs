@@ -13,6 +13,7 @@ use crate::process::{self, Progress};
 use crate::reconcile::Target;
 use crate::retry::Patient;
 use crate::sense;
+use crate::source::Source;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -387,10 +388,10 @@ async fn ec2_steps<E: Ec2>(
     let mut checks = Vec::new();
     let until = tokio::time::Instant::now() + EC2_PATIENCE;
     // A refusal's own message says what to do (the policy to grant, or whose policy refused): no hint under it.
-    let reported = match ec2.describe(id, until).await {
-        Ok(current) => {
+    let (reported, source) = match ec2.describe_instance(id, until).await {
+        Ok(described) => {
             checks.push(Check::ok("ec2:DescribeInstances", "authorized"));
-            current
+            (described.options, described.source)
         }
         Err(err) => {
             checks.push(Check::fail("ec2:DescribeInstances", &err, None));
@@ -411,11 +412,17 @@ async fn ec2_steps<E: Ec2>(
         Ok(_) => Check::ok("ec2:ModifyInstanceMetadataOptions", "authorized (DryRun)"),
         Err(err) => Check::fail("ec2:ModifyInstanceMetadataOptions", &err, None),
     });
-    checks.push(options(around, &current, decision));
+    checks.push(options(around, &current, decision, &source, config.wanted.hop_limit));
     checks
 }
 
-fn options(around: &Surroundings, current: &plan::MetadataOptions, decision: Decision) -> Check {
+fn options(
+    around: &Surroundings,
+    current: &plan::MetadataOptions,
+    decision: Decision,
+    source: &Source,
+    wanted: plan::HopLimit,
+) -> Check {
     const STEP: &str = "metadata options";
     let tradeoff = "a hop limit above 1 lets containers use the instance role; HttpTokens=required is its safe \
                     companion (`--http-tokens required`)";
@@ -446,8 +453,23 @@ fn options(around: &Surroundings, current: &plan::MetadataOptions, decision: Dec
         Decision::Change(change) => Check::warn(
             STEP,
             format!("not compliant: `imds-hop-limit` would set {}", current.changes_to(&change.applied_to(current))),
-            format!("run `imds-hop-limit` on the host; {tradeoff}"),
+            format!("run `imds-hop-limit` on the host; {tradeoff}. {}", where_from(source, current, wanted)),
         ),
+    }
+}
+
+/// Where a non-compliant instance came from (its tags), and that the next one from there will be the same
+/// unless the source is fixed, with the fix.
+fn where_from(source: &Source, current: &plan::MetadataOptions, wanted: plan::HopLimit) -> String {
+    let hop = plan::show(current.hop_limit, plan::Absent::Unknown);
+    match source.kind {
+        Some(_) => format!(
+            "This instance came from {}: the next instance from there will likely have hop limit {hop} too, unless \
+             the source is fixed: {}",
+            source.label(),
+            source.fix(wanted)
+        ),
+        None => format!("Its tags do not say where it came from: {}", source.fix(wanted)),
     }
 }
 
@@ -524,10 +546,7 @@ mod tests {
     /// The scripted EC2 behind an Rc, so a test can look at what doctor sent it.
     struct Shared(std::rc::Rc<Scripted>);
     impl Ec2 for Shared {
-        async fn describe_instance(
-            &self,
-            id: &str,
-        ) -> crate::error::Result<(crate::plan::InstanceState, MetadataOptions)> {
+        async fn describe_instance(&self, id: &str) -> crate::error::Result<crate::ec2::Described> {
             self.0.describe_instance(id).await
         }
         async fn modify(&self, id: &str, c: &Change, dry: bool) -> crate::error::Result<crate::ec2::Modified> {
@@ -623,6 +642,27 @@ mod tests {
         assert!(modify.detail.contains("iam-policy.json"), "{}", modify.detail);
         assert_eq!(modify.hint, None);
         assert_eq!(exit_code(&checks), ExitCode::NotAuthorized);
+    }
+
+    /// Not compliant: where the instance came from, by its tags, and the fix that makes the hop limit stick
+    /// there (issue 36); nothing known: the region's default.
+    #[tokio::test(start_paused = true)]
+    async fn a_non_compliant_instance_is_told_where_it_came_from_and_the_fix() {
+        let mut ec2 = Scripted::new(vec![options(1, State::Applied)]);
+        ec2.source = Source::from_tags([("karpenter.k8s.aws/ec2nodeclass", "default"), ("eks:cluster-name", "prod")]);
+        let (checks, _) = diagnose_with(&FakeImds::default(), ec2, &around(Ok(Hops::Reached(1)))).await;
+        let hint = step(&checks, "metadata options").hint.clone().unwrap();
+        assert!(hint.contains("This instance came from Karpenter EC2NodeClass default (cluster prod)"), "{hint}");
+        assert!(hint.contains("will likely have hop limit 1 too"), "{hint}");
+        assert!(hint.contains("httpPutResponseHopLimit: 2 on EC2NodeClass default of cluster prod"), "{hint}");
+        let (checks, _) = diagnose_with(
+            &FakeImds::default(),
+            Scripted::new(vec![options(1, State::Applied)]),
+            &around(Ok(Hops::Reached(1))),
+        )
+        .await;
+        let hint = step(&checks, "metadata options").hint.clone().unwrap();
+        assert!(hint.contains("Its tags do not say where it came from: `imds-hop-limit defaults apply"), "{hint}");
     }
 
     /// The drift the review found: EC2 leaves HttpEndpoint out; apply rightly sends nothing for it (IMDS just

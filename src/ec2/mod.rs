@@ -32,9 +32,9 @@ use std::time::Duration;
 
 /// What the rest of the program needs from EC2 for one instance.
 pub trait Ec2 {
-    /// The instance's life-cycle state with its options: a stopped instance applies a change when it starts,
-    /// a terminated one never will.
-    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)>;
+    /// The instance's life-cycle state with its options (a stopped instance applies a change when it starts,
+    /// a terminated one never will), and where it came from, by its tags.
+    async fn describe_instance(&self, instance_id: &str) -> Result<Described>;
     /// Sends `change`; with `dry_run`, only asks whether it would be authorized.
     async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified>;
 }
@@ -75,6 +75,8 @@ pub struct Described {
     pub instance_id: InstanceId,
     pub state: InstanceState,
     pub options: MetadataOptions,
+    /// Where it came from, by its tags (DescribeInstances gives them with no extra call).
+    pub source: crate::source::Source,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -195,7 +197,7 @@ pub fn proxy_for(endpoint: &str) -> Option<String> {
 }
 
 impl Ec2 for Ec2Api {
-    async fn describe_instance(&self, instance_id: &str) -> Result<(InstanceState, MetadataOptions)> {
+    async fn describe_instance(&self, instance_id: &str) -> Result<Described> {
         tracing::trace!(%instance_id, "ec2:DescribeInstances");
         let out = self
             .client
@@ -223,8 +225,12 @@ impl Ec2 for Ec2Api {
                 region: self.region.clone(),
                 detail: "EC2's complete DescribeInstances answer did not include it".into(),
             })?;
-        let state = instance_state(instance.state().and_then(|s| s.name()));
-        Ok((state, instance.metadata_options().map(options_from).unwrap_or_default()))
+        Ok(Described {
+            instance_id: answered_id(instance_id)?,
+            state: instance_state(instance.state().and_then(|s| s.name())),
+            options: instance.metadata_options().map(options_from).unwrap_or_default(),
+            source: source_of(instance.tags()),
+        })
     }
 
     async fn modify(&self, instance_id: &str, change: &Change, dry_run: bool) -> Result<Modified> {
@@ -272,19 +278,11 @@ impl Fleet for Ec2Api {
             }
             for i in reservation.instances() {
                 let Some(id) = i.instance_id() else { return Err(incomplete()) };
-                let Ok(instance_id) = id.parse::<InstanceId>() else {
-                    return Err(Error::Call {
-                        operation: "DescribeInstances",
-                        failure: Failure {
-                            message: Some(format!("an instance id that is not one: {:?}", remote::sanitize(id, 40))),
-                            ..Failure::new(Service::Ec2, FailureKind::Malformed)
-                        },
-                    });
-                };
                 instances.push(Described {
-                    instance_id,
+                    instance_id: answered_id(id)?,
                     state: instance_state(i.state().and_then(|s| s.name())),
                     options: i.metadata_options().map(options_from).unwrap_or_default(),
+                    source: source_of(i.tags()),
                 });
             }
         }
@@ -292,6 +290,22 @@ impl Fleet for Ec2Api {
         let next = out.next_token().filter(|t| !t.is_empty() && t.len() <= 4096).map(str::to_string);
         Ok(Page { instances, next })
     }
+}
+
+/// Where an instance came from, by its tags (`source::Source::from_tags` makes their values safe).
+fn source_of(tags: &[aws_sdk_ec2::types::Tag]) -> crate::source::Source {
+    crate::source::Source::from_tags(tags.iter().filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))))
+}
+
+/// An instance id as EC2 answered it: remote text, kept only with an instance id's shape.
+fn answered_id(id: &str) -> Result<InstanceId> {
+    id.parse::<InstanceId>().map_err(|_| Error::Call {
+        operation: "DescribeInstances",
+        failure: Failure {
+            message: Some(format!("an instance id that is not one: {:?}", remote::sanitize(id, 40))),
+            ..Failure::new(Service::Ec2, FailureKind::Malformed)
+        },
+    })
 }
 
 fn incomplete() -> Error {

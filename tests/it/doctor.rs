@@ -50,6 +50,11 @@ fn not_compliant_is_a_warning_with_the_exact_change_and_the_tradeoff() {
     let options = line(&out, "metadata options");
     assert!(options.starts_with("[warn]") && options.contains("would set hop limit 1 -> 2"), "{out}");
     assert!(out.contains("HttpTokens=required is its safe companion"), "{out}");
+    // Its tags say nothing of where it came from: the region's default for new instances (issue 36).
+    assert!(
+        out.contains("Its tags do not say where it came from: `imds-hop-limit defaults apply --hop-limit 2`"),
+        "{out}"
+    );
     assert_eq!(sim.options().1, Some(1), "doctor changes nothing");
 }
 

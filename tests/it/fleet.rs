@@ -30,10 +30,14 @@ fn check_by_tag_reads_one_page_changes_nothing_and_says_what_would_change() {
     expect(&r, 3);
     assert_eq!(
         r.stdout,
-        "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
-         i-40000000000000001  us-west-2  running  1 -> 2     enabled   not compliant\n\
+        "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT         SOURCE\n\
+         i-40000000000000001  us-west-2  running  1 -> 2     enabled   not compliant  -\n\
          1 compliant instance not listed (--output json lists every one)\n\
-         us-west-2: 2 selected, 1 compliant, 1 to change, 0 failed\n"
+         us-west-2: 2 selected, 1 compliant, 1 to change, 0 failed\n\
+         Where the 1 instance that needed a change came from, and the fix that makes it stick (the next instance \
+         from a source left as it is has the hop limit it had):\n  \
+         us-west-2 (source unknown) (1 instance): `imds-hop-limit defaults apply \
+         --hop-limit 2` sets the region's default for new launches that do not set a hop limit themselves\n"
     );
     assert!(modifies(&sim).is_empty());
     let describes = calls(&sim, "DescribeInstances");
@@ -368,4 +372,91 @@ fn an_interrupted_run_says_how_far_it_got() {
     assert!(stderr.contains("changed 3, applied 0"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("changed, accepted (not verified)").count(), 3, "the report as far as it got: {stdout}");
+}
+
+/// Where each instance came from, by the tags EC2 and the launchers put on it (issue 36): every instance's
+/// `source` in the JSON, a SOURCE column in the table, and the instances that needed a change grouped by source,
+/// each with the fix that makes the hop limit stick there. Tag values are remote text: a line break in one never
+/// reaches the output as one. No call beyond the selection's one DescribeInstances.
+#[test]
+fn each_instance_is_named_with_its_source_and_the_fix_that_sticks() {
+    let tagged = |n: usize, tags: &[(&str, &str)]| InstanceSpec {
+        tags: [("team", "web")].iter().chain(tags).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..web(n, REGION, "running", 1)
+    };
+    let asg = [
+        ("aws:autoscaling:groupName", "web"),
+        ("aws:ec2launchtemplate:id", "lt-0fedcba9876543210"),
+        ("aws:ec2launchtemplate:version", "4"),
+    ];
+    let sim = Simulator::start(scenario(|s| {
+        s.instances = vec![
+            tagged(
+                1,
+                &[
+                    ("karpenter.sh/nodepool", "general"),
+                    ("karpenter.k8s.aws/ec2nodeclass", "default"),
+                    ("eks:eks-cluster-name", "prod"),
+                ],
+            ),
+            tagged(
+                2,
+                &[
+                    ("eks:nodegroup-name", "ng-1"),
+                    ("eks:cluster-name", "prod"),
+                    ("aws:autoscaling:groupName", "eks-ng"),
+                ],
+            ),
+            tagged(3, &asg),
+            tagged(4, &asg),
+            tagged(5, &[("elasticbeanstalk:environment-name", "web-prod")]),
+            tagged(6, &[]),
+            tagged(7, &[("aws:autoscaling:groupName", "evil\r\nX-Injected: yes")]),
+        ];
+    }));
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team", "--output", "json"]));
+    expect(&r, 3);
+    let doc = json(&r);
+    let source = |n: usize| doc["instances"][n - 1]["source"].clone();
+    assert_eq!(
+        source(1),
+        serde_json::json!({"kind": "karpenter", "name": "default", "cluster": "prod", "launch_template_id": null,
+                           "launch_template_version": null})
+    );
+    assert_eq!((source(2)["kind"].clone(), source(2)["name"].clone()), ("eks-nodegroup".into(), "ng-1".into()));
+    assert_eq!(
+        source(3),
+        serde_json::json!({"kind": "auto-scaling-group", "name": "web", "cluster": null,
+                           "launch_template_id": "lt-0fedcba9876543210", "launch_template_version": "4"})
+    );
+    assert_eq!(source(5)["kind"], "elastic-beanstalk");
+    assert_eq!(
+        source(6),
+        serde_json::json!({"kind": null, "name": null, "cluster": null, "launch_template_id": null,
+                                             "launch_template_version": null})
+    );
+    assert_eq!(source(7)["name"], "evil X-Injected: yes", "one line");
+    let groups = doc["sources"].as_array().unwrap();
+    assert_eq!(groups.len(), 6, "the two instances of group web together: {doc}");
+    let web_group = groups.iter().find(|g| g["source"]["name"] == "web").unwrap();
+    assert_eq!(web_group["instances"], 2);
+    assert!(web_group["fix"].as_str().unwrap().contains("launch template lt-0fedcba9876543210 version 4"));
+    assert_eq!(calls(&sim, "DescribeInstances").len(), 1, "the tags came with the selection");
+
+    let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team"]));
+    expect(&r, 3);
+    assert!(!r.stdout.contains("\r") && !r.stdout.contains("\nX-Injected"), "{}", r.stdout);
+    for words in [
+        "  us-west-2 Karpenter EC2NodeClass default (cluster prod) (1 instance): set \
+         spec.metadataOptions.httpPutResponseHopLimit: 2 on EC2NodeClass default of cluster prod",
+        "  us-west-2 EKS managed node group ng-1 (cluster prod) (1 instance):",
+        "update-nodegroup-version",
+        "  us-west-2 Auto Scaling group web (2 instances): a new version of launch template lt-0fedcba9876543210 version 4",
+        "  us-west-2 Elastic Beanstalk environment web-prod (1 instance): no Elastic Beanstalk option sets the hop limit",
+        "  us-west-2 (source unknown) (1 instance): `imds-hop-limit defaults apply",
+    ] {
+        assert!(r.stdout.contains(words), "{words}\n{}", r.stdout);
+    }
+    let row = r.stdout.lines().find(|l| l.starts_with("i-40000000000000001")).unwrap();
+    assert!(row.ends_with("Karpenter EC2NodeClass default (cluster prod)"), "{row}");
 }

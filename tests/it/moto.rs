@@ -311,3 +311,45 @@ fn an_organization_with_no_account_to_work_in_is_said_with_its_own_exit_code() {
     assert!(doc["error"].as_str().unwrap().contains("no ACTIVE account"), "{doc}");
     assert_eq!(doc["instances"], serde_json::json!([]));
 }
+
+/// Where an instance came from (issue 36), on moto: an Auto Scaling group launching from a launch template
+/// tags its instances with the group's name (moto as EC2 does), and `fleet` names the group as each instance's
+/// source. (moto does not apply a template's metadata options to the instances it launches, so their hop limit
+/// is moto's own; the source is read from the tags whatever it is.)
+#[test]
+fn fleet_names_an_auto_scaling_group_as_its_instances_source_on_moto() {
+    let moto = start_moto();
+    let images = aws(&moto, &["ec2", "describe-images", "--owners", "amazon"]);
+    let image = images["Images"][0]["ImageId"].as_str().expect("moto ships images").to_string();
+    let data = format!(
+        r#"{{"ImageId":"{image}","InstanceType":"t3.micro","MetadataOptions":{{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}}}}"#
+    );
+    let template = aws(
+        &moto,
+        &["ec2", "create-launch-template", "--launch-template-name", "web", "--launch-template-data", &data],
+    );
+    let template_id = template["LaunchTemplate"]["LaunchTemplateId"].as_str().unwrap().to_string();
+    let spec = format!("LaunchTemplateId={template_id},Version=$Default");
+    let zone = format!("{REGION}a");
+    let out = Command::new("aws")
+        .args(["--endpoint-url", &moto.url, "--region", REGION, "autoscaling", "create-auto-scaling-group"])
+        .args(["--auto-scaling-group-name", "web-asg", "--launch-template", &spec, "--min-size", "2"])
+        .args(["--max-size", "2", "--desired-capacity", "2", "--availability-zones", &zone])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = org_fleet(&moto, &["fleet", "check", "--region", REGION, "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let instances = doc["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{doc}");
+    for i in instances {
+        assert_eq!(i["source"]["kind"], "auto-scaling-group", "{doc}");
+        assert_eq!(i["source"]["name"], "web-asg", "{doc}");
+    }
+}

@@ -429,6 +429,7 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     if ended.is_none() {
         run.outcomes.extend(not_found(&settings, &run.regions(), &run.outcomes));
     }
+    run.sources = report::sources(&run.outcomes, settings.wanted.hop_limit);
     let merged = ExitCode::merge(
         run.outcomes
             .iter()

@@ -8,7 +8,8 @@ use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::ids::{AccountId, InstanceId, Region};
 use crate::outcome::Action;
-use crate::plan::{self, Absent, Change, InstanceState, MetadataOptions};
+use crate::plan::{self, Absent, Change, HopLimit, InstanceState, MetadataOptions};
+use crate::source::Source;
 use serde::Serialize;
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -34,6 +35,8 @@ pub struct Outcome {
     /// The fields sent (or that would be).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// Where it came from, by its tags: every field `null` where unknown (and for an id no selection held).
+    pub source: Source,
     pub error: Option<String>,
     #[serde(skip)]
     pub code: ExitCode,
@@ -52,6 +55,7 @@ impl Outcome {
             action: Action::Unchanged,
             verified: false,
             change: None,
+            source: d.source.clone(),
             error: None,
             code: ExitCode::Compliant,
         }
@@ -70,6 +74,7 @@ impl Outcome {
             action: Action::Failed,
             verified: false,
             change: None,
+            source: Source::default(),
             error: None,
             code: ExitCode::InstanceNotFound,
         }
@@ -226,6 +231,42 @@ pub struct Run {
     pub account_failures: Vec<AccountFailure>,
     /// Each account worked in (or tried), with its regions.
     pub accounts: Vec<AccountRun>,
+    /// Where the instances that needed a change came from, each source with the fix that makes it stick.
+    pub sources: Vec<SourceGroup>,
+}
+
+/// The instances of one account and region that needed a change and came from one source, and what fixes
+/// it there (`Source::fix`), so that the owner of the source, not of the instances, can act.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceGroup {
+    pub account_id: Option<AccountId>,
+    #[serde(skip)]
+    pub account: Option<String>,
+    pub region: String,
+    pub source: Source,
+    pub instances: usize,
+    pub fix: String,
+}
+
+/// The sources of the instances that needed a change (whatever became of it), grouped by account, region and
+/// source, in the order first met; `hop_limit`: the wanted one, for the fix.
+pub fn sources(outcomes: &[Outcome], hop_limit: HopLimit) -> Vec<SourceGroup> {
+    let mut groups: Vec<SourceGroup> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.change.is_some()) {
+        let same = |g: &&mut SourceGroup| g.account_id == o.account_id && g.region == o.region && g.source == o.source;
+        match groups.iter_mut().find(same) {
+            Some(group) => group.instances += 1,
+            None => groups.push(SourceGroup {
+                account_id: o.account_id.clone(),
+                account: o.account.clone(),
+                region: o.region.clone(),
+                source: o.source.clone(),
+                instances: 1,
+                fix: o.source.fix(hop_limit),
+            }),
+        }
+    }
+    groups
 }
 
 impl Run {
@@ -275,6 +316,7 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
                     hop,
                     endpoint,
                     result(o),
+                    o.source.label(),
                 ])
                 .map(cell)
                 .collect()
@@ -284,7 +326,7 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
         let account = run.org_wide.then_some("ACCOUNT");
         let header: Vec<String> = account
             .into_iter()
-            .chain(["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT"])
+            .chain(["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT", "SOURCE"])
             .map(String::from)
             .collect();
         let mut widths: Vec<usize> = header.iter().map(String::len).collect();
@@ -333,6 +375,24 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
             cell(f.member.label().unwrap_or_else(|| "-".into())),
             f.error
         );
+    }
+    if !run.sources.is_empty() {
+        let needed: usize = run.sources.iter().map(|g| g.instances).sum();
+        let _ = writeln!(
+            out,
+            "Where the {needed} instance{} that needed a change came from, and the fix that makes it stick (the next \
+             instance from a source left as it is has the hop limit it had):",
+            plural(needed)
+        );
+        for g in &run.sources {
+            let place = match (&g.account, run.org_wide) {
+                (Some(account), true) => format!("{} {}", cell(account.clone()), g.region),
+                _ => g.region.clone(),
+            };
+            let n = g.instances;
+            let label = if g.source.kind.is_some() { g.source.label() } else { "(source unknown)".into() };
+            let _ = writeln!(out, "  {place} {} ({n} instance{}): {}", cell(label), plural(n), g.fix);
+        }
     }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Failed).collect();
     if !failed.is_empty() {
@@ -437,12 +497,14 @@ fn summary_line(t: &Tally, act_is_check: bool) -> String {
 
 /// The one JSON shape of a fleet run, failures included: `summary` (every count, zeros included, over every
 /// account), `accounts` (one summary per account where the run is org-wide, else `[]`), `instances` (`[]`
-/// when none) and `error` (what ended the run before it finished, else `null`).
+/// when none), `sources` (where the instances that needed a change came from, with the fix; `[]` when none)
+/// and `error` (what ended the run before it finished, else `null`).
 #[derive(Serialize)]
 pub struct Json<'a> {
     pub summary: Summary,
     pub accounts: Vec<AccountSummary>,
     pub instances: &'a [Outcome],
+    pub sources: &'a [SourceGroup],
     pub error: Option<String>,
 }
 
@@ -469,7 +531,7 @@ impl<'a> Json<'a> {
         } else {
             Vec::new()
         };
-        Json { summary, accounts, instances: &run.outcomes, error: ended.map(Error::to_string) }
+        Json { summary, accounts, instances: &run.outcomes, sources: &run.sources, error: ended.map(Error::to_string) }
     }
 }
 
@@ -541,7 +603,12 @@ mod tests {
     use crate::plan::{HopLimit, State};
 
     fn outcome(id: &str, state: InstanceState, action: Action) -> Outcome {
-        let d = Described { instance_id: id.into(), state, options: options(1, State::Applied) };
+        let d = Described {
+            instance_id: id.into(),
+            state,
+            options: options(1, State::Applied),
+            source: Default::default(),
+        };
         let mut o = Outcome::new(&d, "us-west-2");
         o.action = action;
         if action != Action::Unchanged {
@@ -566,22 +633,35 @@ mod tests {
             refusal: None,
             hint: "grant it",
         });
+        let mut grouped = outcome("i-00000000000000002", InstanceState::Running, Action::Changed);
+        grouped.source = Source::from_tags([
+            ("aws:autoscaling:groupName", "web"),
+            ("aws:ec2launchtemplate:id", "lt-0123456789abcdef0"),
+            ("aws:ec2launchtemplate:version", "3"),
+        ]);
         let outcomes = vec![
             outcome("i-00000000000000001", InstanceState::Running, Action::Unchanged),
-            outcome("i-00000000000000002", InstanceState::Running, Action::Changed),
+            grouped,
             outcome("i-00000000000000004", InstanceState::Stopped, Action::AppliesAtStart),
             failed,
         ];
         let run = one_account(outcomes, &["us-west-2", "eu-west-1"], vec![failure("eu-west-1", "no AWS credentials")]);
         assert_eq!(
             render(&run, false),
-            "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
-             i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied\n\
-             i-00000000000000004  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts\n\
-             i-00000000000000003  us-west-2  running  1          enabled   failed (exit 5)\n\
+            "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT                           SOURCE\n\
+             i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied                 Auto Scaling group web\n\
+             i-00000000000000004  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts  -\n\
+             i-00000000000000003  us-west-2  running  1          enabled   failed (exit 5)                  -\n\
              1 compliant instance not listed (--output json lists every one)\n\
              us-west-2: 4 selected, 1 compliant, 2 changed (1 applied, 1 stopped: applies at start), 1 failed\n\
              eu-west-1: could not read the selection: no AWS credentials\n\
+             Where the 3 instances that needed a change came from, and the fix that makes it stick (the next instance \
+             from a source left as it is has the hop limit it had):\n  \
+             us-west-2 Auto Scaling group web (1 instance): a new version of launch template lt-0123456789abcdef0 \
+             version 3 with MetadataOptions.HttpPutResponseHopLimit 2 (every other setting as it is), made the default \
+             version; a group pinned to a version number needs that version named too\n  \
+             us-west-2 (source unknown) (2 instances): `imds-hop-limit defaults apply \
+             --hop-limit 2` sets the region's default for new launches that do not set a hop limit themselves\n\
              Failures:\n  i-00000000000000003: not authorized to call ec2:ModifyInstanceMetadataOptions on \
              i-00000000000000003: grant it\n\
              Note: 1 stopped instance is changed too: EC2 applies metadata options to a stopped instance when it starts.\n"
@@ -604,6 +684,7 @@ mod tests {
         Run {
             org_wide: false,
             accounts: vec![AccountRun { member: Member { id: None, name: None }, regions }],
+            sources: sources(&outcomes, HopLimit::new(2).unwrap()),
             outcomes,
             failures,
             account_failures: Vec::new(),
@@ -633,12 +714,13 @@ mod tests {
                 code: ExitCode::NotAuthorized,
             }],
             accounts: vec![account(&web), account(&batch), AccountRun { regions: vec![], ..account(&refused) }],
+            sources: Vec::new(),
         };
         assert_eq!(
             render(&run, false),
-            "ACCOUNT       INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT\n\
-             web-prod      i-00000000000000001  us-west-2  running  1 -> 2     enabled   changed, applied\n\
-             222222222222  i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied\n\
+            "ACCOUNT       INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT            SOURCE\n\
+             web-prod      i-00000000000000001  us-west-2  running  1 -> 2     enabled   changed, applied  -\n\
+             222222222222  i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied  -\n\
              web-prod us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
              222222222222 us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
              account sandbox: not worked in: could not assume arn:aws:iam::333333333333:role/r: AccessDenied\n"
