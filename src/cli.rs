@@ -72,6 +72,22 @@ pub enum Command {
                       9 an AWS Organizations declarative policy manages them (nothing changed), 5 not authorized, \
                       8 EC2 kept throttling, 1 unexpected, 2 usage.")]
     Defaults(DefaultsArgs),
+    /// The launch templates new instances come from: their default version's metadata options, and a new
+    /// version with the wanted hop limit made the default.
+    #[command(
+        long_about = "Reads each launch template's default version (DescribeLaunchTemplateVersions, every template's \
+                      in one listing) and decides with the same rules as for instances: never lower, never IMDSv1, \
+                      HttpTokens only when asked; a template that leaves the hop limit unset is judged by the \
+                      region's account default. `apply` creates one new version from the default one, equal to it \
+                      but for the metadata options, reads it back and compares, and makes it the default: Auto \
+                      Scaling groups on $Default or $Latest launch with it from then on. Templates Karpenter or EKS \
+                      own, and templates whose $Latest is not their default, are reported with their fix, never \
+                      changed.",
+        after_help = "Exit codes: 0 every template it may change is compliant at the end, 3 `check` or --dry-run \
+                      found templates to change (owned ones included), 5 not authorized, 8 EC2 kept throttling, \
+                      1 unexpected; 2 usage."
+    )]
+    Templates(TemplatesArgs),
 }
 
 /// `check` reads and decides; `apply` changes.
@@ -246,6 +262,36 @@ pub struct DefaultsArgs {
     pub output: OutputArgs,
 }
 
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct TemplatesArgs {
+    /// check: read and decide, exit 3 when any template's default version needs a change; apply: change them.
+    pub act: Act,
+
+    #[command(flatten)]
+    pub wanted: WantedArgs,
+
+    /// Only these launch templates, by id (lt-...) or name (several, or comma-separated).
+    #[arg(long, value_name = "ID|NAME", value_delimiter = ',')]
+    pub launch_template: Vec<String>,
+
+    #[command(flatten)]
+    pub regions: RegionsArgs,
+
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    /// Decide and report what apply would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Deadline for the whole run, calls in flight and retries included [default: 10m].
+    #[arg(long, value_name = "DURATION", env = "IMDS_HOP_LIMIT_TIMEOUT", value_parser = positive_duration)]
+    pub timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 // --- The groups of flags that several commands share ---
 
 /// What the instance (or the account's defaults) must end with.
@@ -400,6 +446,7 @@ impl Cli {
             Command::Doctor(d) => d.output.output,
             Command::Fleet(f) => f.output.output,
             Command::Defaults(d) => d.output.output,
+            Command::Templates(t) => t.output.output,
             Command::Watch(_) => Output::Text,
         }
     }

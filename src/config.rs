@@ -288,7 +288,7 @@ mod tests {
                 Watch::from_args(w)?;
                 Given::watch(w)
             }
-            Command::Fleet(_) | Command::Defaults(_) => panic!("not an agent command"),
+            Command::Fleet(_) | Command::Defaults(_) | Command::Templates(_) => panic!("not an agent command"),
         };
         Config::with_env(given, env)
     }

@@ -311,6 +311,8 @@ pub fn seen(read: &MetadataOptions, expected: &MetadataOptions) -> MetadataOptio
 pub enum Absent {
     Unknown,
     NoPreference,
+    /// A launch template's field it leaves unset.
+    NotSet,
 }
 
 /// One value as text, or what its absence means.
@@ -319,6 +321,7 @@ pub fn show<T: fmt::Display>(value: Option<T>, absent: Absent) -> String {
         (Some(v), _) => v.to_string(),
         (None, Absent::Unknown) => "unknown".into(),
         (None, Absent::NoPreference) => "no preference".into(),
+        (None, Absent::NotSet) => "not set".into(),
     }
 }
 

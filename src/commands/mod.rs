@@ -9,6 +9,7 @@ mod apply;
 mod defaults;
 mod doctor;
 mod fleet;
+mod templates;
 mod watch;
 
 use crate::cli::{Cli, Command};
@@ -29,6 +30,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Fleet(args) => fleet::run(&args, cli.log.quiet > 0),
         Command::Defaults(args) => defaults::run(&args),
+        Command::Templates(args) => templates::run(&args),
     }
 }
 
@@ -44,6 +46,7 @@ pub fn failed(cli: &Cli, err: &Error) -> Option<serde_json::Value> {
         Command::Doctor(_) => Some(doctor::failed(err)),
         Command::Fleet(_) => Some(fleet::failed(err)),
         Command::Defaults(_) => Some(defaults::failed(err)),
+        Command::Templates(_) => Some(templates::failed(err)),
         Command::Watch(_) => None,
     }
 }

@@ -8,8 +8,10 @@ use std::fmt;
 /// The fleet and defaults commands' policy.
 pub const FLEET_POLICY_HINT: &str = "grant what packaging/iam-fleet-policy.json grants (ec2:DescribeInstances, \
      ec2:DescribeRegions, ec2:ModifyInstanceMetadataOptions, ec2:GetInstanceMetadataDefaults, \
-     ec2:ModifyInstanceMetadataDefaults) to the credentials this command runs with; an SCP or a permissions \
-     boundary can refuse it too";
+     ec2:ModifyInstanceMetadataDefaults; for templates ec2:DescribeLaunchTemplates, \
+     ec2:DescribeLaunchTemplateVersions, ec2:CreateLaunchTemplateVersion and ec2:ModifyLaunchTemplate, never on a \
+     template Karpenter or EKS owns) to the credentials this command runs with; an SCP or a permissions boundary \
+     can refuse it too";
 
 pub const POLICY_HINT: &str = "grant ec2:DescribeInstances and ec2:ModifyInstanceMetadataOptions to the instance's role: \
      see packaging/iam-policy.json (installed as /usr/share/doc/imds-hop-limit/iam-policy.json); an SCP or a \

@@ -9,6 +9,7 @@ mod clock;
 mod convert;
 pub mod failures;
 mod org;
+pub mod templates;
 
 pub use classify::credentials_failure;
 use clock::Clock;

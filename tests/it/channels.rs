@@ -121,13 +121,27 @@ fn the_fleet_policy_grants_the_fleet_and_defaults_calls_and_never_imdsv1() {
     assert_eq!(
         actions,
         [
+            "ec2:CreateLaunchTemplateVersion",
             "ec2:DescribeInstances",
+            "ec2:DescribeLaunchTemplateVersions",
+            "ec2:DescribeLaunchTemplates",
             "ec2:DescribeRegions",
             "ec2:GetInstanceMetadataDefaults",
             "ec2:ModifyInstanceMetadataDefaults",
             "ec2:ModifyInstanceMetadataOptions",
+            "ec2:ModifyLaunchTemplate",
         ]
     );
+    // templates: never a template Karpenter or EKS owns (their tags), which they would overwrite.
+    let templates = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "ChangeLaunchTemplatesThatKarpenterAndEksDoNotOwn");
+    let null = &templates.unwrap()["Condition"]["Null"];
+    for tag in ["karpenter.sh/nodepool", "karpenter.k8s.aws/ec2nodeclass", "eks:nodegroup-name", "eks:cluster-name"] {
+        assert_eq!(null[format!("aws:ResourceTag/{tag}")], "true", "{tag}");
+    }
     let modify =
         policy["Statement"].as_array().unwrap().iter().find(|s| s["Action"] == "ec2:ModifyInstanceMetadataOptions");
     let condition = &modify.unwrap()["Condition"];

@@ -21,3 +21,4 @@ mod org;
 mod sensing;
 mod ssm;
 mod storm;
+mod templates;

@@ -353,3 +353,42 @@ fn fleet_names_an_auto_scaling_group_as_its_instances_source_on_moto() {
         assert_eq!(i["source"]["name"], "web-asg", "{doc}");
     }
 }
+
+/// `templates` on moto (issue 36). check reads the default version and says not compliant. apply: moto ignores
+/// CreateLaunchTemplateVersion's SourceVersion (the new version holds only what the request sent, the metadata
+/// options), so the tool's read-back finds the new version differs from its source (no image, no instance
+/// type) and does not make it the default: exit 1, the default version still the one that launches. On EC2, and
+/// on the simulator that behaves as EC2 documents it (templates.rs), the same request inherits the rest.
+#[test]
+fn templates_on_moto_read_back_catches_its_ignored_source_version() {
+    let moto = start_moto();
+    let images = aws(&moto, &["ec2", "describe-images", "--owners", "amazon"]);
+    let image = images["Images"][0]["ImageId"].as_str().expect("moto ships images").to_string();
+    let data = format!(
+        r#"{{"ImageId":"{image}","InstanceType":"t3.micro","MetadataOptions":{{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}}}}"#
+    );
+    let made = aws(
+        &moto,
+        &["ec2", "create-launch-template", "--launch-template-name", "web", "--launch-template-data", &data],
+    );
+    let id = made["LaunchTemplate"]["LaunchTemplateId"].as_str().unwrap().to_string();
+    let r = org_fleet(&moto, &["templates", "check", "--region", REGION, "--output", "json"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["templates"][0]["launch_template_id"], id.as_str(), "{doc}");
+    assert_eq!(
+        (doc["templates"][0]["hop_limit"].clone(), doc["templates"][0]["http_tokens"].clone()),
+        (1.into(), "required".into())
+    );
+
+    let r = org_fleet(&moto, &["templates", "apply", "--region", REGION, "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let error = doc["templates"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("was not made the default: it differs from its source in") && error.contains("image_id"),
+        "{error}"
+    );
+    let versions = aws(&moto, &["ec2", "describe-launch-templates", "--launch-template-ids", &id]);
+    assert_eq!(versions["LaunchTemplates"][0]["DefaultVersionNumber"], 1, "the default is still the source");
+}

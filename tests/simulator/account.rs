@@ -87,6 +87,21 @@ pub struct Account {
     /// The account-level metadata defaults per region (None: no preference), as GetInstanceMetadataDefaults
     /// reports them.
     pub defaults: HashMap<String, Options>,
+    /// The launch templates by id, in the order made.
+    pub templates: BTreeMap<String, Template>,
+}
+
+/// A launch template as the simulator keeps it.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub name: String,
+    pub region: &'static str,
+    pub tags: Vec<(String, String)>,
+    /// Version n is `versions[n - 1]`.
+    pub versions: Vec<TemplateData>,
+    pub default: i64,
+    /// Each client token's version: a request retried with its token makes no second version.
+    pub tokens: HashMap<String, i64>,
 }
 
 impl Account {
@@ -116,6 +131,21 @@ impl Account {
             config: scenario.buckets,
             buckets: HashMap::new(),
             defaults: HashMap::new(),
+            templates: scenario
+                .templates
+                .iter()
+                .map(|t| {
+                    let template = Template {
+                        name: t.name.into(),
+                        region: t.region,
+                        tags: t.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        versions: t.versions.clone(),
+                        default: t.default,
+                        tokens: HashMap::new(),
+                    };
+                    (t.id.to_string(), template)
+                })
+                .collect(),
         }
     }
 

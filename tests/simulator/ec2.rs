@@ -135,6 +135,20 @@ fn in_account(parts: &hyper::http::request::Parts, body: &[u8], params: &[(Strin
     let dry_run = param("DryRun") == Some("true");
     match action {
         "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
+        "DescribeLaunchTemplates"
+        | "DescribeLaunchTemplateVersions"
+        | "CreateLaunchTemplateVersion"
+        | "ModifyLaunchTemplate" => {
+            let refused = action == "CreateLaunchTemplateVersion"
+                && s.scenario.policy.refuse_templates.contains(&param("LaunchTemplateId").unwrap_or_default());
+            if s.scenario.policy.unauthorized.contains(&action) || refused {
+                return unauthorized(action, &encoded, s.scenario.policy.refused_by);
+            }
+            if dry_run {
+                return ec2_error(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+            }
+            return super::templates::answer(action, params, &region, s);
+        }
         "DescribeRegions" | "GetInstanceMetadataDefaults" | "ModifyInstanceMetadataDefaults" => {
             if s.scenario.policy.unauthorized.contains(&action) {
                 return unauthorized(action, &encoded, s.scenario.policy.refused_by);

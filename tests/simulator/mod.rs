@@ -31,6 +31,7 @@ mod org;
 mod scenario;
 mod server;
 mod sigv4;
+mod templates;
 mod wire;
 
 pub use account::*;
@@ -385,6 +386,18 @@ impl Simulator {
     pub fn hop_limit_in(&self, account: &str, id: &str) -> Option<i64> {
         let s = self.state.lock().unwrap();
         s.members.get(account)?.instances.get(id)?.options.hop_limit
+    }
+
+    /// A launch template of this account, as it is now.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests use it; the demo's binary does not"))]
+    pub fn template(&self, id: &str) -> Template {
+        self.state.lock().unwrap().account.templates[id].clone()
+    }
+
+    /// A launch template of a member account, as it is now.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests use it; the demo's binary does not"))]
+    pub fn template_in(&self, account: &str, id: &str) -> Template {
+        self.state.lock().unwrap().members[account].templates[id].clone()
     }
 
     pub fn options_of(&self, id: &str) -> (String, Option<i64>, Option<&'static str>, Option<&'static str>) {

@@ -97,6 +97,8 @@ pub struct Scenario {
     pub imds_per_instance: bool,
     /// Serve EC2 over HTTPS with this certificate chain and key (PEM files), as EC2 is served.
     pub ec2_tls: Option<(String, String)>,
+    /// The account's launch templates (each member account holds the same ones).
+    pub templates: Vec<TemplateSpec>,
     /// How EC2 misbehaves.
     pub ec2_faults: Vec<Ec2Fault>,
     /// How IMDS misbehaves.
@@ -128,6 +130,56 @@ pub struct Policy {
     pub max_hop_limit: Option<i64>,
     /// Member accounts whose role refuses sts:AssumeRole (AccessDenied).
     pub refuse_roles: Vec<String>,
+    /// Launch templates whose CreateLaunchTemplateVersion answers UnauthorizedOperation (a policy conditioned on
+    /// the template's tags).
+    pub refuse_templates: Vec<&'static str>,
+}
+
+/// A launch template of the account (each member account holds the same ones): its versions, 1 first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSpec {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub region: &'static str,
+    pub tags: Vec<(&'static str, &'static str)>,
+    pub versions: Vec<TemplateData>,
+    pub default: i64,
+}
+
+/// A launch template version's data, as far as the simulator keeps it: the image, the user data, the block
+/// device mappings (device, snapshot) and the metadata options (each `None`: not set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateData {
+    pub image_id: String,
+    pub user_data: Option<String>,
+    pub mappings: Vec<(String, Option<String>)>,
+    pub options: Options,
+}
+
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests make templates; the demo's binary does not"))]
+impl TemplateData {
+    /// An image, user data and a root volume from a snapshot, with these options.
+    pub fn with(options: Options) -> Self {
+        TemplateData {
+            image_id: "ami-0123456789abcdef0".into(),
+            user_data: Some("IyEvYmluL3NoCmVjaG8gaGVsbG8=".into()),
+            mappings: vec![("/dev/xvda".into(), Some("snap-0123456789abcdef0".into()))],
+            options,
+        }
+    }
+}
+
+/// Metadata options with only the hop limit (and HttpTokens) set.
+#[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests make templates; the demo's binary does not"))]
+pub fn template_options(hop: Option<i64>, tokens: Option<&'static str>) -> Options {
+    Options { http_tokens: tokens, hop_limit: hop, ..Options::unset() }
+}
+
+impl Options {
+    /// Nothing set: a launch template's options that leave every field to the account default or EC2's.
+    pub fn unset() -> Self {
+        Options { http_tokens: None, hop_limit: None, http_endpoint: None, ipv6: None, tags: None }
+    }
 }
 
 /// A member account of the organization.
@@ -295,6 +347,7 @@ impl Default for Scenario {
             extra_imds: Vec::new(),
             imds_per_instance: false,
             ec2_tls: None,
+            templates: Vec::new(),
             ec2_faults: Vec::new(),
             imds_faults: Vec::new(),
         }
