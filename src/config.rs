@@ -259,7 +259,7 @@ pub fn ec2_endpoint(region: &str) -> String {
 /// The endpoint the SDK calls `service` at in `region`: `AWS_ENDPOINT_URL_<SERVICE>`, else
 /// `AWS_ENDPOINT_URL`, else AWS's own.
 pub fn endpoint(service: crate::ec2::failures::Service, region: &str) -> String {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let env = env_var;
     let prefix = service.prefix();
     env(&format!("AWS_ENDPOINT_URL_{}", prefix.to_ascii_uppercase()))
         .or_else(|| env("AWS_ENDPOINT_URL"))

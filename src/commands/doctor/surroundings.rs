@@ -52,7 +52,7 @@ pub struct Surroundings {
 }
 
 pub async fn surroundings(endpoint: &str) -> Surroundings {
-    let env = |v: &str| std::env::var(v).ok().filter(|v| !v.is_empty());
+    let env = crate::config::env_var;
     Surroundings {
         container_signs: container_signs(Path::new("/"), env),
         hops: measure_hops(endpoint).await,
