@@ -5,16 +5,12 @@
 use crate::simulator::{
     Applies, Buckets, Ec2Fault, INSTANCE_ID, InstanceSpec, REGION, Scenario, Simulator, fleet_instance,
 };
-use crate::support::{Run, expect, fleet, fleet_process, json, modifies, run, scenario, web};
+use crate::support::{Run, calls, expect, fleet, fleet_process, json, modifies, run, scenario, web};
 use assert_cmd::Command;
 use std::collections::BTreeSet;
 
 fn untagged(n: usize, hop: i64) -> InstanceSpec {
     InstanceSpec { tags: Vec::new(), ..web(n, REGION, "running", hop) }
-}
-
-fn calls(sim: &Simulator, action: &str) -> Vec<crate::simulator::Logged> {
-    sim.requests().into_iter().filter(|r| r.action == action).collect()
 }
 
 fn instances(r: &Run) -> Vec<serde_json::Value> {

@@ -7,16 +7,13 @@
 
 use crate::simulator::{Applies, Ec2Fault, ImdsFault, REGION, STATIC_KEY, STATIC_SECRET, Scenario, Simulator};
 use crate::support::{
-    Run, agent, closed_port, expect, fleet, fleet_process, json, lines_at, modifies, no_secret, run, scenario, web,
+    Run, agent, closed_port, count, expect, fleet, fleet_process, json, lines_at, modifies, no_secret, run, scenario,
+    web,
 };
 use std::time::Duration;
 
 fn longest_line(r: &Run) -> usize {
     format!("{}\n{}", r.stdout, r.stderr).lines().map(|l| l.chars().count()).max().unwrap_or(0)
-}
-
-fn calls(sim: &Simulator, action: &str) -> usize {
-    sim.requests().iter().filter(|r| r.action == action).count()
 }
 
 fn tagged(n: usize) -> Scenario {
@@ -115,7 +112,7 @@ fn a_page_token_cycle_ends_the_listing() {
     let sim = Simulator::start(sim_scenario);
     let r = run(&mut fleet(&sim, &["fleet", "check", "--tag", "team=web", "--output", "json"]));
     expect(&r, 1);
-    assert_eq!(calls(&sim, "DescribeInstances"), 3, "pages: none, A, B; B's answer A was seen");
+    assert_eq!(count(&sim, "DescribeInstances"), 3, "pages: none, A, B; B's answer A was seen");
     let failure = json(&r)["summary"]["region_failures"][0]["error"].as_str().unwrap().to_string();
     assert!(failure.contains("page token it had already given"), "{failure}");
     assert!(!r.stderr.contains("next=Some") && !r.stderr.contains("\"A\""), "{}", r.stderr);
@@ -443,7 +440,7 @@ fn a_skew_that_does_not_go_away_says_check_the_clock() {
     let r = run(&mut agent(&sim));
     expect(&r, 5);
     assert!(r.stderr.contains("check the clock") && r.stderr.contains("RequestExpired"), "{}", r.stderr);
-    assert_eq!(calls(&sim, "DescribeInstances"), 3, "two corrections, then the advice");
+    assert_eq!(count(&sim, "DescribeInstances"), 3, "two corrections, then the advice");
 }
 
 /// The simulator's `reset` restores the scenario's first state, faults a run used up included: the first modify's

@@ -6,7 +6,7 @@
 //! a listing that never ends. Every run's output is searched for the assumed roles' secrets (`support::run`).
 
 use crate::simulator::{ACCOUNT, Buckets, Ec2Fault, INSTANCE_ID, REGION, Scenario, Simulator, members};
-use crate::support::{Run, expect, fleet, fleet_process, json, modifies, run, scenario, until};
+use crate::support::{Run, count, expect, fleet, fleet_process, json, modifies, run, scenario, until};
 use std::time::Duration;
 
 const ROLE: [&str; 2] = ["--role-name", "imds-hop-limit"];
@@ -20,10 +20,6 @@ fn org(n: usize, more: impl FnOnce(&mut Scenario)) -> Simulator {
 
 fn org_run(sim: &Simulator, args: &[&str]) -> Run {
     run(&mut fleet(sim, &[args, &ROLE[..]].concat()))
-}
-
-fn count(sim: &Simulator, action: &str) -> usize {
-    sim.requests().iter().filter(|r| r.action == action).count()
 }
 
 /// Every member entered through its role, once; the management account with its own credentials (no

@@ -3,15 +3,8 @@
 //! token answer, on loopback; without it, it answers with the system's default TTL of 64, as a local
 //! emulator or proxy would, which must never be taken as proof.
 
-use crate::simulator::{ImdsFault, Options, Scenario, Simulator};
-use crate::support::{agent, ec2_calls, expect, json, modifies, run, scenario};
-
-fn imds_like(hop: i64) -> Scenario {
-    scenario(|s| {
-        s.ttl_is_hop_limit = true;
-        s.options = Options { hop_limit: Some(hop), ..Options::default() };
-    })
-}
+use crate::simulator::{ImdsFault, Simulator};
+use crate::support::{agent, ec2_calls, expect, imds_like, json, modifies, run, scenario};
 
 fn credential_reads(sim: &Simulator) -> usize {
     sim.requests().iter().filter(|r| r.server == "imds" && r.path.contains("security-credentials")).count()

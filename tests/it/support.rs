@@ -115,8 +115,26 @@ pub fn json(r: &Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", r.stdout))
 }
 
+/// The requests for `action` (EC2's, STS's or Organizations'), as the simulator logged them.
+pub fn calls(sim: &Simulator, action: &str) -> Vec<Logged> {
+    sim.requests().into_iter().filter(|r| r.action == action).collect()
+}
+
+/// How many requests for `action` the simulator answered.
+pub fn count(sim: &Simulator, action: &str) -> usize {
+    calls(sim, action).len()
+}
+
 pub fn modifies(sim: &Simulator) -> Vec<Logged> {
-    sim.requests().into_iter().filter(|r| r.action == "ModifyInstanceMetadataOptions").collect()
+    calls(sim, "ModifyInstanceMetadataOptions")
+}
+
+/// An instance whose IMDS answers with IP TTL = its hop limit `hop`, as IMDS does.
+pub fn imds_like(hop: i64) -> Scenario {
+    scenario(|s| {
+        s.ttl_is_hop_limit = true;
+        s.options = crate::simulator::Options { hop_limit: Some(hop), ..crate::simulator::Options::default() };
+    })
 }
 
 pub fn ec2_calls(sim: &Simulator) -> usize {

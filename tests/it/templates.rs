@@ -6,7 +6,7 @@
 use crate::simulator::{
     ACCOUNT, Ec2Fault, Options, REGION, Scenario, Simulator, TemplateData, TemplateSpec, members, template_options,
 };
-use crate::support::{Run, expect, fleet, json, run, scenario};
+use crate::support::{Run, count, expect, fleet, json, run, scenario};
 
 const PLAIN: &str = "lt-0000000000000000a";
 const HIGH: &str = "lt-0000000000000000b";
@@ -50,10 +50,6 @@ fn sim() -> Simulator {
 
 fn templates_run(sim: &Simulator, args: &[&str]) -> Run {
     run(&mut fleet(sim, &[&["templates"], args, &["--region", REGION, "--output", "json"]].concat()))
-}
-
-fn count(sim: &Simulator, action: &str) -> usize {
-    sim.requests().iter().filter(|r| r.action == action).count()
 }
 
 fn entry<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {

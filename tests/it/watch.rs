@@ -2,17 +2,10 @@
 //! while IMDS proves compliance, repairs a drift within one interval, logs per change and not per look, backs
 //! off without exiting while EC2 fails, and exits 0 at once on SIGTERM.
 
-use crate::simulator::{Options, Scenario, Simulator};
-use crate::support::{Followed, ec2_calls, follow, lines_at, modifies, scenario, until};
+use crate::simulator::{Scenario, Simulator};
+use crate::support::{Followed, ec2_calls, follow, imds_like, lines_at, modifies, scenario, until};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn imds_like(hop: i64) -> Scenario {
-    scenario(|s| {
-        s.ttl_is_hop_limit = true;
-        s.options = Options { hop_limit: Some(hop), ..Options::default() };
-    })
-}
 
 fn watch(sim: &Simulator, args: &[&str]) -> Child {
     crate::support::process(sim, crate::support::bin())
