@@ -69,6 +69,11 @@ fn main() {
                 }
             }
             "--demo-fleet" => scenario.instances.extend(simulator::demo_fleet()),
+            "--templates" => {
+                // N launch templates in the scenario's region, every other one at hop limit 1 (HttpTokens required).
+                let n: usize = value().parse().unwrap_or_else(|_| usage("--templates N"));
+                scenario.templates.extend((0..n).map(simulator::bench_template));
+            }
             "--organization" => {
                 let n = value().parse().unwrap_or_else(|_| usage("--organization N"));
                 scenario.organization = Some(simulator::members(n));

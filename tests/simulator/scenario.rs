@@ -169,6 +169,23 @@ impl TemplateData {
     }
 }
 
+#[cfg_attr(test, allow(dead_code, reason = "the benchmark's simulator binary makes them; the tests do not"))]
+/// The n-th of a benchmark's launch templates: every other one at hop limit 1, the others at 2; HttpTokens
+/// required, an image, user data and a root volume from a snapshot.
+pub fn bench_template(n: usize) -> TemplateSpec {
+    let id: &'static str = Box::leak(format!("lt-{n:017x}").into_boxed_str());
+    let name: &'static str = Box::leak(format!("bench-{n}").into_boxed_str());
+    let hop = if n % 2 == 0 { 1 } else { 2 };
+    TemplateSpec {
+        id,
+        name,
+        region: REGION,
+        tags: Vec::new(),
+        versions: vec![TemplateData::with(template_options(Some(hop), Some("required")))],
+        default: 1,
+    }
+}
+
 /// Metadata options with only the hop limit (and HttpTokens) set.
 #[cfg_attr(not(test), allow(dead_code, reason = "the black-box tests make templates; the demo's binary does not"))]
 pub fn template_options(hop: Option<i64>, tokens: Option<&'static str>) -> Options {

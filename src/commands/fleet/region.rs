@@ -19,9 +19,10 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use tokio::time::Instant;
 
-/// Calls in flight per region. The pace limits the rate; this only bounds the sockets and the memory of
-/// calls that wait out a throttle.
-const IN_FLIGHT: usize = 64;
+/// Calls in flight per region. The pace limits the rate (EC2 refills 5 modifies a second); this bounds the sockets
+/// and the memory of calls that wait out a throttle, which an org-wide run multiplies by its accounts and regions
+/// alive at once (64 each cost an org-wide run at the default bound 124 MiB; BENCHMARKS.md, "Organizations").
+const IN_FLIGHT: usize = 16;
 
 /// A region's instances as far as its run got, written as it goes (`runner::Place::state`): a run ended by its
 /// deadline or a signal reports each instance as far as it got.
