@@ -23,6 +23,7 @@ mod retry;
 mod runner;
 mod sense;
 mod source;
+mod table;
 mod verify;
 mod wait;
 

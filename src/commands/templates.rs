@@ -597,25 +597,12 @@ fn render(
         ]);
         rows.push(row);
     }
-    let mut out = String::new();
-    if !rows.is_empty() {
-        let mut header: Vec<String> = Vec::new();
-        if org_wide {
-            header.push("ACCOUNT".into());
-        }
-        header
-            .extend(["TEMPLATE", "NAME", "REGION", "DEFAULT", "HOP LIMIT", "HTTP TOKENS", "RESULT"].map(String::from));
-        let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-        for row in &rows {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        for row in std::iter::once(&header).chain(&rows) {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        }
+    let mut header: Vec<String> = Vec::new();
+    if org_wide {
+        header.push("ACCOUNT".into());
     }
+    header.extend(["TEMPLATE", "NAME", "REGION", "DEFAULT", "HOP LIMIT", "HTTP TOKENS", "RESULT"].map(String::from));
+    let mut out = crate::table::render(&header, &rows);
     for t in templates.iter().filter(|t| t.fix.is_some()) {
         let _ = writeln!(out, "{} ({}): {}", t.launch_template_id, t.region, t.fix.as_deref().unwrap_or_default());
     }

@@ -223,24 +223,13 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
                 .collect()
         })
         .collect();
-    if !rows.is_empty() {
-        let account = run.org_wide.then_some("ACCOUNT");
-        let header: Vec<String> = account
-            .into_iter()
-            .chain(["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT", "SOURCE"])
-            .map(String::from)
-            .collect();
-        let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        for row in std::iter::once(&header).chain(&rows) {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        }
-    }
+    let account = run.org_wide.then_some("ACCOUNT");
+    let header: Vec<String> = account
+        .into_iter()
+        .chain(["INSTANCE", "REGION", "STATE", "HOP LIMIT", "ENDPOINT", "RESULT", "SOURCE"])
+        .map(String::from)
+        .collect();
+    out.push_str(&crate::table::render(&header, &rows));
     let unchanged = outcomes.iter().filter(|o| o.action == Action::Unchanged).count();
     if unchanged > 0 {
         let _ = writeln!(
