@@ -43,19 +43,7 @@ fn start_moto() -> Moto {
 
 /// The AWS CLI against moto, with dummy credentials and no metadata service.
 fn aws(moto: &Moto, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("aws")
-        .args(["--endpoint-url", &moto.url, "--region", REGION, "--output", "json"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("the AWS CLI is installed: pip install awscli (.ci/run does)");
-    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    aws_in(moto, None, REGION, args)
 }
 
 fn agent(sim: &Simulator, moto: &Moto) -> (i32, serde_json::Value, String) {
