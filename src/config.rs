@@ -261,12 +261,10 @@ pub fn ec2_endpoint(region: &str) -> String {
 pub fn endpoint(service: crate::ec2::failures::Service, region: &str) -> String {
     let env = env_var;
     let prefix = service.prefix();
-    env(&format!("AWS_ENDPOINT_URL_{}", prefix.to_ascii_uppercase()))
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .unwrap_or_else(|| {
-            let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
-            format!("https://{prefix}.{region}.{suffix}")
-        })
+    env(service.endpoint_variable()).or_else(|| env("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
+        let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+        format!("https://{prefix}.{region}.{suffix}")
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 use crate::accounts::{self, AccountFailure};
 use crate::cli::{Act, Output, TemplatesArgs};
 use crate::config;
+use crate::ec2::groups::{Group, Groups};
 use crate::ec2::templates::{LaunchTemplate, TemplateVersion, Templates, is_template_id};
 use crate::ec2::{Account, Defaults, Ec2Api};
 use crate::error::{Error, Result};
@@ -147,8 +148,9 @@ pub struct TemplateOutcome {
     pub hop_limit_from: Option<HopFrom>,
     /// The launcher that owns it (Karpenter, EKS), by its tags; `null`: nobody but its account.
     pub managed_by: Option<Source>,
-    /// The Auto Scaling groups that launch from it: `null`, not read by this version (see README).
-    pub used_by: Option<Vec<String>>,
+    /// The Auto Scaling groups that launch from it, with the version each asks for; `null` where the groups
+    /// could not be read.
+    pub used_by: Option<Vec<Group>>,
     pub action: TemplateAction,
     /// The version `apply` made the default.
     pub new_version: Option<i64>,
@@ -244,6 +246,20 @@ fn left_because(t: &LaunchTemplate, wanted: HopLimit) -> String {
     )
 }
 
+/// What the owner of a group pinned to a version number can do: point it at `$Default`, then replace its instances
+/// (not taken here: it replaces instances).
+fn pinned_step(g: &Group, template: &str) -> String {
+    let named = !g.name.is_empty() && g.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let group = if named { g.name.as_str() } else { "GROUP" };
+    format!(
+        "group {} launches version {} of {template}, not the default: `aws autoscaling update-auto-scaling-group \
+         --auto-scaling-group-name {group} --launch-template 'LaunchTemplateId={template},Version=$Default'`, then \
+         `aws autoscaling start-instance-refresh --auto-scaling-group-name {group}` to replace its instances (not \
+         taken: it replaces instances)",
+        g.name, g.version
+    )
+}
+
 /// Every page of a listing, as `page` reads them from a token; a token seen before, or more than `MAX_PAGES`
 /// pages, ends it with an error.
 async fn every_page<T, F: Future<Output = Result<(Vec<T>, Option<String>)>>>(
@@ -266,7 +282,7 @@ async fn every_page<T, F: Future<Output = Result<(Vec<T>, Option<String>)>>>(
 }
 
 /// One region's run, its templates written into `slot` as they come.
-pub async fn region<E: Templates + Defaults>(
+pub async fn region<E: Templates + Defaults + Groups>(
     ec2: &E,
     region: &Region,
     settings: &Settings,
@@ -310,11 +326,24 @@ pub async fn region<E: Templates + Defaults>(
     } else {
         None
     };
+    // The groups that launch from them (read only where there are templates); a refusal leaves `used_by` unknown.
+    let groups = if templates.is_empty() {
+        Some(Vec::new())
+    } else {
+        let read = every_page("DescribeAutoScalingGroups", |next| async move {
+            let page = patient.retry("DescribeAutoScalingGroups", until(), |ec2| ec2.groups(next.as_deref())).await?;
+            Ok((page.groups, page.next))
+        })
+        .await;
+        read.map_err(|err| tracing::warn!("{region}: the Auto Scaling groups were not read ({err}): used_by is null"))
+            .ok()
+    };
     let wanted = &settings.wanted;
     let mut to_change = Vec::new();
     let mut outcomes = Vec::with_capacity(templates.len());
     for t in &templates {
         let mut o = TemplateOutcome::new(t, region);
+        o.used_by = groups.as_ref().map(|all| all.iter().filter(|g| g.launches(&t.id, &t.name)).cloned().collect());
         let Some(v) = versions.get(&t.id) else {
             o.fail(&Error::Unexpected(format!(
                 "ec2:DescribeLaunchTemplateVersions did not give the default version ({}) of {}",
@@ -345,6 +374,12 @@ pub async fn region<E: Templates + Defaults>(
                 o.code = ExitCode::NotCompliant;
             }
             Some(options) => to_change.push((outcomes.len(), v.clone(), options)),
+        }
+        // Groups pinned to a version number do not launch a new default: their owner's next step.
+        if o.action != TemplateAction::Unchanged {
+            for g in o.used_by.iter_mut().flatten().filter(|g| g.pinned()) {
+                g.next_step = Some(pinned_step(g, &t.id));
+            }
         }
         outcomes.push(o);
     }
@@ -605,6 +640,13 @@ fn render(
     let mut out = crate::table::render(&header, &rows);
     for t in templates.iter().filter(|t| t.fix.is_some()) {
         let _ = writeln!(out, "{} ({}): {}", t.launch_template_id, t.region, t.fix.as_deref().unwrap_or_default());
+    }
+    for t in templates {
+        for g in t.used_by.iter().flatten() {
+            if let Some(step) = &g.next_step {
+                let _ = writeln!(out, "{} ({}): {step}", t.launch_template_id, t.region);
+            }
+        }
     }
     for f in region_failures {
         let place = f.account.as_deref().filter(|_| org_wide).map(|a| format!("{} ", cell(a))).unwrap_or_default();

@@ -325,8 +325,13 @@ mod tests {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-west-2"))
             .build();
+        let autoscaling = aws_sdk_autoscaling::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .build();
         Ec2Api {
             client: aws_sdk_ec2::Client::from_conf(config),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
             region: "us-west-2".into(),
             proxy: None,
             hint: crate::ec2::failures::POLICY_HINT,

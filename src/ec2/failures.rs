@@ -9,7 +9,8 @@ use std::fmt;
 pub const FLEET_POLICY_HINT: &str = "grant what packaging/iam-fleet-policy.json grants (ec2:DescribeInstances, \
      ec2:DescribeRegions, ec2:ModifyInstanceMetadataOptions, ec2:GetInstanceMetadataDefaults, \
      ec2:ModifyInstanceMetadataDefaults; for templates ec2:DescribeLaunchTemplates, \
-     ec2:DescribeLaunchTemplateVersions, ec2:CreateLaunchTemplateVersion and ec2:ModifyLaunchTemplate, never on a \
+     ec2:DescribeLaunchTemplateVersions, autoscaling:DescribeAutoScalingGroups, ec2:CreateLaunchTemplateVersion and \
+     ec2:ModifyLaunchTemplate, never on a \
      template Karpenter or EKS owns) to the credentials this command runs with; an SCP or a permissions boundary \
      can refuse it too";
 
@@ -25,6 +26,7 @@ pub enum Service {
     Ec2,
     Sts,
     Organizations,
+    AutoScaling,
 }
 
 impl Service {
@@ -34,6 +36,17 @@ impl Service {
             Service::Ec2 => "ec2",
             Service::Sts => "sts",
             Service::Organizations => "organizations",
+            Service::AutoScaling => "autoscaling",
+        }
+    }
+
+    /// The SDK's name for it in `AWS_ENDPOINT_URL_<NAME>`.
+    pub fn endpoint_variable(self) -> &'static str {
+        match self {
+            Service::Ec2 => "AWS_ENDPOINT_URL_EC2",
+            Service::Sts => "AWS_ENDPOINT_URL_STS",
+            Service::Organizations => "AWS_ENDPOINT_URL_ORGANIZATIONS",
+            Service::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
         }
     }
 
@@ -43,6 +56,7 @@ impl Service {
             Service::Ec2 => "EC2's request budget is shared by the whole account and region",
             Service::Sts => "STS's request budget is shared by the whole account",
             Service::Organizations => "the Organizations request budget is shared by the whole organization",
+            Service::AutoScaling => "the Auto Scaling request budget is shared by the whole account and region",
         }
     }
 }
@@ -53,6 +67,7 @@ impl fmt::Display for Service {
             Service::Ec2 => "EC2",
             Service::Sts => "STS",
             Service::Organizations => "AWS Organizations",
+            Service::AutoScaling => "Auto Scaling",
         })
     }
 }

@@ -8,6 +8,7 @@ mod classify;
 mod clock;
 mod convert;
 pub mod failures;
+pub mod groups;
 mod org;
 pub mod templates;
 
@@ -118,6 +119,8 @@ pub enum Modified {
 
 pub struct Ec2Api {
     client: aws_sdk_ec2::Client,
+    /// For `templates`: the Auto Scaling groups of the region (made with the same settings, used by nothing else).
+    autoscaling: aws_sdk_autoscaling::Client,
     region: String,
     /// The proxy the EC2 calls go through, if any, to name it when it fails.
     proxy: Option<String>,
@@ -161,8 +164,12 @@ impl Account {
         let config =
             aws_sdk_ec2::config::Builder::from(&self.sdk).region(aws_config::Region::new(region.to_string())).build();
         let endpoint = crate::config::ec2_endpoint(region);
+        let autoscaling = aws_sdk_autoscaling::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
         Ec2Api {
             client: aws_sdk_ec2::Client::from_conf(config),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
             region: region.to_string(),
             proxy: proxy_for(&endpoint),
             hint: crate::ec2::failures::FLEET_POLICY_HINT,
@@ -180,6 +187,7 @@ impl Ec2Api {
         let endpoint = crate::config::ec2_endpoint(region.as_ref());
         Ec2Api {
             client: aws_sdk_ec2::Client::new(&sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
             region: region.to_string(),
             proxy: proxy_for(&endpoint),
             hint: crate::ec2::failures::POLICY_HINT,

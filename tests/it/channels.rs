@@ -121,6 +121,7 @@ fn the_fleet_policy_grants_the_fleet_and_defaults_calls_and_never_imdsv1() {
     assert_eq!(
         actions,
         [
+            "autoscaling:DescribeAutoScalingGroups",
             "ec2:CreateLaunchTemplateVersion",
             "ec2:DescribeInstances",
             "ec2:DescribeLaunchTemplateVersions",

@@ -44,8 +44,15 @@ fn templates() -> Vec<TemplateSpec> {
     ]
 }
 
+/// Groups on the plain template's default, pinned to its version 1, and on the unset one's $Latest.
+const GROUPS: [(&str, &str, &str); 3] =
+    [("web-asg", PLAIN, "$Default"), ("web-pinned", PLAIN, "1"), ("legacy", UNSET, "$Latest")];
+
 fn sim() -> Simulator {
-    Simulator::start(scenario(|s| s.templates = templates()))
+    Simulator::start(scenario(|s| {
+        s.templates = templates();
+        s.groups = GROUPS.to_vec();
+    }))
 }
 
 fn templates_run(sim: &Simulator, args: &[&str]) -> Run {
@@ -97,6 +104,17 @@ fn check_reads_each_default_version_once_and_says_what_each_needs() {
     assert_eq!(count(&sim, "DescribeLaunchTemplates"), 1);
     assert_eq!(count(&sim, "DescribeLaunchTemplateVersions"), 1, "every default version in one listing");
     assert_eq!(count(&sim, "GetInstanceMetadataDefaults"), 1, "one template leaves the hop limit unset");
+    // The groups that launch from each, with the version each asks for; the pinned one with its next step.
+    assert_eq!(count(&sim, "DescribeAutoScalingGroups"), 1);
+    let used_by = plain["used_by"].as_array().unwrap();
+    assert_eq!((used_by[0]["group"].clone(), used_by[0]["version"].clone()), ("web-asg".into(), "$Default".into()));
+    assert_eq!(used_by[0]["next_step"], serde_json::Value::Null);
+    assert_eq!((used_by[1]["group"].clone(), used_by[1]["version"].clone()), ("web-pinned".into(), "1".into()));
+    let step = used_by[1]["next_step"].as_str().unwrap();
+    assert!(step.contains("--auto-scaling-group-name web-pinned --launch-template 'LaunchTemplateId=lt-0000000000000000a,Version=$Default'"), "{step}");
+    assert!(step.contains("not taken: it replaces instances"), "{step}");
+    assert_eq!(entry(&doc, HIGH)["used_by"], serde_json::json!([]));
+    assert_eq!(entry(&doc, UNSET)["used_by"][0]["version"], "$Latest");
     assert_eq!(count(&sim, "CreateLaunchTemplateVersion") + count(&sim, "ModifyLaunchTemplate"), 0);
 }
 

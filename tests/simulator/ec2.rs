@@ -135,6 +135,7 @@ fn in_account(parts: &hyper::http::request::Parts, body: &[u8], params: &[(Strin
     let dry_run = param("DryRun") == Some("true");
     match action {
         "DescribeInstances" | "ModifyInstanceMetadataOptions" => {}
+        "DescribeAutoScalingGroups" => return super::templates::groups(&region, s),
         "DescribeLaunchTemplates"
         | "DescribeLaunchTemplateVersions"
         | "CreateLaunchTemplateVersion"

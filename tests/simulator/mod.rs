@@ -348,6 +348,7 @@ impl Simulator {
             // STS and Organizations, for the org-wide commands, are served beside EC2.
             ("AWS_ENDPOINT_URL_STS", self.ec2_url.clone()),
             ("AWS_ENDPOINT_URL_ORGANIZATIONS", self.ec2_url.clone()),
+            ("AWS_ENDPOINT_URL_AUTO_SCALING", self.ec2_url.clone()),
         ]
     }
 }

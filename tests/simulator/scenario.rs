@@ -99,6 +99,9 @@ pub struct Scenario {
     pub ec2_tls: Option<(String, String)>,
     /// The account's launch templates (each member account holds the same ones).
     pub templates: Vec<TemplateSpec>,
+    /// The account's Auto Scaling groups: (name, the launch template id it launches from, the version it asks
+    /// for: `$Default`, `$Latest` or a number), in the scenario's region.
+    pub groups: Vec<(&'static str, &'static str, &'static str)>,
     /// How EC2 misbehaves.
     pub ec2_faults: Vec<Ec2Fault>,
     /// How IMDS misbehaves.
@@ -365,6 +368,7 @@ impl Default for Scenario {
             imds_per_instance: false,
             ec2_tls: None,
             templates: Vec::new(),
+            groups: Vec::new(),
             ec2_faults: Vec::new(),
             imds_faults: Vec::new(),
         }

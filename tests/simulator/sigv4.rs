@@ -15,7 +15,9 @@ pub(super) fn verify(parts: &hyper::http::request::Parts, body: &[u8], s: &State
     let field = |name: &str| fields.split(", ").find_map(|p| p.strip_prefix(name)).unwrap_or("");
     let (credential, signed_headers, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
     let scope: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service @ ("ec2" | "sts" | "organizations"), "aws4_request"] = scope.as_slice() else {
+    let [key, date, region, service @ ("ec2" | "sts" | "organizations" | "autoscaling"), "aws4_request"] =
+        scope.as_slice()
+    else {
         return Err(auth_failure());
     };
     // The account's regions: those enabled for it (DescribeRegions' list). STS and Organizations answer in any.

@@ -290,3 +290,27 @@ pub(super) fn answer(action: &str, params: &[(String, String)], region: &str, s:
 fn strip_item(xml: &str) -> &str {
     xml.strip_prefix("<item>").and_then(|x| x.strip_suffix("</item>")).unwrap_or(xml)
 }
+
+/// The Auto Scaling groups of the region, as autoscaling:DescribeAutoScalingGroups answers them (one page).
+pub(super) fn groups(region: &str, s: &State) -> Reply {
+    let members: String = s
+        .scenario
+        .groups
+        .iter()
+        .filter(|_| region == REGION)
+        .map(|(name, template, version)| {
+            format!(
+                "<member><AutoScalingGroupName>{}</AutoScalingGroupName><LaunchTemplate><LaunchTemplateId>{template}</LaunchTemplateId><Version>{}</Version></LaunchTemplate><MinSize>1</MinSize><MaxSize>2</MaxSize><DesiredCapacity>1</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>{REGION}a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime></member>",
+                xml_escape(name),
+                xml_escape(version)
+            )
+        })
+        .collect();
+    reply(
+        200,
+        "text/xml",
+        format!(
+            "<DescribeAutoScalingGroupsResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><DescribeAutoScalingGroupsResult><AutoScalingGroups>{members}</AutoScalingGroups></DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>sim</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>"
+        ),
+    )
+}
