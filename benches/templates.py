@@ -29,7 +29,8 @@ def run_once(agent, sim, args, hard_stop_s):
     t0 = time.monotonic()
     out_path = f"/tmp/templates-bench-{os.getpid()}.json"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
-        pid = os.posix_spawn(agent, [agent, "templates", *args, "--output", "json", "-q"], fleet_env(sim),
+        env = {**fleet_env(sim), "AWS_ENDPOINT_URL_AUTO_SCALING": sim.env.get("AWS_ENDPOINT_URL_AUTO_SCALING", sim.env["AWS_ENDPOINT_URL_EC2"])}
+        pid = os.posix_spawn(agent, [agent, "templates", *args, "--output", "json", "-q"], env,
                              file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
                                            (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
         while True:
