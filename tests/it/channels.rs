@@ -282,7 +282,9 @@ fn release_tarballs_hold_static_binaries_that_run_on_both_architectures() {
         assert!(!headers.contains("INTERP"), "{arch}: statically linked, no interpreter");
         assert!(headers.contains(if arch == "x86_64" { "X86-64" } else { "AArch64" }), "{arch}");
         let size = std::fs::metadata(&bin).unwrap().len();
-        assert!(size <= 6 * 1024 * 1024, "{arch}: {size} bytes > 6 MiB");
+        // A guard against bloat. 6 MiB held until `templates` (the launch-template shapes of aws-sdk-ec2, and the
+        // Auto Scaling client for `used_by`) added 0.67 MiB: 6.58 MiB for x86_64, 5.02 MiB for aarch64 (README).
+        assert!(size <= 7 * 1024 * 1024, "{arch}: {size} bytes > 7 MiB");
         // The SBOM: `cargo auditable`'s dependency list, in the binary itself.
         let sbom = embedded_dependencies(&bin);
         for package in ["imds-hop-limit", "aws-sdk-ec2", "aws-lc-sys", "tokio", "rustls"] {
