@@ -292,12 +292,30 @@ pub async fn region<E: Templates + Defaults + Groups>(
     let patient = &Patient::new(ec2);
     let until = || patience(deadline);
     let (ids, names) = (&settings.ids, &settings.names);
-    let templates = every_page("DescribeLaunchTemplates", |next| async move {
-        let page =
-            patient.retry("DescribeLaunchTemplates", until(), |ec2| ec2.templates(ids, names, next.as_deref())).await?;
-        Ok((page.templates, page.next))
-    })
-    .await?;
+    // Ids and names in listings of their own: one request names templates one way.
+    let none: &[String] = &[];
+    let listings: Vec<(&[String], &[String])> = match (ids.is_empty(), names.is_empty()) {
+        (true, true) => vec![(none, none)],
+        (false, true) => vec![(ids, none)],
+        (true, false) => vec![(none, names)],
+        (false, false) => vec![(ids, none), (none, names)],
+    };
+    let mut templates: Vec<LaunchTemplate> = Vec::new();
+    for (ids, names) in listings {
+        let listed = every_page("DescribeLaunchTemplates", |next| async move {
+            let page = patient
+                .retry("DescribeLaunchTemplates", until(), |ec2| ec2.templates(ids, names, next.as_deref()))
+                .await?;
+            Ok((page.templates, page.next))
+        })
+        .await?;
+        // A template named both by id and by name is listed once.
+        for t in listed {
+            if !templates.iter().any(|known| known.id == t.id) {
+                templates.push(t);
+            }
+        }
+    }
     let named = !ids.is_empty() || !names.is_empty();
     let mut versions: HashMap<String, TemplateVersion> = HashMap::new();
     if named {

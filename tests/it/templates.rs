@@ -201,8 +201,13 @@ fn a_refused_new_version_fails_its_template_and_the_others_are_changed() {
 #[test]
 fn templates_are_selected_by_id_or_name_and_bad_input_is_refused_first() {
     let sim = sim();
-    let r = templates_run(&sim, &["check", "--launch-template", &format!("{PLAIN},legacy")]);
+    let r = templates_run(&sim, &["check", "--launch-template", &format!("{PLAIN},legacy,web")]);
     expect(&r, 3);
+    let listings: Vec<Vec<(String, String)>> =
+        crate::support::calls(&sim, "DescribeLaunchTemplates").into_iter().map(|c| c.params).collect();
+    assert_eq!(listings.len(), 2, "ids and names in listings of their own");
+    assert!(listings.iter().all(|p| !(p.iter().any(|(k, _)| k.starts_with("LaunchTemplateId."))
+        && p.iter().any(|(k, _)| k.starts_with("LaunchTemplateName.")))));
     let ids: Vec<String> = json(&r)["templates"]
         .as_array()
         .unwrap()
