@@ -6,6 +6,7 @@
 //! the commands and the runs.
 
 use crate::ec2::failures::FailureKind;
+use crate::ec2::failures::{Failure, Service};
 use crate::ec2::{Described, Ec2, Filter, Fleet, Modified};
 use crate::error::{Error, Result};
 use crate::plan::{Change, MetadataOptions};
@@ -168,42 +169,55 @@ pub const MAX_PAGES: usize = 2_000;
 
 impl<E: Fleet> Patient<'_, E> {
     /// Every page of the instances that pass `filters`, appended to `into` as they come; each page's retries end
-    /// at `until()`. On a failure, the pages read so far stay in `into`. A page token seen before in the same
-    /// listing (A, B, A, ...) would page forever: it ends the listing with an error, as does a listing longer
-    /// than `MAX_PAGES`. Tokens are remembered by a hash, never shown.
+    /// at `until()`. On a failure, the pages read so far stay in `into`.
     pub async fn every_page(
         &self,
         filters: &[Filter],
         until: impl Fn() -> Instant,
         into: &mut Vec<Described>,
     ) -> Result<()> {
-        use std::hash::BuildHasher;
-        let hasher = std::collections::hash_map::RandomState::new();
-        let mut seen = HashSet::new();
-        let mut next: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        let until = &until;
+        pages(Service::Ec2, "DescribeInstances", MAX_PAGES, into, |next| async move {
             let page = self.retry("DescribeInstances", until(), |ec2| ec2.select(filters, next.as_deref())).await?;
-            into.extend(page.instances);
-            match page.next {
-                None => return Ok(()),
-                Some(token) if !seen.insert(hasher.hash_one(&token)) => {
-                    return Err(endless_listing(&format!(
-                        "EC2 answered with a page token it had already given in this listing, after {} pages: the \
-                         listing would never end",
-                        seen.len()
-                    )));
-                }
-                Some(token) => next = Some(token),
-            }
-        }
-        Err(endless_listing(&format!("the listing did not end within {MAX_PAGES} pages")))
+            Ok((page.instances, page.next))
+        })
+        .await
     }
 }
 
-fn endless_listing(what: &str) -> Error {
-    use crate::ec2::failures::{Failure, Service};
-    Error::Call {
-        operation: "DescribeInstances",
-        failure: Failure { message: Some(what.to_string()), ..Failure::new(Service::Ec2, FailureKind::Malformed) },
+/// Every page of one listing of `service`'s, appended to `into` as they come: `page` reads the page a token
+/// names (retried as its caller retries it). A page token seen before in the same listing (A, B, A, ...) would
+/// page forever: it ends the listing with an error, as does a listing longer than `max_pages`. Tokens are
+/// remembered by a hash, never shown.
+pub async fn pages<T, F: Future<Output = Result<(Vec<T>, Option<String>)>>>(
+    service: Service,
+    operation: &'static str,
+    max_pages: usize,
+    into: &mut Vec<T>,
+    mut page: impl FnMut(Option<String>) -> F,
+) -> Result<()> {
+    use std::hash::BuildHasher;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen = HashSet::new();
+    let mut next: Option<String> = None;
+    let endless = |what: String| Error::Call {
+        operation,
+        failure: Failure { message: Some(what), ..Failure::new(service, FailureKind::Malformed) },
+    };
+    for _ in 0..max_pages {
+        let (items, token) = page(next.take()).await?;
+        into.extend(items);
+        match token {
+            None => return Ok(()),
+            Some(token) if !seen.insert(hasher.hash_one(&token)) => {
+                return Err(endless(format!(
+                    "{service} answered with a page token it had already given in this listing, after {} pages: the \
+                     listing would never end",
+                    seen.len()
+                )));
+            }
+            Some(token) => next = Some(token),
+        }
     }
+    Err(endless(format!("the listing did not end within {max_pages} pages")))
 }

@@ -12,6 +12,7 @@
 use crate::accounts::{self, AccountFailure};
 use crate::cli::{Act, Output, TemplatesArgs};
 use crate::config;
+use crate::ec2::failures::Service;
 use crate::ec2::groups::{Group, Groups};
 use crate::ec2::templates::{LaunchTemplate, TemplateVersion, Templates, is_template_id};
 use crate::ec2::{Account, Defaults, Ec2Api};
@@ -21,14 +22,14 @@ use crate::ids::{AccountId, Region};
 use crate::plan::{self, Absent, Field, HopLimit, HttpTokens, MetadataOptions, Plan, Toggle, Wanted};
 use crate::process::{self, Progress};
 use crate::regions::Regions;
-use crate::retry::Patient;
+use crate::retry::{Patient, pages};
 use crate::runner::{Place, Store};
 use crate::source::{Launcher, Source};
 use crate::wait::patience;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -260,27 +261,6 @@ fn pinned_step(g: &Group, template: &str) -> String {
     )
 }
 
-/// Every page of a listing, as `page` reads them from a token; a token seen before, or more than `MAX_PAGES`
-/// pages, ends it with an error.
-async fn every_page<T, F: Future<Output = Result<(Vec<T>, Option<String>)>>>(
-    operation: &str,
-    mut page: impl FnMut(Option<String>) -> F,
-) -> Result<Vec<T>> {
-    let (mut all, mut seen, mut next) = (Vec::new(), HashSet::new(), None::<String>);
-    for _ in 0..MAX_PAGES {
-        let (items, token) = page(next.clone()).await?;
-        all.extend(items);
-        match token {
-            None => return Ok(all),
-            Some(t) if !seen.insert(t.clone()) => {
-                return Err(Error::Unexpected(format!("ec2:{operation} answered a page token it had already given")));
-            }
-            Some(t) => next = Some(t),
-        }
-    }
-    Err(Error::Unexpected(format!("ec2:{operation} did not end within {MAX_PAGES} pages")))
-}
-
 /// One region's run, its templates written into `slot` as they come.
 pub async fn region<E: Templates + Defaults + Groups>(
     ec2: &E,
@@ -302,7 +282,8 @@ pub async fn region<E: Templates + Defaults + Groups>(
     };
     let mut templates: Vec<LaunchTemplate> = Vec::new();
     for (ids, names) in listings {
-        let listed = every_page("DescribeLaunchTemplates", |next| async move {
+        let mut listed = Vec::new();
+        pages(Service::Ec2, "DescribeLaunchTemplates", MAX_PAGES, &mut listed, |next| async move {
             let page = patient
                 .retry("DescribeLaunchTemplates", until(), |ec2| ec2.templates(ids, names, next.as_deref()))
                 .await?;
@@ -328,7 +309,8 @@ pub async fn region<E: Templates + Defaults + Groups>(
             versions.extend(page.versions.into_iter().map(|v| (v.template_id.clone(), v)));
         }
     } else if !templates.is_empty() {
-        let all = every_page("DescribeLaunchTemplateVersions", |next| async move {
+        let mut all = Vec::new();
+        pages(Service::Ec2, "DescribeLaunchTemplateVersions", MAX_PAGES, &mut all, |next| async move {
             let page = patient
                 .retry("DescribeLaunchTemplateVersions", until(), |ec2| ec2.default_versions(None, next.as_deref()))
                 .await?;
@@ -348,12 +330,17 @@ pub async fn region<E: Templates + Defaults + Groups>(
     let groups = if templates.is_empty() {
         Some(Vec::new())
     } else {
-        let read = every_page("DescribeAutoScalingGroups", |next| async move {
-            let page = patient.retry("DescribeAutoScalingGroups", until(), |ec2| ec2.groups(next.as_deref())).await?;
-            Ok((page.groups, page.next))
-        })
-        .await;
-        read.map_err(|err| tracing::warn!("{region}: the Auto Scaling groups were not read ({err}): used_by is null"))
+        let mut read = Vec::new();
+        let listed =
+            pages(Service::AutoScaling, "DescribeAutoScalingGroups", MAX_PAGES, &mut read, |next| async move {
+                let page =
+                    patient.retry("DescribeAutoScalingGroups", until(), |ec2| ec2.groups(next.as_deref())).await?;
+                Ok((page.groups, page.next))
+            })
+            .await;
+        listed
+            .map(|()| read)
+            .map_err(|err| tracing::warn!("{region}: the Auto Scaling groups were not read ({err}): used_by is null"))
             .ok()
     };
     let wanted = &settings.wanted;
