@@ -94,6 +94,28 @@ impl<S> AccountSlot<S> {
     }
 }
 
+/// A region whose work failed as a whole (its listing not read, say), or that the run ended before it read
+/// anything: none of its items are in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionFailure {
+    /// The account, where the run is org-wide (`null` otherwise).
+    pub account_id: Option<crate::ids::AccountId>,
+    #[serde(skip)]
+    pub account: Option<String>,
+    pub region: Region,
+    pub error: String,
+    #[serde(skip)]
+    pub code: ExitCode,
+}
+
+/// What a place the run ended before says (`not reached`, `not read`), with what ended it, and its exit code.
+pub fn ended_before(what: &str, ended: Option<&Error>) -> (String, ExitCode) {
+    (
+        format!("{what} before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
+        ended.map_or(ExitCode::Unexpected, Error::exit_code),
+    )
+}
+
 /// A region of the settled run: what its work did, and how it ended (`None`: the run ended first).
 pub struct Settled<S> {
     pub region: Region,
@@ -214,13 +236,7 @@ impl<S: Default> Store<S> {
                 let regions = slot.regions.take();
                 let failure = match (slot.failure.take(), &regions) {
                     (Some(err), _) => Some((err.to_string(), err.exit_code())),
-                    (None, None) if org_wide => Some((
-                        format!(
-                            "not reached before the run ended{}",
-                            ended.map(|e| format!(": {e}")).unwrap_or_default()
-                        ),
-                        ended.map_or(ExitCode::Unexpected, Error::exit_code),
-                    )),
+                    (None, None) if org_wide => Some(ended_before("not reached", ended)),
                     _ => None,
                 };
                 let member = slot.member.clone();

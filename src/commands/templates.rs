@@ -23,7 +23,7 @@ use crate::plan::{self, Absent, Field, HopLimit, HttpTokens, MetadataOptions, Pl
 use crate::process::{self, Progress};
 use crate::regions::Regions;
 use crate::retry::{Patient, pages};
-use crate::runner::{Place, Store};
+use crate::runner::{Place, RegionFailure, Store, ended_before};
 use crate::source::{Launcher, Source};
 use crate::wait::patience;
 use futures_util::StreamExt;
@@ -457,13 +457,7 @@ pub fn run(args: &TemplatesArgs) -> Result<ExitCode> {
         for settled in account.regions {
             let failure = match (&settled.end, settled.state.read) {
                 (Some(Err(err)), _) => Some((err.to_string(), err.exit_code())),
-                (None, false) => Some((
-                    format!(
-                        "not read before the run ended{}",
-                        ended.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-                    ),
-                    ended.as_ref().map_or(ExitCode::Unexpected, Error::exit_code),
-                )),
+                (None, false) => Some(ended_before("not read", ended.as_ref())),
                 _ => None,
             };
             if let Some((error, code)) = failure {
@@ -512,18 +506,6 @@ pub fn run(args: &TemplatesArgs) -> Result<ExitCode> {
         Output::Text => process::emit(&render(&templates, &region_failures, &account_failures, accounts.org_wide())),
     }
     Ok(code)
-}
-
-/// A region whose templates could not be read.
-#[derive(Debug, Clone, Serialize)]
-pub struct RegionFailure {
-    pub account_id: Option<AccountId>,
-    #[serde(skip)]
-    pub account: Option<String>,
-    pub region: Region,
-    pub error: String,
-    #[serde(skip)]
-    pub code: ExitCode,
 }
 
 /// The counts of a run, as the JSON and the log's last line give them.

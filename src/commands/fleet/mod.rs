@@ -22,7 +22,7 @@ use crate::exit::ExitCode;
 use crate::ids::Region;
 use crate::outcome::Action;
 use crate::process::{self, Progress};
-use crate::runner::{Place, Settled, SettledAccount, Store};
+use crate::runner::{Place, Settled, SettledAccount, Store, ended_before};
 use progress::Counts;
 use report::{Outcome, RegionFailure};
 use std::collections::BTreeSet;
@@ -196,13 +196,10 @@ fn gather(
                 });
             }
             // (A run that ended by itself has every region's result: `ended` is there.)
-            (None, false) => failures.push(RegionFailure {
-                account_id: None,
-                account: None,
-                region: region.clone(),
-                error: format!("not read before the run ended{}", ended.map(|e| format!(": {e}")).unwrap_or_default()),
-                code: ended.map_or(ExitCode::Unexpected, Error::exit_code),
-            }),
+            (None, false) => {
+                let (error, code) = ended_before("not read", ended);
+                failures.push(RegionFailure { account_id: None, account: None, region: region.clone(), error, code });
+            }
         }
         regions.push(region);
     }

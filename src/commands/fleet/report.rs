@@ -8,6 +8,7 @@ use crate::exit::ExitCode;
 use crate::ids::{AccountId, InstanceId, Region};
 use crate::outcome::Action;
 use crate::plan::{self, Absent, Change, HopLimit, InstanceState, MetadataOptions};
+pub use crate::runner::RegionFailure;
 use crate::source::Source;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -83,19 +84,6 @@ impl Outcome {
         self.code = err.exit_code();
         self.error = Some(err.to_string());
     }
-}
-
-/// A region whose selection could not be read: none of its instances are in the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct RegionFailure {
-    /// The account, where the run is org-wide (`null` otherwise).
-    pub account_id: Option<AccountId>,
-    #[serde(skip)]
-    pub account: Option<String>,
-    pub region: Region,
-    pub error: String,
-    #[serde(skip)]
-    pub code: ExitCode,
 }
 
 /// `1 -> 2`, or `2` when it did not change.
