@@ -12,13 +12,16 @@ pub(super) fn options_from(o: &InstanceMetadataOptionsResponse) -> MetadataOptio
             other => unknown("state", other.as_str()),
         }),
         http_tokens: o.http_tokens().and_then(tokens),
-        hop_limit: o
-            .http_put_response_hop_limit()
-            .and_then(|h| HopLimit::new(i64::from(h)).or_else(|| unknown("HttpPutResponseHopLimit", &h.to_string()))),
+        hop_limit: o.http_put_response_hop_limit().and_then(hop_limit),
         http_endpoint: o.http_endpoint().and_then(|t| toggle("HttpEndpoint", t.as_str())),
         ipv6_endpoint: o.http_protocol_ipv6().and_then(|t| toggle("HttpProtocolIpv6", t.as_str())),
         instance_tags: o.instance_metadata_tags().and_then(|t| toggle("InstanceMetadataTags", t.as_str())),
     }
+}
+
+/// A hop limit as EC2 answered it (an instance's or a launch template's): one out of 1..=64 is unknown.
+pub(super) fn hop_limit(h: i32) -> Option<HopLimit> {
+    HopLimit::new(i64::from(h)).or_else(|| unknown("HttpPutResponseHopLimit", &h.to_string()))
 }
 
 pub(super) fn tokens(t: &HttpTokensState) -> Option<HttpTokens> {

@@ -11,10 +11,10 @@
 //! every parameter but the metadata options, and those with what was asked; only then may it become the
 //! default. The source's data stays inside this module (`Data`): nothing else sees SDK types.
 
-use super::convert::{toggle, unknown};
+use super::convert::{hop_limit, toggle, unknown};
 use super::{Ec2Api, remote};
 use crate::error::{Error, Result};
-use crate::plan::{HopLimit, HttpTokens, MetadataOptions};
+use crate::plan::{HttpTokens, MetadataOptions};
 use crate::source::Source;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMapping, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -125,9 +125,7 @@ fn options_of(o: Option<&LaunchTemplateInstanceMetadataOptions>) -> MetadataOpti
             LaunchTemplateHttpTokensState::Optional => Some(HttpTokens::Optional),
             other => unknown("HttpTokens", other.as_str()),
         }),
-        hop_limit: o
-            .http_put_response_hop_limit()
-            .and_then(|h| HopLimit::new(i64::from(h)).or_else(|| unknown("HttpPutResponseHopLimit", &h.to_string()))),
+        hop_limit: o.http_put_response_hop_limit().and_then(hop_limit),
         http_endpoint: o.http_endpoint().and_then(|t| toggle("HttpEndpoint", t.as_str())),
         ipv6_endpoint: o.http_protocol_ipv6().and_then(|t| toggle("HttpProtocolIpv6", t.as_str())),
         instance_tags: o.instance_metadata_tags().and_then(|t| toggle("InstanceMetadataTags", t.as_str())),
