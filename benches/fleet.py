@@ -33,14 +33,15 @@ def fleet_env(sim):
     return env
 
 
-def run_child_rss(agent, sim, args, hard_stop_s):
-    """Runs the fleet process once: wall seconds, exit code, peak RSS (MiB, from wait4: Popen would reap the child
-    itself, so it is spawned by hand), its JSON summary, and the EC2 calls by action and status."""
+def run_child_rss(agent, sim, args, hard_stop_s, command="fleet", env=None):
+    """Runs the `command` process (fleet, templates) once: wall seconds, exit code, peak RSS (MiB, from wait4: Popen
+    would reap the child itself, so it is spawned by hand), its JSON summary, and the EC2 calls by action and
+    status. `env`: the process's environment, the fleet's by default."""
     sim.ask("reset-log")
     t0 = time.monotonic()
-    out_path = f"/tmp/fleet-bench-{os.getpid()}.json"
+    out_path = f"/tmp/{command}-bench-{os.getpid()}.json"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
-        pid = os.posix_spawn(agent, [agent, "fleet", *args, "--output", "json", "-q"], fleet_env(sim),
+        pid = os.posix_spawn(agent, [agent, command, *args, "--output", "json", "-q"], env or fleet_env(sim),
                              file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
                                            (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
         deadline = t0 + hard_stop_s

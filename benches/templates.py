@@ -14,46 +14,21 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "templates.json")
 sys.path.insert(0, HERE)
-from fleet import fleet_env  # noqa: E402
+from fleet import fleet_env, run_child_rss  # noqa: E402
 from storm import Simulator, machine, publish, save  # noqa: E402
 
 
 def run_once(agent, sim, args, hard_stop_s):
-    sim.ask("reset-log")
-    t0 = time.monotonic()
-    out_path = f"/tmp/templates-bench-{os.getpid()}.json"
-    with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
-        env = {**fleet_env(sim), "AWS_ENDPOINT_URL_AUTO_SCALING": sim.env.get("AWS_ENDPOINT_URL_AUTO_SCALING", sim.env["AWS_ENDPOINT_URL_EC2"])}
-        pid = os.posix_spawn(agent, [agent, "templates", *args, "--output", "json", "-q"], env,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                           (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
-        while True:
-            done, status, usage = os.wait4(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > t0 + hard_stop_s:
-                os.kill(pid, 9)
-                _, status, usage = os.wait4(pid, 0)
-                break
-            time.sleep(0.05)
-    wall = time.monotonic() - t0
-    calls = Counter()
-    for r in sim.requests():
-        if r[1] == "ec2":
-            calls[f"{r[4]} {r[5]}"] += 1
-    text = open(out_path).read()
-    os.unlink(out_path)
-    summary = json.loads(text)["summary"] if text.strip() else {}
-    summary.pop("region_failures", None)
-    summary.pop("account_failures", None)
-    return {"args": args, "wall_s": round(wall, 2), "exit": os.waitstatus_to_exitcode(status),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "summary": summary, "calls": dict(sorted(calls.items()))}
+    env = {**fleet_env(sim), "AWS_ENDPOINT_URL_AUTO_SCALING": sim.env.get("AWS_ENDPOINT_URL_AUTO_SCALING",
+                                                                         sim.env["AWS_ENDPOINT_URL_EC2"])}
+    r = run_child_rss(agent, sim, args, hard_stop_s, command="templates", env=env)
+    r["summary"].pop("region_failures", None)
+    r["summary"].pop("account_failures", None)
+    return r
 
 
 def measure(agent, simulator, n):
