@@ -202,9 +202,9 @@ async fn explain_credentials<T>(imds: &Imds, result: Result<T>) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
     use crate::fakes::config;
     use crate::ids::{InstanceId, Region};
+    use crate::plan::Intent;
     use reconcile::Target;
     use std::time::Duration;
 
@@ -224,7 +224,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unreachable_metadata_is_retried_until_the_deadline() {
         let start = Instant::now();
-        let err = identity(&Unreachable, &config(Mode::Apply), start + Duration::from_secs(10)).await.unwrap_err();
+        let err = identity(&Unreachable, &config(Intent::Apply { wait: true }), start + Duration::from_secs(10))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::MetadataUnreachable { .. }));
         let took = start.elapsed();
         assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(10), "{took:?}");
@@ -234,7 +236,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unreachable_metadata_is_retried_until_the_imds_bound() {
         let start = Instant::now();
-        let c = Config { imds_timeout: Duration::from_secs(30), ..config(Mode::Apply) };
+        let c = Config { imds_timeout: Duration::from_secs(30), ..config(Intent::Apply { wait: true }) };
         let err = identity(&Unreachable, &c, start + Duration::from_secs(180)).await.unwrap_err();
         let took = start.elapsed();
         assert!(took >= Duration::from_secs(25) && took <= Duration::from_secs(30), "{took:?}");
@@ -243,8 +245,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn flags_need_no_metadata() {
-        let c =
-            Config { instance_id: Some("i-12345678".into()), region: Some("eu-west-1".into()), ..config(Mode::Apply) };
+        let c = Config {
+            instance_id: Some("i-12345678".into()),
+            region: Some("eu-west-1".into()),
+            ..config(Intent::Apply { wait: true })
+        };
         let got = identity(&Unreachable, &c, Instant::now()).await.unwrap();
         assert_eq!(
             got,

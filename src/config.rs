@@ -1,30 +1,23 @@
 //! Validated settings: everything the run needs, checked before anything touches the network.
 
-use crate::cli::{AgentDeadlines, ApplyArgs, CheckArgs, DoctorArgs, EvidenceSource, Output, WantedArgs, WatchArgs};
+use crate::cli::{
+    Act, AgentDeadlines, ApplyArgs, CheckArgs, DoctorArgs, EvidenceSource, Output, WantedArgs, WatchArgs,
+};
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Region};
 use crate::plan::{HopLimit, Intent, Wanted};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Apply,
-    Check,
-    DryRun,
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Apply, check (doctor reads as check does) or dry run.
-    pub mode: Mode,
+    /// What the run does: check (doctor reads as check does), dry run, or apply and wait or not.
+    pub intent: Intent,
     /// The options the instance must end with.
     pub wanted: Wanted,
     /// `--instance-id`: instead of this instance's own id from IMDS.
     pub instance_id: Option<InstanceId>,
     /// `--region` or `AWS_REGION`: instead of the region IMDS reports.
     pub region: Option<Region>,
-    /// Wait for `applied` after a change (not `--no-wait`).
-    pub wait: bool,
     /// How long to wait for `applied` after a change.
     pub wait_timeout: Duration,
     /// How long the identity stage may retry an unreachable or throttling IMDS (at boot).
@@ -38,14 +31,14 @@ pub struct Config {
     pub evidence: EvidenceSource,
 }
 
-impl Config {
-    /// What this run means to do with the instance.
-    pub fn intent(&self) -> Intent {
-        match self.mode {
-            Mode::Apply => Intent::Apply { wait: self.wait },
-            Mode::DryRun => Intent::DryRun,
-            Mode::Check => Intent::Check,
-        }
+/// The one reading of the flags that say what a run does (`check` or `apply`, `--dry-run`, `--no-wait`), for
+/// every command that takes them.
+pub fn intent(act: Act, dry_run: bool, wait: bool) -> Result<Intent> {
+    match (act, dry_run) {
+        (Act::Check, true) => Err(Error::Usage("check changes nothing already: drop --dry-run".into())),
+        (Act::Check, false) => Ok(Intent::Check),
+        (Act::Apply, true) => Ok(Intent::DryRun),
+        (Act::Apply, false) => Ok(Intent::Apply { wait }),
     }
 }
 
@@ -54,42 +47,39 @@ const DEFAULT_IMDS_V6: &str = "http://[fd00:ec2::254]";
 
 /// What the four agent commands' arguments give a `Config`, each from its own `Args`.
 struct Given<'a> {
-    mode: Mode,
+    intent: Intent,
     wanted: &'a WantedArgs,
     instance_id: Option<InstanceId>,
     region: Option<Region>,
     deadlines: &'a AgentDeadlines,
     evidence: EvidenceSource,
-    wait: bool,
     wait_timeout: Duration,
     output: Output,
 }
 
 impl<'a> Given<'a> {
-    fn apply(a: &'a ApplyArgs) -> Self {
-        Given {
-            mode: if a.dry_run { Mode::DryRun } else { Mode::Apply },
+    fn apply(a: &'a ApplyArgs) -> Result<Self> {
+        Ok(Given {
+            intent: intent(Act::Apply, a.dry_run, !a.no_wait)?,
             wanted: &a.wanted,
             instance_id: a.target.instance_id.clone(),
             region: a.target.region.clone(),
             deadlines: &a.deadlines,
             evidence: a.evidence.evidence,
-            wait: !a.no_wait,
             wait_timeout: a.wait.wait_timeout,
             output: a.output.output,
-        }
+        })
     }
 
     /// `check` reads and decides: it waits for nothing.
     fn check(c: &'a CheckArgs) -> Self {
         Given {
-            mode: Mode::Check,
+            intent: Intent::Check,
             wanted: &c.wanted,
             instance_id: c.target.instance_id.clone(),
             region: c.target.region.clone(),
             deadlines: &c.deadlines,
             evidence: c.evidence.evidence,
-            wait: false,
             wait_timeout: Duration::ZERO,
             output: c.output.output,
         }
@@ -98,13 +88,12 @@ impl<'a> Given<'a> {
     /// `doctor` reads IMDS and EC2 both, and waits for nothing.
     fn doctor(d: &'a DoctorArgs) -> Self {
         Given {
-            mode: Mode::Check,
+            intent: Intent::Check,
             wanted: &d.wanted,
             instance_id: d.target.instance_id.clone(),
             region: d.target.region.clone(),
             deadlines: &d.deadlines,
             evidence: EvidenceSource::Ec2,
-            wait: false,
             wait_timeout: Duration::ZERO,
             output: d.output.output,
         }
@@ -114,13 +103,12 @@ impl<'a> Given<'a> {
     /// its log.
     fn watch(w: &'a WatchArgs) -> Self {
         Given {
-            mode: Mode::Apply,
+            intent: Intent::Apply { wait: true },
             wanted: &w.wanted,
             instance_id: None,
             region: w.region.clone(),
             deadlines: &w.deadlines,
             evidence: w.evidence.evidence,
-            wait: true,
             wait_timeout: w.wait.wait_timeout,
             output: Output::Text,
         }
@@ -129,7 +117,7 @@ impl<'a> Given<'a> {
 
 impl Config {
     pub fn apply(a: &ApplyArgs) -> Result<Self> {
-        Self::with_env(Given::apply(a), env_var)
+        Self::with_env(Given::apply(a)?, env_var)
     }
 
     pub fn check(c: &CheckArgs) -> Result<Self> {
@@ -163,11 +151,10 @@ impl Config {
             },
         };
         Ok(Config {
-            mode: given.mode,
+            intent: given.intent,
             wanted: wanted(given.wanted)?,
             instance_id: given.instance_id,
             region: given.region,
-            wait: given.wait,
             wait_timeout: given.wait_timeout,
             imds_timeout: given.deadlines.imds_timeout,
             timeout: given.deadlines.timeout,
@@ -279,7 +266,7 @@ mod tests {
         argv.extend_from_slice(args);
         let command = Cli::try_parse_from(argv).unwrap().chosen();
         let given = match &command {
-            Command::Apply(a) => Given::apply(a),
+            Command::Apply(a) => Given::apply(a)?,
             Command::Check(c) => Given::check(c),
             Command::Doctor(d) => Given::doctor(d),
             Command::Watch(w) => {
@@ -298,11 +285,11 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.mode, Mode::Apply);
+        assert_eq!(c.intent, Intent::Apply { wait: true });
         assert_eq!(c.wanted.hop_limit.get(), 2);
         assert!(!c.wanted.exact);
         assert_eq!(c.wanted.http_tokens, None);
-        assert!(c.wait);
+        assert_eq!(config(&["--no-wait"]).unwrap().intent, Intent::Apply { wait: false });
         assert_eq!(c.wait_timeout, Duration::from_secs(120));
         assert_eq!(c.timeout, Duration::from_secs(180));
         assert_eq!(c.imds_timeout, Duration::from_secs(30));
@@ -334,12 +321,26 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(config(&["check"]).unwrap().mode, Mode::Check);
-        assert_eq!(config(&["apply", "--dry-run"]).unwrap().mode, Mode::DryRun);
-        assert_eq!(config(&["--dry-run"]).unwrap().mode, Mode::DryRun);
-        assert_eq!(config(&["doctor"]).unwrap().mode, Mode::Check, "doctor reads, as check does");
+        assert_eq!(config(&["check"]).unwrap().intent, Intent::Check);
+        assert_eq!(config(&["apply", "--dry-run"]).unwrap().intent, Intent::DryRun);
+        assert_eq!(config(&["--dry-run", "--no-wait"]).unwrap().intent, Intent::DryRun);
+        assert_eq!(config(&["doctor"]).unwrap().intent, Intent::Check, "doctor reads, as check does");
         let watch = config(&["watch", "--interval", "10s"]).unwrap();
-        assert_eq!(watch.mode, Mode::Apply);
+        assert_eq!(watch.intent, Intent::Apply { wait: true });
         assert!(matches!(config(&["watch", "--interval", "10ms"]), Err(Error::Usage(_))));
+    }
+
+    /// Every command that takes `check`/`apply`, `--dry-run` and `--no-wait` reads them here.
+    #[test]
+    fn one_reading_of_the_flags_that_say_what_a_run_does() {
+        assert_eq!(intent(Act::Check, false, true).unwrap(), Intent::Check);
+        assert!(matches!(intent(Act::Check, true, true), Err(Error::Usage(m)) if m.contains("drop --dry-run")));
+        assert_eq!(intent(Act::Apply, true, true).unwrap(), Intent::DryRun, "a dry run waits for nothing");
+        assert_eq!(intent(Act::Apply, false, false).unwrap(), Intent::Apply { wait: false });
+        let waits = intent(Act::Apply, false, true).unwrap();
+        assert!(waits.sends() && waits.changes() && waits.waits());
+        assert!(Intent::DryRun.sends() && !Intent::DryRun.changes() && !Intent::DryRun.waits());
+        assert!(!Intent::Check.sends() && !Intent::Check.changes());
+        assert_eq!((Intent::Check.verb(), Intent::DryRun.verb()), ("check", "apply"));
     }
 }

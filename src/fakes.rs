@@ -4,12 +4,12 @@
 //! metadata service whose answers are fields.
 
 use crate::cli::Output;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::ec2::failures::{Failure, FailureKind, Service};
 use crate::ec2::{AccountDefaults, Defaults, Described, Ec2, Filter, Fleet, ManagedBy, Modified, Page};
 use crate::error::{Error, Result};
 use crate::imds::{Metadata, Probe};
-use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, MetadataOptions, State, Toggle, Wanted};
+use crate::plan::{Change, HopLimit, HttpTokens, InstanceState, Intent, MetadataOptions, State, Toggle, Wanted};
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -25,9 +25,9 @@ pub fn options(hop: i64, state: State) -> MetadataOptions {
     }
 }
 
-pub fn config(mode: Mode) -> Config {
+pub fn config(intent: Intent) -> Config {
     Config {
-        mode,
+        intent,
         wanted: Wanted {
             hop_limit: HopLimit::new(2).unwrap(),
             exact: false,
@@ -37,7 +37,6 @@ pub fn config(mode: Mode) -> Config {
         },
         instance_id: None,
         region: None,
-        wait: true,
         wait_timeout: Duration::from_secs(5),
         imds_timeout: Duration::from_secs(30),
         timeout: Duration::from_secs(10),

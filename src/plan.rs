@@ -241,6 +241,28 @@ pub enum Intent {
     Apply { wait: bool },
 }
 
+impl Intent {
+    /// Sends ModifyInstanceMetadataOptions (for real, or as a dry run): not `check`.
+    pub fn sends(self) -> bool {
+        self != Intent::Check
+    }
+
+    /// Changes for real, and so may have to see the change applied.
+    pub fn changes(self) -> bool {
+        matches!(self, Intent::Apply { .. })
+    }
+
+    /// Changes for real and sees each change through to `applied` (not `--no-wait`).
+    pub fn waits(self) -> bool {
+        self == Intent::Apply { wait: true }
+    }
+
+    /// The command's word in reports: `check`, or `apply` (with `--dry-run` or not).
+    pub fn verb(self) -> &'static str {
+        if self == Intent::Check { "check" } else { "apply" }
+    }
+}
+
 /// What to do about one instance: the decision under the run's intent. The agent, the fleet and doctor's
 /// probe all take it from `step`, so they cannot drift apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,7 +113,7 @@ pub async fn reconcile(ec2: &impl Ec2, target: &Target, run: Run<'_>, imds: &Fro
         evidence: if sensed.is_some() { EvidenceSource::Imds } else { EvidenceSource::Ec2 },
         sensed: sensed.cloned(),
     };
-    let step = plan::step(plan::decide(&known, &config.wanted), config.intent());
+    let step = plan::step(plan::decide(&known, &config.wanted), config.intent);
     if let Some((action, verified)) = outcome::before_sending(&step, &before) {
         return Ok(report(before.clone(), action, verified));
     }
@@ -139,7 +139,7 @@ pub async fn reconcile(ec2: &impl Ec2, target: &Target, run: Run<'_>, imds: &Fro
     } else {
         tracing::debug!("ModifyInstanceMetadataOptions accepted: {}", before.changes_to(&accepted));
     }
-    if !config.wait {
+    if !config.intent.waits() {
         return Ok(report(accepted, Action::Changed, false));
     }
     let expected = change.applied_to(&known);
@@ -268,8 +268,8 @@ impl Watcher for Ended {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
     use crate::fakes::{Scripted, config, options};
+    use crate::plan::Intent;
     use crate::plan::State;
     use crate::plan::{Change, HopLimit};
     use std::time::Duration;
@@ -289,7 +289,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn compliant_instance_gets_no_modify() {
         let ec2 = Scripted::new(vec![options(2, State::Applied)]);
-        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap();
         assert_eq!(r.action, Action::Unchanged);
         assert!(ec2.modifies.borrow().is_empty());
     }
@@ -302,7 +302,7 @@ mod tests {
             options(2, State::Pending),
             options(2, State::Applied),
         ]);
-        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap();
         assert_eq!(r.action, Action::Changed);
         assert!(r.verified);
         assert_eq!(r.after.state, Some(State::Applied));
@@ -316,7 +316,7 @@ mod tests {
     async fn pending_forever_gives_up_at_wait_timeout() {
         let ec2 = Scripted::new(vec![options(1, State::Applied), options(2, State::Pending)]);
         let start = Instant::now();
-        let err = run(&ec2, &config(Mode::Apply)).await.unwrap_err();
+        let err = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap_err();
         assert!(matches!(err, Error::WaitTimeout { .. }), "{err}");
         assert_eq!(err.exit_code() as u8, 6);
         let took = start.elapsed();
@@ -326,10 +326,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn check_and_dry_run_never_modify_for_real() {
         let ec2 = Scripted::new(vec![options(1, State::Applied)]);
-        let r = run(&ec2, &config(Mode::Check)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Check)).await.unwrap();
         assert_eq!(r.action, Action::NotCompliant);
         assert!(ec2.modifies.borrow().is_empty());
-        let r = run(&ec2, &config(Mode::DryRun)).await.unwrap();
+        let r = run(&ec2, &config(Intent::DryRun)).await.unwrap();
         assert_eq!(r.action, Action::WouldChange);
         assert!(ec2.modifies.borrow().iter().all(|(_, dry)| *dry));
     }
@@ -337,7 +337,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_wait_returns_what_ec2_accepted() {
         let ec2 = Scripted::new(vec![options(1, State::Applied)]);
-        let r = run(&ec2, &Config { wait: false, ..config(Mode::Apply) }).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: false })).await.unwrap();
         assert_eq!(r.action, Action::Changed);
         assert!(!r.verified);
         assert_eq!(r.after.state, Some(State::Pending));
@@ -346,10 +346,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn right_values_still_pending_are_waited_for() {
         let ec2 = Scripted::new(vec![options(2, State::Pending), options(2, State::Applied)]);
-        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap();
         assert_eq!(r.action, Action::Unchanged);
         assert!(r.verified);
-        let r = run(&Scripted::new(vec![options(2, State::Pending)]), &config(Mode::Check)).await.unwrap();
+        let r = run(&Scripted::new(vec![options(2, State::Pending)]), &config(Intent::Check)).await.unwrap();
         assert_eq!(r.action, Action::NotCompliant);
     }
 
@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn only_a_hop_limit_to_raise_alone_starts_from_imds() {
         let imds = |hop| FromImds { data_plane: None, exact: Some(exactly(hop)) };
-        let wanted = config(Mode::Apply).wanted;
+        let wanted = config(Intent::Apply { wait: true }).wanted;
         assert!(imds(1).starting_point(&wanted).is_some());
         assert!(imds(2).starting_point(&wanted).is_none(), "in effect: nothing to start");
         assert!(imds(3).starting_point(&wanted).is_none(), "above: never lowered");
@@ -387,7 +387,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_change_from_imds_is_sent_without_a_read_first() {
         let ec2 = Scripted::new(vec![options(2, State::Applied)]);
-        let c = config(Mode::Apply);
+        let c = config(Intent::Apply { wait: true });
         let target = Target { instance_id: "i-12345678".into(), region: "us-west-2".into(), endpoint_vouched: true };
         let progress = Progress::default();
         let run = Run { config: &c, progress: &progress, deadline: Instant::now() + c.timeout, announce: true };
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!((r.action, r.evidence, r.verified), (Action::Changed, EvidenceSource::Imds, true));
         assert_eq!(r.before.hop_limit, HopLimit::new(1));
         assert_eq!(*ec2.modifies.borrow(), [(Change { hop_limit: HopLimit::new(2), ..Change::default() }, false)]);
-        let r = reconcile(&ec2, &target, Run { config: &config(Mode::Check), ..run }, &imds).await.unwrap();
+        let r = reconcile(&ec2, &target, Run { config: &config(Intent::Check), ..run }, &imds).await.unwrap();
         assert_eq!(r.action, Action::NotCompliant, "check: not compliant by IMDS, nothing sent");
         assert_eq!(ec2.modifies.borrow().len(), 1);
     }
@@ -410,15 +410,15 @@ mod tests {
             ..MetadataOptions::default()
         };
         let ec2 = Scripted::new(vec![options(1, State::Applied), sparse(2)]);
-        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap();
         assert_eq!((r.action, r.verified), (Action::Changed, true));
         // The second run: EC2 no longer reports the endpoint, but IMDS just answered for this instance.
         let ec2 = Scripted::new(vec![sparse(2)]);
-        let r = run(&ec2, &config(Mode::Apply)).await.unwrap();
+        let r = run(&ec2, &config(Intent::Apply { wait: true })).await.unwrap();
         assert_eq!(r.action, Action::Unchanged);
         assert!(ec2.modifies.borrow().is_empty());
         // Given --instance-id, the instance may not be this one: an unreported endpoint is set.
-        let c = Config { instance_id: Some("i-12345678".into()), ..config(Mode::Apply) };
+        let c = Config { instance_id: Some("i-12345678".into()), ..config(Intent::Apply { wait: true }) };
         let ec2 = Scripted::new(vec![sparse(2), sparse(2)]);
         run(&ec2, &c).await.unwrap();
         let modifies = ec2.modifies.borrow();

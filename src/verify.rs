@@ -280,7 +280,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reads_follow_the_poll_schedule_until_the_verdict() {
         let start = Instant::now();
-        let wanted = config(crate::config::Mode::Apply).wanted;
+        let wanted = config(crate::plan::Intent::Apply { wait: true }).wanted;
         let r = reader(|n, _: &InstanceId| {
             Ok((InstanceState::Running, options(2, if n == 0 { State::Pending } else { State::Applied })))
         });
@@ -299,7 +299,7 @@ mod tests {
     /// which bound ended the wait.
     #[tokio::test(start_paused = true)]
     async fn the_bound_ends_a_wait_after_a_last_read_just_before_it() {
-        let wanted = config(crate::config::Mode::Apply).wanted;
+        let wanted = config(crate::plan::Intent::Apply { wait: true }).wanted;
         let r = reader(|_, _: &InstanceId| Ok((InstanceState::Running, options(2, State::Pending))));
         for (wait, deadline, bound) in [(5, 180, "--wait-timeout"), (120, 5, "--timeout")] {
             let start = Instant::now();
@@ -318,7 +318,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn refused_stopped_and_gone() {
         let start = Instant::now();
-        let wanted = config(crate::config::Mode::Apply).wanted;
+        let wanted = config(crate::plan::Intent::Apply { wait: true }).wanted;
         let refused = reader(|_, _: &InstanceId| Err(Error::NoCredentials { detail: "expired".into() }));
         let w = waits(&["i-12345678"], Duration::from_secs(120), start + Duration::from_secs(180));
         let mut ends = Ends::default();

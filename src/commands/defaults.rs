@@ -4,14 +4,14 @@
 //! policy manages is left alone and reported with its own exit code (9).
 
 use crate::accounts::{self, AccountFailure};
-use crate::cli::{Act, DefaultsArgs, Output};
+use crate::cli::{DefaultsArgs, Output};
 use crate::config;
 use crate::ec2::{Account, AccountDefaults, Defaults, Ec2Api};
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::ids::{AccountId, Region};
 use crate::outcome::Action;
-use crate::plan::{self, Absent, Change, Field, MetadataOptions, Plan, Wanted};
+use crate::plan::{self, Absent, Change, Field, Intent, MetadataOptions, Plan, Wanted};
 use crate::process::{self, Progress};
 use crate::regions::Regions;
 use crate::retry::Patient;
@@ -27,7 +27,8 @@ pub const NOTE: &str = "Defaults apply only to instances launched from now on, n
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub act: Act,
+    /// `check` or `apply` (the defaults have no dry run and nothing to wait for).
+    pub intent: Intent,
     pub wanted: Wanted,
     pub regions: Regions,
     pub output: Output,
@@ -46,7 +47,7 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            act: args.act,
+            intent: config::intent(args.act, false, false)?,
             wanted: config::wanted(&args.wanted)?,
             regions: Regions::from_args(&args.regions),
             output: args.output.output,
@@ -120,7 +121,7 @@ async fn decide<D: Defaults>(ec2: &D, out: &mut RegionDefaults, settings: &Setti
         }
         Plan::Change(change) => change,
     };
-    if settings.act == Act::Check {
+    if settings.intent == Intent::Check {
         out.action = Action::NotCompliant;
         out.code = ExitCode::NotCompliant;
         out.after = Some(change.applied_to(&before.options));
@@ -270,10 +271,12 @@ mod tests {
     use crate::fakes::{FakeAccount, config};
     use crate::plan::{HopLimit, State, Toggle};
 
-    fn settings(act: Act) -> Settings {
+    const APPLY: Intent = Intent::Apply { wait: false };
+
+    fn settings(intent: Intent) -> Settings {
         Settings {
-            act,
-            wanted: config(crate::config::Mode::Apply).wanted,
+            intent,
+            wanted: config(intent).wanted,
             regions: Regions::Given(vec!["us-west-2".parse().unwrap()]),
             output: Output::Text,
             timeout: Duration::from_secs(10),
@@ -284,22 +287,22 @@ mod tests {
         MetadataOptions { hop_limit: HopLimit::new(n), http_endpoint: Some(Toggle::Enabled), ..Default::default() }
     }
 
-    async fn one(ec2: &FakeAccount, act: Act) -> RegionDefaults {
-        region(ec2, &"us-west-2".into(), &settings(act), Instant::now() + Duration::from_secs(10)).await
+    async fn one(ec2: &FakeAccount, intent: Intent) -> RegionDefaults {
+        region(ec2, &"us-west-2".into(), &settings(intent), Instant::now() + Duration::from_secs(10)).await
     }
 
     #[tokio::test(start_paused = true)]
     async fn check_then_apply_then_nothing_left_to_do() {
         let ec2 = FakeAccount::with(0, 1);
         ec2.defaults.borrow_mut().options = hop(1);
-        let r = one(&ec2, Act::Check).await;
+        let r = one(&ec2, Intent::Check).await;
         assert_eq!((r.action, r.code), (Action::NotCompliant, ExitCode::NotCompliant));
         assert_eq!(r.after, Some(hop(2)), "what apply would set");
         assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 0);
-        let r = one(&ec2, Act::Apply).await;
+        let r = one(&ec2, APPLY).await;
         assert_eq!((r.action, r.code), (Action::Changed, ExitCode::Compliant));
         assert_eq!((r.before, r.after), (Some(hop(1)), Some(hop(2))), "read back after the change");
-        let r = one(&ec2, Act::Apply).await;
+        let r = one(&ec2, APPLY).await;
         assert_eq!(r.action, Action::Unchanged);
         assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 1);
     }
@@ -308,7 +311,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_preference_is_set() {
         let ec2 = FakeAccount::with(0, 1);
-        let r = one(&ec2, Act::Apply).await;
+        let r = one(&ec2, APPLY).await;
         assert_eq!(r.action, Action::Changed);
         assert_eq!(ec2.defaults.borrow().options, hop(2));
     }
@@ -321,7 +324,7 @@ mod tests {
             managed_by: Some(ManagedBy::DeclarativePolicy),
             managed_message: Some("set by the organization".into()),
         };
-        let r = one(&ec2, Act::Apply).await;
+        let r = one(&ec2, APPLY).await;
         assert_eq!((r.action, r.code as u8), (Action::ManagedElsewhere, 9));
         assert!(r.error.as_deref().is_some_and(|e| e.contains("declarative policy")), "{:?}", r.error);
         assert_eq!(ec2.count("ModifyInstanceMetadataDefaults", false), 0);
@@ -332,7 +335,7 @@ mod tests {
         let mut ec2 = FakeAccount::with(0, 1);
         ec2.defaults.borrow_mut().options = hop(1);
         ec2.defaults_read_back = Some(MetadataOptions { state: Some(State::Applied), ..hop(1) });
-        let r = one(&ec2, Act::Apply).await;
+        let r = one(&ec2, APPLY).await;
         assert_eq!((r.action, r.code), (Action::Failed, ExitCode::Unexpected));
         assert!(r.error.as_deref().is_some_and(|e| e.contains("reads the defaults back as hop limit 1")), "{r:?}");
     }

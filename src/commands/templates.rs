@@ -10,7 +10,7 @@
 //! and change what groups on `$Latest` launch: its owner chooses).
 
 use crate::accounts::{self, AccountFailure};
-use crate::cli::{Act, Output, TemplatesArgs};
+use crate::cli::{Output, TemplatesArgs};
 use crate::config;
 use crate::ec2::failures::Service;
 use crate::ec2::groups::{Group, Groups};
@@ -19,7 +19,7 @@ use crate::ec2::{Account, Defaults, Ec2Api};
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::ids::{AccountId, Region};
-use crate::plan::{self, Absent, Field, HopLimit, HttpTokens, MetadataOptions, Plan, Toggle, Wanted};
+use crate::plan::{self, Absent, Field, HopLimit, HttpTokens, Intent, MetadataOptions, Plan, Toggle, Wanted};
 use crate::process::{self, Progress};
 use crate::regions::Regions;
 use crate::retry::{Patient, pages};
@@ -36,8 +36,9 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub act: Act,
-    pub dry_run: bool,
+    /// `check`, `apply --dry-run` or `apply` (a template's version has nothing to wait for: it is read back at
+    /// once).
+    pub intent: Intent,
     pub wanted: Wanted,
     pub regions: Regions,
     /// `--launch-template` by id, and by name (none of either: every template).
@@ -57,9 +58,6 @@ const MAX_PAGES: usize = 1_000;
 impl Settings {
     pub fn from_args(args: &TemplatesArgs) -> Result<Self> {
         config::check_ec2_endpoints(&config::env_var)?;
-        if args.act == Act::Check && args.dry_run {
-            return Err(Error::Usage("check changes nothing already: drop --dry-run".into()));
-        }
         let (mut ids, mut names) = (Vec::new(), Vec::new());
         for t in &args.launch_template {
             let t = t.trim();
@@ -85,8 +83,7 @@ impl Settings {
         names.sort();
         names.dedup();
         Ok(Settings {
-            act: args.act,
-            dry_run: args.dry_run,
+            intent: config::intent(args.act, args.dry_run, false)?,
             wanted: config::wanted(&args.wanted)?,
             regions: Regions::from_args(&args.regions),
             ids,
@@ -363,7 +360,7 @@ pub async fn region<E: Templates + Defaults + Groups>(
         (o.effective_hop_limit, o.hop_limit_from) = (now.hop_limit, Some(from));
         match decide(&v.options, default.as_ref(), wanted) {
             None => o.action = TemplateAction::Unchanged,
-            Some(_) if settings.act == Act::Check => {
+            Some(_) if settings.intent == Intent::Check => {
                 o.action = TemplateAction::NotCompliant;
                 o.code = ExitCode::NotCompliant;
                 if owner(&t.owner) || t.latest_version != t.default_version {
@@ -374,7 +371,7 @@ pub async fn region<E: Templates + Defaults + Groups>(
                 o.action = TemplateAction::Left;
                 o.fix = Some(left_because(t, wanted.hop_limit));
             }
-            Some(_) if settings.dry_run => {
+            Some(_) if settings.intent == Intent::DryRun => {
                 o.action = TemplateAction::WouldChange;
                 o.code = ExitCode::NotCompliant;
             }
@@ -495,12 +492,7 @@ pub fn run(args: &TemplatesArgs) -> Result<ExitCode> {
         tracing::error!("{err}");
     }
     let summary = Summary::of(&templates, &region_failures, &account_failures, code);
-    tracing::info!(
-        "templates {}: {}; exit {}",
-        if settings.act == Act::Check { "check" } else { "apply" },
-        summary.line(),
-        code as u8
-    );
+    tracing::info!("templates {}: {}; exit {}", settings.intent.verb(), summary.line(), code as u8);
     match settings.output {
         Output::Json => process::emit_json(&json(&templates, summary, ended.as_ref())),
         Output::Text => process::emit(&render(&templates, &region_failures, &account_failures, accounts.org_wide())),

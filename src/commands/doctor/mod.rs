@@ -114,8 +114,8 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    use crate::config::Mode;
     use crate::fakes::{FakeImds, Scripted, config, options};
+    use crate::plan::Intent;
     use crate::plan::{HopLimit, MetadataOptions, State};
 
     fn around(hops: Result<Hops, String>) -> Surroundings {
@@ -132,7 +132,7 @@ mod tests {
     async fn diagnose_with(imds: &FakeImds, ec2: Scripted, around: &Surroundings) -> (Vec<Check>, Scripted) {
         let ec2 = std::rc::Rc::new(ec2);
         let shared = ec2.clone();
-        let checks = diagnose(&config(Mode::Check), around, imds, async |_: &str| Shared(shared)).await;
+        let checks = diagnose(&config(Intent::Check), around, imds, async |_: &str| Shared(shared)).await;
         (checks, std::rc::Rc::try_unwrap(ec2).ok().expect("doctor let go of its EC2 side"))
     }
 

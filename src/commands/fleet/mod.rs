@@ -15,12 +15,13 @@ pub use region::{Selection, region};
 pub use settings::Settings;
 
 use crate::accounts;
-use crate::cli::{Act, FleetArgs, Output};
+use crate::cli::{FleetArgs, Output};
 use crate::ec2::{Account, Ec2Api};
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::ids::Region;
 use crate::outcome::Action;
+use crate::plan::Intent;
 use crate::process::{self, Progress};
 use crate::runner::{Place, Settled, SettledAccount, Store, ended_before};
 use progress::Counts;
@@ -91,7 +92,7 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     }
     let mut run =
         gather_accounts(store.settle(accounts.org_wide(), ended.as_ref()), accounts.org_wide(), ended.as_ref());
-    if let (true, Some(err), Act::Apply) = (interrupted, &ended, settings.act) {
+    if let (true, Some(err), true) = (interrupted, &ended, settings.intent.sends()) {
         unsent(&mut run.outcomes, err);
     }
     if ended.is_none() {
@@ -110,14 +111,14 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     let summary = report::Summary::new(&run, code, elapsed.as_millis() as u64);
     tracing::info!(
         "fleet {}: {} in {:.1} s; exit {}",
-        if settings.act == Act::Check { "check" } else { "apply" },
+        settings.intent.verb(),
         summary.line(),
         elapsed.as_secs_f64(),
         code as u8
     );
     match settings.output {
         Output::Json => process::emit_json(&report::Json::new(summary, &run, ended.as_ref())),
-        Output::Text => process::emit(&report::render(&run, settings.act == Act::Check)),
+        Output::Text => process::emit(&report::render(&run, settings.intent == Intent::Check)),
     }
     Ok(code)
 }

@@ -5,7 +5,6 @@
 use super::Settings;
 use super::progress::{self, Counts};
 use super::report::Outcome;
-use crate::cli::Act;
 use crate::ec2::{Described, Filter, Fleet, Modified};
 use crate::error::Result;
 use crate::ids::{InstanceId, Region};
@@ -60,7 +59,7 @@ pub async fn region<E: Fleet>(
             counts.add_to_change();
             outcome.change = Some(change);
         }
-        let step = plan::step(decision, settings.intent());
+        let step = plan::step(decision, settings.intent);
         // The agent's own mapping of a step to what is reported before anything is sent.
         if let Some((action, verified)) = outcome::before_sending(&step, &d.options) {
             (outcome.action, outcome.verified) = (action, verified);
@@ -87,7 +86,7 @@ pub async fn region<E: Fleet>(
     );
     selection.replace(Selection { read: true, outcomes });
     let ledger = Ledger { outcomes: selection, pending: RefCell::new(Vec::new()), done: false.into() };
-    if settings.act == Act::Check || to_change.is_empty() && to_verify.is_empty() {
+    if !settings.intent.sends() || to_change.is_empty() && to_verify.is_empty() {
         sent();
         return Ok(());
     }
@@ -99,7 +98,7 @@ pub async fn region<E: Fleet>(
         change_all(&patient, region, &ledger, to_change, settings, counts, deadline).await;
         sent();
     };
-    if settings.wait && !settings.dry_run {
+    if settings.intent.waits() {
         let mut watcher = Verifying { region, ledger: &ledger, counts };
         let batches = Batches(&patient);
         let verify = verify::verify(&batches, &ledger.pending, &settings.wanted, &mut watcher, deadline);
@@ -162,7 +161,7 @@ async fn change_all<E: Fleet>(
         async move {
             let id = ledger.outcomes.borrow().outcomes[index].instance_id.clone();
             let until = patience(deadline);
-            let result = paced.modify(&id, &change, settings.dry_run, until).await;
+            let result = paced.modify(&id, &change, !settings.intent.changes(), until).await;
             // Where the run's deadline was the bound, the message names --timeout as given.
             let result = result.map_err(|err| err.at_deadline(settings.timeout.filter(|_| until == deadline)));
             (index, change, result)
@@ -180,7 +179,7 @@ async fn change_all<E: Fleet>(
                 counts.add_changed();
                 outcome.after = Some(answer.clone());
                 outcome.action = Action::Accepted;
-                if settings.wait {
+                if settings.intent.waits() {
                     let expected = change.applied_to(&outcome.before.clone().unwrap_or_default());
                     let id = outcome.instance_id.clone();
                     ledger.pending.borrow_mut().push(Wait::new(
@@ -272,7 +271,7 @@ mod tests {
     use super::*;
     use crate::cli::Output;
     use crate::exit::ExitCode;
-    use crate::plan::HopLimit;
+    use crate::plan::{HopLimit, Intent};
     use crate::regions::Regions;
     use std::time::Duration;
 
@@ -285,13 +284,11 @@ mod tests {
 
     fn apply() -> Settings {
         Settings {
-            act: Act::Apply,
-            dry_run: false,
-            wanted: crate::fakes::config(crate::config::Mode::Apply).wanted,
+            intent: Intent::Apply { wait: true },
+            wanted: crate::fakes::config(Intent::Apply { wait: true }).wanted,
             regions: Regions::Given(vec!["us-west-2".parse().unwrap()]),
             tags: Vec::new(),
             ids: Vec::new(),
-            wait: true,
             wait_timeout: Duration::from_secs(120),
             timeout: None,
             output: Output::Text,
@@ -332,12 +329,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn check_and_dry_run_change_nothing() {
         let ec2 = FakeAccount::with(3, 1);
-        let check = Settings { act: Act::Check, ..apply() };
+        let check = Settings { intent: Intent::Check, ..apply() };
         let outcomes = one_region(&ec2, &check, NO_DEADLINE).await.0.unwrap();
         assert_eq!(statuses(&outcomes), [Action::NotCompliant; 3]);
         assert!(outcomes.iter().all(|o| o.change.is_some_and(|c| c.hop_limit == HopLimit::new(2))));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
-        let dry = Settings { dry_run: true, ..apply() };
+        let dry = Settings { intent: Intent::DryRun, ..apply() };
         let outcomes = one_region(&ec2, &dry, NO_DEADLINE).await.0.unwrap();
         assert_eq!(statuses(&outcomes), [Action::WouldChange; 3]);
         assert!(ec2.instances.borrow().iter().all(|i| i.options.hop_limit == HopLimit::new(1)), "nothing changed");
@@ -359,9 +356,13 @@ mod tests {
         let outcomes = one_region(&ec2, &apply(), NO_DEADLINE).await.0.unwrap();
         assert_eq!((outcomes[0].action, outcomes[0].verified), (Action::Unchanged, true));
         assert_eq!(ec2.count("ModifyInstanceMetadataOptions", false), 0);
-        let outcomes = one_region(&pending(), &Settings { wait: false, ..apply() }, NO_DEADLINE).await.0.unwrap();
+        let outcomes =
+            one_region(&pending(), &Settings { intent: Intent::Apply { wait: false }, ..apply() }, NO_DEADLINE)
+                .await
+                .0
+                .unwrap();
         assert_eq!((outcomes[0].action, outcomes[0].verified), (Action::Unchanged, false));
-        let check = Settings { act: Act::Check, ..apply() };
+        let check = Settings { intent: Intent::Check, ..apply() };
         assert_eq!(one_region(&pending(), &check, NO_DEADLINE).await.0.unwrap()[0].action, Action::NotCompliant);
     }
 

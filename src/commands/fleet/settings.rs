@@ -2,7 +2,7 @@
 //!
 //! To add a selection criterion: a flag in `cli::FleetArgs`, a field in `Settings`, a `Filter` in `filters`.
 
-use crate::cli::{Act, FleetArgs, Output};
+use crate::cli::{FleetArgs, Output};
 use crate::config;
 use crate::ec2::Filter;
 use crate::error::{Error, Result};
@@ -13,17 +13,15 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub act: Act,
-    /// `--dry-run`: ask EC2 whether each change would be authorized; change nothing.
-    pub dry_run: bool,
+    /// `check`, `apply --dry-run` (ask EC2 whether each change would be authorized), or `apply` and wait for
+    /// `applied` or not (`--no-wait`).
+    pub intent: Intent,
     pub wanted: Wanted,
     pub regions: Regions,
     /// `--tag KEY=VALUE` (value `None`: any value), ANDed.
     pub tags: Vec<(String, Option<String>)>,
     /// `--instance-id`, validated, each once.
     pub ids: Vec<InstanceId>,
-    /// Wait for `applied` (not `--no-wait`).
-    pub wait: bool,
     /// How long each changed instance may stay pending before it counts as failed.
     pub wait_timeout: Duration,
     /// The deadline of the whole run, if `--timeout` was given.
@@ -53,32 +51,18 @@ impl Settings {
         if !(args.modify_rate.is_finite() && args.modify_rate > 0.0 && args.modify_rate <= 10_000.0) {
             return Err(Error::Usage(format!("--modify-rate {} is not a rate between 0 and 10000", args.modify_rate)));
         }
-        if args.act == Act::Check && args.dry_run {
-            return Err(Error::Usage("check changes nothing already: drop --dry-run".into()));
-        }
         Ok(Settings {
-            act: args.act,
-            dry_run: args.dry_run,
+            intent: config::intent(args.act, args.dry_run, !args.no_wait)?,
             wanted: config::wanted(&args.wanted)?,
             regions: Regions::from_args(&args.regions),
             tags,
             ids,
-            wait: !args.no_wait,
             wait_timeout: args.wait.wait_timeout,
             timeout: args.timeout,
             output: args.output.output,
             modify_burst: args.modify_burst,
             modify_rate: args.modify_rate,
         })
-    }
-
-    /// What the run means to do with each selected instance.
-    pub fn intent(&self) -> Intent {
-        match (self.act, self.dry_run) {
-            (Act::Check, _) => Intent::Check,
-            (Act::Apply, true) => Intent::DryRun,
-            (Act::Apply, false) => Intent::Apply { wait: self.wait },
-        }
     }
 
     /// The filters every read of the selection sends: tags, and the states whose options can change.
