@@ -223,6 +223,22 @@ async fn in_account<S: Default>(
     Ok(())
 }
 
+impl<S> Store<S> {
+    /// Each region's state as far as its work has got, for a live view while the run goes on: a state being
+    /// written at this very instant is left out of this look.
+    pub fn each(&self, mut look: impl FnMut(&S)) {
+        let Ok(accounts) = self.accounts.try_borrow() else { return };
+        for account in accounts.iter() {
+            let Ok(regions) = account.regions.try_borrow() else { continue };
+            for slot in regions.iter().flatten() {
+                if let Ok(state) = slot.state.try_borrow() {
+                    look(&state);
+                }
+            }
+        }
+    }
+}
+
 impl<S: Default> Store<S> {
     /// Every account of the run in order, each with its regions and their states, and its failure where it
     /// could not be worked in: its own (org-wide: not entered, regions not resolved), or, with no region

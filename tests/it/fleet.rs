@@ -29,7 +29,7 @@ fn check_by_tag_reads_one_page_changes_nothing_and_says_what_would_change() {
         "INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT         SOURCE\n\
          i-40000000000000001  us-west-2  running  1 -> 2     enabled   not compliant  -\n\
          1 compliant instance not listed (--output json lists every one)\n\
-         us-west-2: 2 selected, 1 compliant, 1 to change, 0 failed\n\
+         us-west-2: selected 2, compliant 1, to change 1, changed 0, applied 0, failed 0, not compliant 1\n\
          Where the 1 instance that needed a change came from, and the fix that makes it stick (the next instance \
          from a source left as it is has the hop limit it had):\n  \
          us-west-2 (source unknown) (1 instance): `imds-hop-limit defaults apply \

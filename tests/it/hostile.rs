@@ -188,7 +188,7 @@ fn the_timeout_ends_a_run_with_a_hung_region_and_reports_the_others() {
     expect(&r, 8);
     assert!(r.took < Duration::from_secs(6), "{:?}", r.took);
     assert!(r.stderr.contains("(--timeout 3s)"), "the deadline as given: {}", r.stderr);
-    assert!(r.stdout.contains("us-west-2: 1 selected"), "the region that answered: {}", r.stdout);
+    assert!(r.stdout.contains("us-west-2: selected 1"), "the region that answered: {}", r.stdout);
     assert!(
         r.stdout.contains("eu-west-1: could not read the selection: not read before the run ended"),
         "{}",

@@ -51,7 +51,7 @@ fn each_account_is_entered_through_its_role_and_the_callers_own_with_its_credent
     expect(&r, 3);
     assert!(r.stdout.starts_with("ACCOUNT"), "{}", r.stdout);
     assert!(r.stdout.contains("team-2      i-0123456789abcdef0  us-west-2"), "{}", r.stdout);
-    assert!(r.stdout.contains("team-1 us-west-2: 1 selected"), "{}", r.stdout);
+    assert!(r.stdout.contains("team-1 us-west-2: selected 1"), "{}", r.stdout);
 }
 
 /// A role that cannot be assumed is that account's failure, with STS's reason and what to check; the other
@@ -287,7 +287,7 @@ fn an_org_wide_runs_log_lines_name_their_account() {
     let sim = org(2, |s| s.ec2_faults.push(Ec2Fault::StsRegionDisabled("200000000002")));
     let r = org_run(&sim, &["fleet", "check", "--organization"]);
     expect(&r, 5);
-    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("us-west-2: 1 selected")).collect();
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("us-west-2: selected 1")).collect();
     assert_eq!(lines.len(), 2, "{}", r.stderr);
     assert!(lines.iter().any(|l| l.contains("account{account=team-1}")), "{}", r.stderr);
     assert!(lines.iter().any(|l| l.contains("account{account=management}")), "{}", r.stderr);

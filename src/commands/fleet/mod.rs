@@ -4,7 +4,8 @@
 //! verifier (`verify`) over batches of ids, while the changes are still going out. Accounts and regions run side by
 //! side on the one runner, each account-region with its own budget. One instance's failure is recorded with it and
 //! never stops the others; the exit code merges them (`ExitCode::merge`). Here: the run and its report's
-//! gathering; settings.rs: what the run is to do; report.rs: the live counts and the rendering.
+//! gathering; settings.rs: what the run is to do; region.rs: one region's work; report.rs: the one count of
+//! outcomes and the rendering; progress.rs: the live view, counted from the store as the report counts.
 
 mod progress;
 mod region;
@@ -24,7 +25,7 @@ use crate::outcome::Action;
 use crate::plan::Intent;
 use crate::process::{self, Progress};
 use crate::runner::{Place, Settled, SettledAccount, Store, ended_before};
-use progress::Counts;
+use progress::Live;
 use report::{Outcome, RegionFailure};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -58,33 +59,38 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
     let settings = Settings::from_args(args)?;
     let accounts = accounts::Settings::from_args(&args.accounts, settings.timeout)?;
     let start = std::time::Instant::now();
-    let counts = Counts::new(quiet);
     // Every account and region with its instances as far as they got: outside the run, so that a run its
-    // deadline or a signal ends still reports them.
+    // deadline or a signal ends still reports them. The live view counts from it.
     let store: Store<Selection> = Store::default();
+    let live = Live::new(quiet, || {
+        let mut totals = report::Tally::default();
+        store.each(|s: &Selection| totals.add(&s.outcomes));
+        totals
+    });
     // `--timeout` ends the run at that instant, calls in flight and retries included; the waits inside end
     // at the same deadline, less `CONCLUDE`, so what they decided is in the store by then.
     let limit = settings.timeout.unwrap_or(NO_DEADLINE);
     let work = |deadline: Instant| {
         let deadline = deadline - process::CONCLUDE;
-        let (settings, accounts, counts, store) = (&settings, &accounts, &counts, &store);
+        let (settings, accounts, live, store) = (&settings, &accounts, &live, &store);
         async move {
             let caller = Account::load().await;
             let roster = accounts.roster(caller, deadline).await?;
             let one = async |ec2: &Ec2Api, place: &Place<'_, Selection>| {
-                region(ec2, place.region(), settings, counts, place.state(), || place.sent(), deadline).await
+                region(ec2, place.region(), settings, live, place.state(), || place.sent(), deadline).await
             };
             store.run(accounts, &roster, &settings.regions, deadline, one).await
         }
     };
     let ended = process::block_on(limit, &Progress::at(accounts.stage()), work).err();
-    counts.finish();
+    live.finish();
     let interrupted = matches!(ended, Some(Error::Signal { .. } | Error::Deadline { .. }));
     match &ended {
         // What was sent stays sent: report each instance as far as it got.
         Some(err) if interrupted => tracing::error!(
-            "{err}; so far: {counts}. Changes sent are not undone; the report below is as far as the run got, and \
-             `imds-hop-limit fleet check` with the same selection shows each instance now"
+            "{err}; so far: {}. Changes sent are not undone; the report below is as far as the run got, and \
+             `imds-hop-limit fleet check` with the same selection shows each instance now",
+            live.totals()
         ),
         // Before any region's selection could be read (the regions themselves): the report, with no instance.
         Some(err) => tracing::error!("{err}"),

@@ -3,8 +3,8 @@
 //! while the changes are still going out. Everything it learns goes into the region's slot of the run's store.
 
 use super::Settings;
-use super::progress::{self, Counts};
-use super::report::Outcome;
+use super::progress::{self, Live};
+use super::report::{Outcome, Tally};
 use crate::ec2::{Described, Filter, Fleet, Modified};
 use crate::error::Result;
 use crate::ids::{InstanceId, Region};
@@ -38,14 +38,13 @@ pub async fn region<E: Fleet>(
     ec2: &E,
     region: &Region,
     settings: &Settings,
-    counts: &Counts,
+    live: &Live<'_>,
     selection: &RefCell<Selection>,
     sent: impl FnOnce(),
     deadline: Instant,
 ) -> Result<()> {
     let patient = Patient::new(ec2);
     let selected = select(&patient, settings, deadline).await?;
-    counts.add_selected(selected.len());
     let mut outcomes = Vec::with_capacity(selected.len());
     // (index into outcomes, change) for each instance that needs one.
     let mut to_change = Vec::new();
@@ -56,16 +55,12 @@ pub async fn region<E: Fleet>(
         // Nothing vouches for a selected instance's endpoint (no IMDS answered for it): EC2's read is all.
         let decision = plan::decide(&d.options, &settings.wanted);
         if let Decision::Change(change) = decision {
-            counts.add_to_change();
             outcome.change = Some(change);
         }
         let step = plan::step(decision, settings.intent);
         // The agent's own mapping of a step to what is reported before anything is sent.
         if let Some((action, verified)) = outcome::before_sending(&step, &d.options) {
             (outcome.action, outcome.verified) = (action, verified);
-            if step == Step::Nothing {
-                counts.add_compliant();
-            }
         }
         match step {
             Step::SeeThrough => to_verify.push((outcomes.len(), d.options.clone())),
@@ -78,13 +73,9 @@ pub async fn region<E: Fleet>(
         }
         outcomes.push(outcome);
     }
-    let compliant = outcomes.iter().filter(|o| o.action == Action::Unchanged).count();
-    let needing = outcomes.iter().filter(|o| o.change.is_some()).count();
-    progress::milestone(
-        counts,
-        &format!("{region}: {} selected, {compliant} compliant, {needing} to change", outcomes.len()),
-    );
+    let read = format!("{region}: {}", Tally::of(&outcomes));
     selection.replace(Selection { read: true, outcomes });
+    progress::milestone(live, &read);
     let ledger = Ledger { outcomes: selection, pending: RefCell::new(Vec::new()), done: false.into() };
     if !settings.intent.sends() || to_change.is_empty() && to_verify.is_empty() {
         sent();
@@ -95,11 +86,11 @@ pub async fn region<E: Fleet>(
         ledger.pending.borrow_mut().push(Wait::new(id, index, expected, false, settings.wait_timeout, deadline));
     }
     let modify = async {
-        change_all(&patient, region, &ledger, to_change, settings, counts, deadline).await;
+        change_all(&patient, region, &ledger, to_change, settings, live, deadline).await;
         sent();
     };
     if settings.intent.waits() {
-        let mut watcher = Verifying { region, ledger: &ledger, counts };
+        let mut watcher = Verifying { region, ledger: &ledger, live };
         let batches = Batches(&patient);
         let verify = verify::verify(&batches, &ledger.pending, &settings.wanted, &mut watcher, deadline);
         tokio::join!(modify, verify);
@@ -150,7 +141,7 @@ async fn change_all<E: Fleet>(
     ledger: &Ledger<'_>,
     to_change: Vec<(usize, Change)>,
     settings: &Settings,
-    counts: &Counts,
+    live: &Live<'_>,
     deadline: Instant,
 ) {
     let pace = Pace::new(settings.modify_burst, settings.modify_rate);
@@ -176,7 +167,6 @@ async fn change_all<E: Fleet>(
         match result {
             Ok(Modified::WouldSucceed) => outcome.action = Action::WouldChange,
             Ok(Modified::Accepted(answer)) => {
-                counts.add_changed();
                 outcome.after = Some(answer.clone());
                 outcome.action = Action::Accepted;
                 if settings.intent.waits() {
@@ -193,13 +183,12 @@ async fn change_all<E: Fleet>(
                 }
             }
             Err(err) => {
-                counts.add_failed();
                 outcome.fail(&err);
             }
         }
         drop(selection);
         if sent % 100 == 0 || sent == total {
-            progress::milestone(counts, &format!("{region}: {sent} of {total} changes answered"));
+            progress::milestone(live, &format!("{region}: {sent} of {total} changes answered"));
         }
     }
     ledger.done.set(true);
@@ -216,11 +205,11 @@ impl<E: Fleet> ReadBack for Batches<'_, '_, E> {
     }
 }
 
-/// What the verifier's reads and ends mean for the region's outcomes and the live counts.
+/// What the verifier's reads and ends mean for the region's outcomes.
 struct Verifying<'a> {
     region: &'a Region,
     ledger: &'a Ledger<'a>,
-    counts: &'a Counts,
+    live: &'a Live<'a>,
 }
 
 impl Watcher for Verifying<'_> {
@@ -236,7 +225,7 @@ impl Watcher for Verifying<'_> {
         }
     }
 
-    /// An ended wait counts once: applied, or failed (and then no longer as changed, if a change was sent).
+    /// An ended wait: applied (compliant, where the change was somebody else's), or failed.
     fn ended(&mut self, wait: Wait, end: End) {
         let o = &mut self.ledger.outcomes.borrow_mut().outcomes[wait.key];
         match end {
@@ -247,21 +236,13 @@ impl Watcher for Verifying<'_> {
                     (true, _) => Action::Changed,
                 };
                 o.verified = true;
-                self.counts.add_applied();
             }
-            End::Failed(err) => {
-                if wait.sent {
-                    self.counts.changed_then_failed();
-                } else {
-                    self.counts.add_failed();
-                }
-                o.fail(&err);
-            }
+            End::Failed(err) => o.fail(&err),
         }
     }
 
     fn round(&mut self, left: usize) {
-        progress::milestone(self.counts, &format!("{}: {left} changes not yet seen applied", self.region));
+        progress::milestone(self.live, &format!("{}: {left} changes not yet seen applied", self.region));
     }
 }
 
@@ -297,12 +278,12 @@ mod tests {
         }
     }
 
-    /// The region's outcomes, the counts' summary line, and how long the run took on the paused clock.
+    /// The region's outcomes, and how long the run took on the paused clock.
     async fn one_region(ec2: &FakeAccount, settings: &Settings, limit: Duration) -> (Result<Vec<Outcome>>, Duration) {
-        let counts = Counts::new(true);
+        let live = Live::new(true, Tally::default);
         let start = Instant::now();
         let selection = RefCell::default();
-        let result = region(ec2, &"us-west-2".into(), settings, &counts, &selection, || {}, start + limit).await;
+        let result = region(ec2, &"us-west-2".into(), settings, &live, &selection, || {}, start + limit).await;
         (result.map(|()| selection.take().outcomes), start.elapsed())
     }
 

@@ -1,5 +1,6 @@
-//! What a fleet run reports when it ends: the final report, as a text table or one JSON object. Pure rendering
-//! over `Outcome`s, so the whole text is checked in tests; the live counts are progress.rs's.
+//! What a fleet run reports: the final report, as a text table or one JSON object, and the one count of
+//! outcomes (`Tally`) with its one line, which the live view, the log's last word and the table's per-region
+//! lines all show. Pure rendering over `Outcome`s, so the whole text is checked in tests.
 
 use crate::accounts::{AccountFailure, Member};
 use crate::ec2::Described;
@@ -237,7 +238,7 @@ pub fn render(run: &Run, act_is_check: bool) -> String {
             (true, Some(label)) => format!("{} {region}", cell(label)),
             _ => region.to_string(),
         };
-        let _ = writeln!(out, "{place}: {}", summary_line(&Tally::of(of), act_is_check));
+        let _ = writeln!(out, "{place}: {}", Tally::of(of));
     }
     for f in &run.failures {
         let place = match (&f.account, run.org_wide) {
@@ -310,8 +311,9 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// How many outcomes ended each way: the per-region line and the JSON summary count the same things.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+/// How many outcomes ended each way: the one count, which the live view, the per-region lines, the log's last
+/// word and the JSON summary all show.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Tally {
     /// Instances read from EC2 (an `--instance-id` not found is not one).
     pub selected: usize,
@@ -330,47 +332,66 @@ pub struct Tally {
 impl Tally {
     pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Self {
         let mut t = Tally::default();
+        t.add(outcomes);
+        t
+    }
+
+    pub fn add<'a>(&mut self, outcomes: impl IntoIterator<Item = &'a Outcome>) {
         for o in outcomes {
-            t.selected += usize::from(o.before.is_some());
-            t.to_change += usize::from(o.change.is_some());
+            self.selected += usize::from(o.before.is_some());
+            self.to_change += usize::from(o.change.is_some());
             match o.action {
-                Action::Unchanged => t.compliant += 1,
-                Action::NotCompliant | Action::WouldChange => t.not_compliant += 1,
-                Action::Accepted => t.changed += 1,
+                Action::Unchanged => self.compliant += 1,
+                Action::NotCompliant | Action::WouldChange => self.not_compliant += 1,
+                Action::Accepted => self.changed += 1,
                 Action::Changed => {
-                    t.changed += 1;
-                    t.applied += 1;
+                    self.changed += 1;
+                    self.applied += 1;
                 }
                 Action::AppliesAtStart => {
-                    t.changed += 1;
-                    t.applies_at_start += 1;
+                    self.changed += 1;
+                    self.applies_at_start += 1;
                 }
-                Action::Failed | Action::ManagedElsewhere => t.failed += 1,
+                Action::Failed | Action::ManagedElsewhere => self.failed += 1,
             }
         }
-        t
+    }
+
+    /// Changes EC2 accepted that nobody has seen applied yet (`--no-wait`, a wait still going or cut short).
+    pub fn not_verified(&self) -> usize {
+        self.changed.saturating_sub(self.applied + self.applies_at_start)
     }
 }
 
-fn summary_line(t: &Tally, act_is_check: bool) -> String {
-    let mut parts = vec![format!("{} selected", t.selected), format!("{} compliant", t.compliant)];
-    if t.not_compliant > 0 || act_is_check {
-        parts.push(format!("{} to change", t.not_compliant));
-    }
-    if t.changed > 0 {
-        let mut changed = format!("{} changed ({} applied", t.changed, t.applied);
-        if t.applies_at_start > 0 {
-            let _ = write!(changed, ", {} stopped: applies at start", t.applies_at_start);
+impl Tally {
+    /// The one line of a count: the six counts always, in this order, then the places that failed as a whole
+    /// (`places`, the run's summary only), then those of the rarer ends that are not zero. "to change" is what
+    /// needed a change when read; "not compliant" what is left so (`check`, `--dry-run`, a change not sent).
+    pub fn line(&self, places: &[(usize, &str)]) -> String {
+        let mut line = format!(
+            "selected {}, compliant {}, to change {}, changed {}, applied {}, failed {}",
+            self.selected, self.compliant, self.to_change, self.changed, self.applied, self.failed
+        );
+        for &(n, what) in places.iter().filter(|(n, _)| *n > 0) {
+            let _ = write!(line, ", {n} {what}{} failed", plural(n));
         }
-        let unverified = t.changed - t.applied - t.applies_at_start;
-        if unverified > 0 {
-            let _ = write!(changed, ", {unverified} not verified");
+        for (n, what) in [
+            (self.applies_at_start, "applies at start"),
+            (self.not_verified(), "not verified"),
+            (self.not_compliant, "not compliant"),
+        ] {
+            if n > 0 {
+                let _ = write!(line, ", {what} {n}");
+            }
         }
-        changed.push(')');
-        parts.push(changed);
+        line
     }
-    parts.push(format!("{} failed", t.failed));
-    parts.join(", ")
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line(&[]))
+    }
 }
 
 /// The one JSON shape of a fleet run, failures included: `summary` (every count, zeros included, over every
@@ -442,24 +463,7 @@ impl Summary {
     /// The run's counts in one line, for the log's last word: the same numbers as the JSON's, region and
     /// account failures included.
     pub fn line(&self) -> String {
-        let t = &self.tally;
-        let mut line = format!(
-            "selected {}, compliant {}, to change {}, changed {}, applied {}",
-            t.selected, t.compliant, t.to_change, t.changed, t.applied
-        );
-        if t.applies_at_start > 0 {
-            let _ = write!(line, ", applies at start {}", t.applies_at_start);
-        }
-        let _ = write!(line, ", failed {}", t.failed);
-        let regions = self.region_failures.len();
-        if regions > 0 {
-            let _ = write!(line, ", {regions} region{} failed", plural(regions));
-        }
-        let accounts = self.account_failures.len();
-        if accounts > 0 {
-            let _ = write!(line, ", {accounts} account{} failed", plural(accounts));
-        }
-        line
+        self.tally.line(&[(self.region_failures.len(), "region"), (self.account_failures.len(), "account")])
     }
 
     pub fn new(run: &Run, code: ExitCode, elapsed_ms: u64) -> Self {
@@ -531,7 +535,7 @@ mod tests {
              i-00000000000000004  us-west-2  stopped  1 -> 2     enabled   changed; applies when it starts  -\n\
              i-00000000000000003  us-west-2  running  1          enabled   failed (exit 5)                  -\n\
              1 compliant instance not listed (--output json lists every one)\n\
-             us-west-2: 4 selected, 1 compliant, 2 changed (1 applied, 1 stopped: applies at start), 1 failed\n\
+             us-west-2: selected 4, compliant 1, to change 3, changed 2, applied 1, failed 1, applies at start 1\n\
              eu-west-1: could not read the selection: no AWS credentials\n\
              Where the 3 instances that needed a change came from, and the fix that makes it stick (the next instance \
              from a source left as it is has the hop limit it had):\n  \
@@ -599,8 +603,8 @@ mod tests {
             "ACCOUNT       INSTANCE             REGION     STATE    HOP LIMIT  ENDPOINT  RESULT            SOURCE\n\
              web-prod      i-00000000000000001  us-west-2  running  1 -> 2     enabled   changed, applied  -\n\
              222222222222  i-00000000000000002  us-west-2  running  1 -> 2     enabled   changed, applied  -\n\
-             web-prod us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
-             222222222222 us-west-2: 1 selected, 0 compliant, 1 changed (1 applied), 0 failed\n\
+             web-prod us-west-2: selected 1, compliant 0, to change 1, changed 1, applied 1, failed 0\n\
+             222222222222 us-west-2: selected 1, compliant 0, to change 1, changed 1, applied 1, failed 0\n\
              account sandbox: not worked in: could not assume arn:aws:iam::333333333333:role/r: AccessDenied\n"
         );
         let summary = Summary::new(&run, ExitCode::NotAuthorized, 5);
@@ -629,9 +633,9 @@ mod tests {
         assert_eq!((t.selected, t.compliant, t.not_compliant, t.changed, t.applied, t.failed), (3, 1, 1, 1, 1, 1));
         assert_eq!(t.to_change, 2, "the one not compliant and the one changed");
         assert_eq!(s.exit_code, 7);
-        assert_eq!(s.line(), "selected 3, compliant 1, to change 2, changed 1, applied 1, failed 1");
+        assert_eq!(s.line(), "selected 3, compliant 1, to change 2, changed 1, applied 1, failed 1, not compliant 1");
         let run = one_account(run.outcomes, &["us-west-2"], vec![failure("eu-west-1", "hung")]);
         let s = Summary::new(&run, ExitCode::Throttled, 5);
-        assert!(s.line().ends_with(", failed 1, 1 region failed"), "{}", s.line());
+        assert!(s.line().contains(", failed 1, 1 region failed, not compliant 1"), "{}", s.line());
     }
 }
