@@ -14,6 +14,10 @@ use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
+/// EC2's token buckets and filters: the one model the simulator shares.
+#[path = "../tests/ec2_model.rs"]
+mod model;
+
 pub fn options(hop: i64, state: State) -> MetadataOptions {
     MetadataOptions {
         state: Some(state),
@@ -145,6 +149,7 @@ pub struct FakeInstance {
     pub options: MetadataOptions,
     /// When a change sent to it is applied (its state `pending` until then).
     pub applies_at: Option<Instant>,
+    pub tags: Vec<(String, String)>,
 }
 
 /// A call the fake account answered: the action, and whether it was throttled.
@@ -163,9 +168,7 @@ pub struct FakeAccount {
     pub instances: RefCell<Vec<FakeInstance>>,
     pub page_size: usize,
     pub pages: Option<Vec<Option<&'static str>>>,
-    pub burst: f64,
-    pub rate: f64,
-    bucket: RefCell<(f64, Instant)>,
+    bucket: RefCell<model::Bucket<Instant>>,
     pub apply_after: Duration,
     pub defaults: RefCell<AccountDefaults>,
     /// What `modify_defaults` leaves the defaults as, when not what was sent (a policy that overrides it).
@@ -182,15 +185,14 @@ impl FakeAccount {
                 state: InstanceState::Running,
                 options: options(hop, State::Applied),
                 applies_at: None,
+                tags: Vec::new(),
             })
             .collect();
         FakeAccount {
             instances: RefCell::new(instances),
             page_size: 1000,
             pages: None,
-            burst: 100.0,
-            rate: 5.0,
-            bucket: RefCell::new((100.0, Instant::now())),
+            bucket: RefCell::new(model::Bucket::new((100.0, 5.0), Instant::now())),
             apply_after: Duration::from_secs(2),
             defaults: RefCell::default(),
             defaults_read_back: None,
@@ -199,9 +201,8 @@ impl FakeAccount {
     }
 
     /// EC2's bucket for modifies: `burst` at once, `rate` a second, full now.
-    pub fn bucket(mut self, burst: f64, rate: f64) -> Self {
-        (self.burst, self.rate) = (burst, rate);
-        *self.bucket.borrow_mut() = (burst, Instant::now());
+    pub fn bucket(self, burst: f64, rate: f64) -> Self {
+        *self.bucket.borrow_mut() = model::Bucket::new((burst, rate), Instant::now());
         self
     }
 
@@ -228,15 +229,10 @@ impl FakeAccount {
 
     /// Takes a token from the modify bucket, or answers as EC2 does when it is empty.
     fn take_token(&self) -> Result<()> {
-        let mut bucket = self.bucket.borrow_mut();
-        let now = Instant::now();
-        let level = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * self.rate).min(self.burst);
-        if level < 1.0 {
-            *bucket = (level, now);
-            return Err(throttled("ModifyInstanceMetadataOptions"));
+        match self.bucket.borrow_mut().take(Instant::now(), 1.0) {
+            true => Ok(()),
+            false => Err(throttled("ModifyInstanceMetadataOptions")),
         }
-        *bucket = (level - 1.0, now);
-        Ok(())
     }
 }
 
@@ -251,12 +247,17 @@ pub fn throttled(operation: &'static str) -> Error {
     }
 }
 
-fn matches(d: &FakeInstance, filters: &[Filter]) -> bool {
-    filters.iter().all(|f| match f.name.as_str() {
-        "instance-id" => f.values.iter().any(|v| d.id == *v.as_str()),
-        "instance-state-name" => f.values.iter().any(|v| v == d.state.as_str()),
-        _ => true,
-    })
+/// Whether an instance passes every filter, as EC2 (and the simulator) match them.
+fn matches(i: &FakeInstance, filters: &[Filter]) -> bool {
+    let seen = model::Seen {
+        id: i.id.as_str(),
+        state: i.state.as_str(),
+        tags: &i.tags,
+        hop_limit: i.options.hop_limit.map(|h| i64::from(h.get())),
+        http_endpoint: i.options.http_endpoint.map(Toggle::as_str),
+        http_tokens: i.options.http_tokens.map(HttpTokens::as_str),
+    };
+    filters.iter().all(|f| model::matches(&seen, &f.name, &f.values).unwrap_or_else(|e| panic!("{e}")))
 }
 
 impl Ec2 for FakeAccount {

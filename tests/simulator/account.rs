@@ -47,33 +47,8 @@ impl Instance {
     }
 }
 
-/// A token bucket: `tokens` of at most `burst`, refilled at `rate` a second.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    burst: f64,
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    pub fn new((burst, rate): (f64, f64), now: Instant) -> Self {
-        Bucket { burst, rate, tokens: burst, at: now }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant, scale: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate * scale).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// EC2's token bucket, on the simulator's (wall) clock: the one model the unit tests' fakes share.
+pub type Bucket = super::model::Bucket<Instant>;
 
 /// The account: its instances and its request budget.
 pub struct Account {
@@ -222,19 +197,17 @@ impl Query {
     }
 }
 
-/// A filter as EC2 matches it: any of its values; `tag:KEY` on the tag's value, `tag-key` on keys.
+/// A filter as EC2 matches it (the one model the unit tests' fakes share).
 pub(super) fn matches(id: &str, i: &Instance, name: &str, values: &[String]) -> Result<bool, String> {
-    let any = |have: Option<String>| have.is_some_and(|h| values.contains(&h));
-    Ok(match name {
-        "instance-id" => any(Some(id.to_string())),
-        "instance-state-name" => any(Some(i.run_state.to_string())),
-        "tag-key" => i.tags.iter().any(|(k, _)| values.contains(k)),
-        "metadata-options.http-put-response-hop-limit" => any(i.options.hop_limit.map(|h| h.to_string())),
-        "metadata-options.http-endpoint" => any(i.options.http_endpoint.map(str::to_string)),
-        "metadata-options.http-tokens" => any(i.options.http_tokens.map(str::to_string)),
-        tag if tag.starts_with("tag:") => i.tags.iter().any(|(k, v)| k == &tag[4..] && values.contains(v)),
-        other => return Err(format!("The filter '{other}' is invalid")),
-    })
+    let seen = super::model::Seen {
+        id,
+        state: i.run_state,
+        tags: &i.tags,
+        hop_limit: i.options.hop_limit,
+        http_endpoint: i.options.http_endpoint,
+        http_tokens: i.options.http_tokens,
+    };
+    super::model::matches(&seen, name, values)
 }
 
 /// The ids DescribeInstances answers with in `region`, and the token of the next page: by id, all of them

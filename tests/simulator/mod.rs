@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 mod account;
 mod ec2;
 mod imds;
+#[path = "../ec2_model.rs"]
+mod model;
 mod org;
 mod scenario;
 mod server;
