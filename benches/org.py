@@ -9,6 +9,10 @@ each account's slowest region needs (changes - burst) / rate seconds of its Modi
 (here 0: 100 changes fit the burst of 100) and then EC2's 2 s to apply them, and the accounts go
 ceil(accounts / bound) at a time. Measured: wall time against that floor, peak RSS, EC2 and STS calls by action.
 
+Two shapes by default (`--shapes`): 50 x 4 x 200 (about 100 changes per account and region: the Modify burst) at
+each bound of `--at-once`, and 50 x 4 x 20 (about 10 changes per account and region: most of an account's time is
+entering it and waiting for EC2's 2 s, not sending) at the default bound.
+
 Measures into benches/org.json; `--report` renders the "Organizations" section of BENCHMARKS.md from it. Talks
 only to the simulator on loopback (benches/run puts it in a network namespace with only loopback); bounded in
 count (at most 100 accounts x 4 regions x 500 instances) and time (a hard stop)."""
@@ -91,7 +95,7 @@ def report(results):
              f"({total:,} instances in all), EC2's documented buckets per account and region, changes applied "
              f"{PENDING_S:.0f} s after EC2 takes them; not time-scaled. The floor is what EC2 allows whatever the "
              "client does: each account's slowest region needs (changes - burst) / rate seconds of its Modify bucket "
-             f"(0 here: {r['per_region'] // 2 + 1} changes fit the burst of 100) and then EC2's {PENDING_S:.0f} s to "
+             f"(0 in both shapes: {r['per_region'] // 2 + 1} changes fit the burst of 100) and then EC2's {PENDING_S:.0f} s to "
              f"apply them, and the accounts go {r['at_once']} at a time (`--accounts-at-once`, the default). That "
              "floor holds an account's turn until its changes are applied, as the runner did before issue 35; the "
              "runner now gives an account's turn to the next one once its changes are sent, and verifies them beside "
@@ -114,7 +118,16 @@ def report(results):
               f"{ok(r['exit'] == 0 and s.get('applied') == s.get('to_change'))} |",
               f"| one AssumeRole per member account | {r['calls'].get('AssumeRole 200', 0)} for {r['accounts'] - 1} | "
               f"{ok(r['calls'].get('AssumeRole 200', 0) == r['accounts'] - 1)} |",
-              f"| peak RSS at most 64 MiB at the default bound | {r['peak_rss_mib']} MiB | {ok(r['peak_rss_mib'] <= 64)} |", ""]
+              f"| peak RSS at most 64 MiB at the default bound | {r['peak_rss_mib']} MiB | {ok(r['peak_rss_mib'] <= 64)} |"]
+    for x in results["runs"][1:]:
+        if (x["accounts"], x["per_region"]) == (r["accounts"], r["per_region"]) or x["at_once"] != r["at_once"]:
+            continue
+        xs = x["summary"]
+        lines += [f"| {x['accounts']} accounts x {x['regions']} regions x {x['per_region']} (another shape: about "
+                  f"{x['per_region'] // 2} changes per account and region): within 1.2x the floor, every change applied, "
+                  f"exit 0 | {x['ratio']:.2f}x; {xs.get('applied')} applied of {xs.get('to_change')}, exit {x['exit']} | "
+                  f"{ok(x['ratio'] <= 1.2 and x['exit'] == 0 and xs.get('applied') == xs.get('to_change'))} |"]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -122,17 +135,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent")
     ap.add_argument("--simulator")
-    ap.add_argument("--accounts", type=int, default=50)
-    ap.add_argument("--per-region", type=int, default=200)
+    ap.add_argument("--shapes", default="50x200,50x20",
+                    help="ACCOUNTSxINSTANCES_PER_REGION, several: the first at every bound, the others at the default")
     ap.add_argument("--at-once", default="4,16", help="the bounds to measure, the default first")
     ap.add_argument("--report", action="store_true", help="only render BENCHMARKS.md's section from org.json")
     args = ap.parse_args()
     if not args.report:
-        if not (2 <= args.accounts <= 100 and 2 <= args.per_region <= 500):
+        shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]
+        if not all(2 <= accounts <= 100 and 2 <= per_region <= 500 for accounts, per_region in shapes):
             sys.exit("org.py: 2 to 100 accounts, 2 to 500 instances a region")
+        bounds = [int(x) for x in args.at_once.split(",")]
+        runs = [(*shapes[0], b) for b in bounds] + [(*shape, bounds[0]) for shape in shapes[1:]]
         results = {**machine(), "runs": []}
-        for at_once in [int(x) for x in args.at_once.split(",")]:
-            results["runs"].append(measure(args.agent, args.simulator, args.accounts, args.per_region, at_once, 900))
+        for accounts, per_region, at_once in runs:
+            results["runs"].append(measure(args.agent, args.simulator, accounts, per_region, at_once, 900))
             print(json.dumps(results["runs"][-1], indent=1), file=sys.stderr)
         save(RESULTS, results)
     publish(RESULTS, "## Organizations", report)

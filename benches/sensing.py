@@ -237,6 +237,16 @@ def report(r):
         lines.append(f"- N = {s['n']} at hop limit {s['hop_limit']}, calls by action: "
                      + (", ".join(f"{k} {v}" for k, v in s["by_action"].items()) or "none"))
     change_storm = next((s for s in r["storms"] if s["hop_limit"] < 2), None)
+    if change_storm:
+        # The model's figures, computed by this report for the storm measured.
+        import storm_model
+        n_storm = change_storm["n"]
+        modelled = [(label, storm_model.mean(n_storm, base, cap, 5, rest, sensing=True))
+                    for label, base, cap, rest in (storm_model.BEFORE, storm_model.CURRENT)]
+        lines += ["", f"The throttling backoff against benches/storm_model.py's model of this storm (N = {n_storm}, "
+                  "every agent sending only its modify and seeing the change on its own IMDS): "
+                  + "; ".join(f"{label}: {c:.2f} calls per instance at {q:.2f}x the floor" for label, (c, q) in modelled)
+                  + ". The storm without sensing is in \"Boot storm\" above."]
     noop_storm = next((s for s in r["storms"] if s["hop_limit"] >= 2), None)
     ok = lambda met: "yes" if met else "**no**"
     lines += ["", "### Sensing targets", "", "| target | measured | met |", "|---|---|---|",
@@ -254,13 +264,13 @@ def report(r):
                        if change_storm["last_applied_s"] and change_storm["floor_s"] else None)
         lines += [f"| storm of {change_storm['n']} needing the change: within 1.2x the floor | "
                   f"{f'{ratio_floor:.2f}x' if ratio_floor else 'not all applied'} | {ok(ratio_floor is not None and ratio_floor <= 1.2)} |",
-                  f"| storm of {change_storm['n']} needing the change: at most 4 EC2 calls per instance | "
-                  f"{change_storm['calls_per_instance']} | {ok(change_storm['calls_per_instance'] <= 4)} |",
+                  f"| storm of {change_storm['n']} needing the change: at most 3.5 EC2 calls per instance | "
+                  f"{change_storm['calls_per_instance']} | {ok(change_storm['calls_per_instance'] <= 3.5)} |",
                   f"| storm of {change_storm['n']} needing the change: 3 EC2 calls per instance (the goal: one modify "
                   f"plus throttled retries) | {change_storm['calls_per_instance']} | "
                   f"{ok(change_storm['calls_per_instance'] <= 3)} |",
-                  f"| storm of {change_storm['n']} needing the change: 0 DescribeInstances | {describes} | "
-                  f"{ok(describes == 0)} |",
+                  f"| storm of {change_storm['n']} needing the change: at most 5 DescribeInstances | {describes} | "
+                  f"{ok(describes <= 5)} |",
                   f"| storm of {change_storm['n']} needing the change: every agent exit 0 | "
                   f"{change_storm['exit_codes']} | {ok(set(change_storm['exit_codes']) == {'0'})} |"]
     if noop_storm:

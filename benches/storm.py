@@ -59,15 +59,27 @@ def agent_env(sim):
 
 def wait_all(procs, hard_stop):
     """Waits for every (started_at, process) until `hard_stop` (then kills what is left): (exit codes counted,
-    each agent's wall time, the last stderr line of each failing exit code)."""
-    exits, walls, messages = {}, [], {}
-    for began, p in procs:
+    each agent's wall time, the last stderr line of each failing exit code). Each process is waited for on a
+    thread of its own, so that its wall time ends when it exits, not when the ones before it in the list have."""
+    import threading
+    ended = [None] * len(procs)
+
+    def wait(k, p):
         try:
             _, err = p.communicate(timeout=max(1, hard_stop - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
             _, err = p.communicate()
-        walls.append(time.monotonic() - began)
+        ended[k] = (time.monotonic(), err)
+
+    threads = [threading.Thread(target=wait, args=(k, p)) for k, (_, p) in enumerate(procs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    exits, walls, messages = {}, [], {}
+    for (began, p), (end, err) in zip(procs, ended):
+        walls.append(end - began)
         exits[p.returncode] = exits.get(p.returncode, 0) + 1
         if p.returncode != 0:
             messages.setdefault(p.returncode, err.strip().splitlines()[-1:] if err else [])
@@ -158,6 +170,10 @@ def single(agent, simulator, runs):
     return {"runs": out, "compliant_calls": compliant}
 
 
+def agent_s(s, key):
+    return f"{s[key]} s" if key in s else "-"
+
+
 def floor_ratio(s):
     return f"{s['last_applied_s'] / s['floor_s']:.2f}x" if s["floor_s"] and s["last_applied_s"] else "n/a"
 
@@ -195,27 +211,44 @@ def report(results):
     if os.path.exists(before_path):
         with open(before_path) as f:
             before = json.load(f)
-        lines += ["The same storms measured with the throttling backoff's first window at 2 s instead of 8 s "
-                  f"({before['date']}, benches/storm-base2s.json): the wall time is the floor's either way; the "
-                  "calls are not.", "",
-                  "| N | throttling base | EC2 calls per instance | last applied / floor |", "|---|---|---|---|"]
-        for old, new in zip(before["storms"], results["storms"]):
-            lines.append(f"| {old['n']} | 2 s | {old['calls_per_instance']} | {floor_ratio(old)} |")
-            lines.append(f"| {new['n']} | 8 s | {new['calls_per_instance']} | {floor_ratio(new)} |")
+        full8_path = os.path.join(HERE, "storm-full8s.json")
+        full8_run = json.load(open(full8_path)) if os.path.exists(full8_path) else {"date": "not run", "storms": []}
+        full8 = full8_run["storms"]
+        lines += ["The same storms measured with earlier throttling backoffs: full jitter in windows from 2 s "
+                  f"({before['date']}, benches/storm-base2s.json) and from 8 s ({full8_run['date']}, "
+                  "benches/storm-full8s.json), beside this run's: the wall time is near the floor each way; the calls "
+                  "are not.", "",
+                  "| N | throttling backoff | EC2 calls per instance | last applied / floor | median agent | slowest agent |",
+                  "|---|---|---|---|---|---|"]
+        for new in results["storms"]:
+            for label, runs in [("full jitter from 2 s", before["storms"]), ("full jitter from 8 s", full8)]:
+                for old in (o for o in runs if o["n"] == new["n"]):
+                    lines.append(f"| {old['n']} | {label} | {old['calls_per_instance']} | {floor_ratio(old)} | "
+                                 f"{agent_s(old, 'median_agent_s')} | {agent_s(old, 'slowest_agent_s')} |")
+            lines.append(f"| {new['n']} | equal jitter from 10 s (this run) | {new['calls_per_instance']} | "
+                         f"{floor_ratio(new)} | {agent_s(new, 'median_agent_s')} | {agent_s(new, 'slowest_agent_s')} |")
+        lines += ["", "The earlier runs' median agent was measured as each agent's exit seen in the order they were "
+                  "started (an agent that ended early counted until the ones before it had ended): it overstates, and "
+                  "only the slowest agent compares. Since 2026-12-08 each agent's exit is seen when it happens. What "
+                  "equal jitter costs: an agent whose call is throttled waits at least 5 s before the next, where full "
+                  "jitter could retry at once; in a storm too small to spend the bursts (N = 100) that is the agents "
+                  "whose poll found DescribeInstances' burst spent."]
         lines.append("")
     # The model's figures are computed here, by this report, never written in by hand.
-    from storm_model import mean as model
+    import storm_model
     n = results["storms"][-1]["n"]
-    modelled = {base: model(n, base, 32) for base in (2, 8, 16)}
-    lines += [f"The backoff was chosen with benches/storm_model.py, an event model of the same storm (documented "
-              f"buckets, full jitter, the same poll schedule, no sensing, no process start-up), run by this report "
-              f"for N = {n}, cap 32 s: "
-              + "; ".join(f"base {b} s: {c:.2f} calls per instance at {r:.2f}x the floor"
-                          for b, (c, r) in modelled.items())
-              + ". A larger base spends fewer calls but stretches the tail of the storm. The SDK's adaptive retry "
-              "mode was not measured: its client-side rate limit is learned per process, and each agent is one "
-              "process that makes two to four calls, so it has nothing to learn from; what spreads a storm is each "
-              "agent's own jittered backoff.", ""]
+    modelled = [(label, storm_model.mean(n, base, cap, 5, rest)) for label, base, cap, rest in
+                (storm_model.BEFORE, storm_model.CURRENT)]
+    lines += [f"The throttling backoff was chosen with benches/storm_model.py, an event model of the same storm "
+              f"(documented buckets, the same poll schedule, no sensing, no process start-up), run by this report for "
+              f"N = {n}: "
+              + "; ".join(f"{label}: {c:.2f} calls per instance at {r:.2f}x the floor" for label, (c, r) in modelled)
+              + ". A throttled answer says the budget is spent now, so a retry in the next second or two, which full "
+              "jitter draws as often as any other wait, is mostly throttled again: equal jitter waits at least half "
+              "the window. A larger base spends fewer calls but stretches storms of a few hundred; a larger cap "
+              "stretches the tail. The SDK's adaptive retry mode was not measured: its client-side rate limit is "
+              "learned per process, and each agent is one process that makes two to four calls, so it has nothing "
+              "to learn from; what spreads a storm is each agent's own jittered backoff.", ""]
     last = results["storms"][-1]
     ok = lambda met: "yes" if met else "**no**"
     all_ok = last["exit_codes"] == {"0": last["n"]} and last["instances_applied"] == last["n"]

@@ -45,8 +45,8 @@ pub async fn retry<T, F: Future<Output = Result<T>>>(
     }
 }
 
-/// An AWS side that takes throttling and passing failures as normal: each call is retried with full jitter
-/// (`Failure::retry` says with which backoff, or that retrying cannot help) until the deadline it is given,
+/// An AWS side that takes throttling and passing failures as normal: each call is retried with jittered backoff
+/// (`Failure::retry` says which, or that retrying cannot help) until the deadline it is given,
 /// and only then fails, with what the service answered last. A change that EC2 may have carried out (a
 /// timeout or a 5xx after it was sent) is looked up before it is sent again, so one run never sends an
 /// accepted change twice. `E` is the client: an EC2 side, or an STS or Organizations client.

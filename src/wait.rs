@@ -59,27 +59,34 @@ pub fn patience(deadline: Instant) -> Instant {
     (Instant::now() + CALL_PATIENCE).min(deadline)
 }
 
-/// Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th
-/// retry waits a uniformly random time in `[0, min(cap, base * 2^n))`. Full jitter spends the fewest calls of
-/// the variants when many clients compete for one budget, which is the boot-storm case.
+/// Exponential backoff with jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th retry
+/// waits a uniformly random time in the top `1 - rest` share of the window `min(cap, base * 2^n)`: `rest` 0 is
+/// full jitter (anywhere in the window), 1/2 equal jitter (the window's second half).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
+    /// The share of each window always waited.
+    pub rest: f64,
 }
 
 impl Backoff {
     /// Throttling: EC2's budget is per account and region, shared by every instance that booted with this
     /// one. ModifyInstanceMetadataOptions refills 5 tokens a second, so 500 instances need 80 s whatever they
-    /// do; what the backoff decides is how many throttled calls they spend meanwhile. Chosen with the storm
-    /// benchmark and an event model of it (BENCHMARKS.md, "Boot storm"): a base of 2 s cost 9.7 calls per
-    /// instance at N = 500 (1.24x the floor), 8 s brings it to about 7 at the same wall time; a larger base
-    /// spends fewer calls but stretches smaller storms, a larger cap stretches the tail.
-    pub const THROTTLED: Backoff = Backoff { base: Duration::from_secs(8), cap: Duration::from_secs(32) };
+    /// do; what the backoff decides is how many throttled calls they spend meanwhile, and how long the last
+    /// one waits after the budget could have taken it. Equal jitter in windows of 10, 20 and then 24 s (waits of
+    /// 5 to 10 s, 10 to 20 s, then 12 to 24 s): a throttled answer says the budget is spent now, so a retry in
+    /// the next few seconds (which full jitter draws as often as any other wait) is mostly throttled again.
+    /// Chosen with the storm benchmarks and an event model of them (benches/storm_model.py; BENCHMARKS.md,
+    /// "Boot storm" and "Sensing from IMDS"): at N = 500 the model gives 3.4 calls per instance at 1.12x the
+    /// floor with sensing and 6.0 at 1.18x without, where full jitter in windows of 8, 16 and 32 s gave 3.9 at
+    /// 1.25x and 7.0 at 1.21x; a larger base spends fewer calls but stretches storms of a few hundred, a larger
+    /// cap stretches the tail.
+    pub const THROTTLED: Backoff = Backoff { base: Duration::from_secs(10), cap: Duration::from_secs(24), rest: 0.5 };
     /// A 5xx answer, a timeout or a refused connection: usually brief, and not a shared budget.
-    pub const TRANSIENT: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8) };
+    pub const TRANSIENT: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), rest: 0.0 };
     /// The metadata service at early boot (connection refused until the network is up) or throttling (429).
-    pub const METADATA: Backoff = Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(4) };
+    pub const METADATA: Backoff = Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(4), rest: 0.0 };
 
     /// The upper bound of the n-th wait (0-based), before jitter.
     pub fn window(&self, attempt: u32) -> Duration {
@@ -87,7 +94,7 @@ impl Backoff {
     }
 
     pub fn delay(&self, attempt: u32) -> Duration {
-        self.window(attempt).mul_f64(unit())
+        self.window(attempt).mul_f64(self.rest + (1.0 - self.rest) * unit())
     }
 }
 
@@ -277,7 +284,7 @@ mod tests {
 
     #[test]
     fn full_jitter_stays_inside_a_doubling_capped_window() {
-        let b = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(10) };
+        let b = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(10), rest: 0.0 };
         assert_eq!(b.window(0), Duration::from_secs(1));
         assert_eq!(b.window(1), Duration::from_secs(2));
         assert_eq!(b.window(3), Duration::from_secs(8));
@@ -288,6 +295,20 @@ mod tests {
         // Full jitter: the draws cover the window, not a band at its top.
         assert!(delays.iter().any(|d| *d < Duration::from_secs(1)));
         assert!(delays.iter().any(|d| *d > Duration::from_secs(9)));
+    }
+
+    /// Throttling's equal jitter: never sooner than half the window, which doubles from 10 s up to 24 s.
+    #[test]
+    fn a_throttled_call_waits_at_least_half_its_window() {
+        let b = Backoff::THROTTLED;
+        let windows: Vec<u64> = (0..4).map(|n| b.window(n).as_secs()).collect();
+        assert_eq!(windows, [10, 20, 24, 24]);
+        for n in 0..4 {
+            let delays: Vec<Duration> = (0..2000).map(|_| b.delay(n)).collect();
+            assert!(delays.iter().all(|d| *d >= b.window(n) / 2 && *d < b.window(n)), "{n}");
+            assert!(delays.iter().any(|d| *d < b.window(n).mul_f64(0.55)), "{n}: the whole upper half is drawn");
+            assert!(delays.iter().any(|d| *d > b.window(n).mul_f64(0.95)), "{n}");
+        }
     }
 
     /// Polls at the running sums of the delays, for a change applied `applied` after it was accepted:

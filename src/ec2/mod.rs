@@ -129,7 +129,7 @@ pub struct Ec2Api {
 }
 
 /// The SDK settings every EC2 client shares: one attempt per call (`Patient`, reconcile.rs, retries with
-/// full jitter until the deadline), a short connect timeout and a bound on each attempt.
+/// jittered backoff until the deadline), a short connect timeout and a bound on each attempt.
 fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
