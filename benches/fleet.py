@@ -33,29 +33,42 @@ def fleet_env(sim):
     return env
 
 
-def run_child_rss(agent, sim, args, hard_stop_s, command="fleet", env=None):
-    """Runs the `command` process (fleet, templates) once: wall seconds, exit code, peak RSS (MiB, from wait4: Popen
-    would reap the child itself, so it is spawned by hand), its JSON summary, and the EC2 calls by action and
-    status. `env`: the process's environment, the fleet's by default."""
-    sim.ask("reset-log")
+def run_measured(argv, env, out_path, hard_stop_s):
+    """Runs `argv` once, its stdout into `out_path`, under GNU time: (wall seconds, exit code, peak RSS in MiB).
+    The peak is GNU time's own count of its child, a process forked from that small process: a process forked
+    (or vfork-spawned) from this Python process would start its peak RSS count at this process's size, which
+    grows with every report it parses. Past `hard_stop_s` the whole process group is killed."""
+    rss_path = out_path + ".rss"
     t0 = time.monotonic()
-    out_path = f"/tmp/{command}-bench-{os.getpid()}.json"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
-        pid = os.posix_spawn(agent, [agent, command, *args, "--output", "json", "-q"], env or fleet_env(sim),
+        pid = os.posix_spawn("/usr/bin/time", ["/usr/bin/time", "-f", "%M", "-o", rss_path, "--", *argv], env,
                              file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                           (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
+                                           (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)], setsid=True)
         deadline = t0 + hard_stop_s
         while True:
-            done, status, usage = os.wait4(pid, os.WNOHANG)
+            done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                _, status, usage = os.wait4(pid, 0)
+                os.killpg(pid, 9)
+                _, status = os.waitpid(pid, 0)
                 break
             time.sleep(0.05)
     wall = time.monotonic() - t0
-    code = os.waitstatus_to_exitcode(status)
+    lines = [line.strip() for line in open(rss_path).read().splitlines() if line.strip().isdigit()]
+    os.unlink(rss_path)
+    peak_mib = round(int(lines[-1]) / 1024, 1) if lines else None
+    return wall, os.waitstatus_to_exitcode(status), peak_mib
+
+
+def run_child_rss(agent, sim, args, hard_stop_s, command="fleet", env=None):
+    """Runs the `command` process (fleet, templates) once: wall seconds, exit code, peak RSS (MiB, `run_measured`),
+    its JSON summary, and the EC2 calls by action and status. `env`: the process's environment, the fleet's by
+    default."""
+    sim.ask("reset-log")
+    out_path = f"/tmp/{command}-bench-{os.getpid()}.json"
+    wall, code, peak = run_measured([agent, command, *args, "--output", "json", "-q"], env or fleet_env(sim),
+                                    out_path, hard_stop_s)
     calls = Counter()
     for r in sim.requests():
         if r[1] == "ec2":
@@ -63,7 +76,7 @@ def run_child_rss(agent, sim, args, hard_stop_s, command="fleet", env=None):
     text = open(out_path).read()
     os.unlink(out_path)
     summary = json.loads(text)["summary"] if text.strip() else {}
-    return {"args": args, "wall_s": round(wall, 2), "exit": code, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    return {"args": args, "wall_s": round(wall, 2), "exit": code, "peak_rss_mib": peak,
             "summary": summary, "calls": dict(sorted(calls.items()))}
 
 

@@ -7,7 +7,7 @@ documented buckets per account and region. Not time-scaled: EC2 applies each cha
 The floor is what EC2 allows whatever the client does, accounts side by side at the bound (`--accounts-at-once`):
 each account's slowest region needs (changes - burst) / rate seconds of its ModifyInstanceMetadataOptions bucket
 (here 0: 100 changes fit the burst of 100) and then EC2's 2 s to apply them, and the accounts go
-ceil(accounts / bound) at a time. Measured: wall time against that floor, peak RSS, EC2 and STS calls by action.
+ceil(accounts / bound) at a time. Measured: wall time against that floor, peak RSS (GNU time's count of the process), EC2 and STS calls by action.
 
 Two shapes by default (`--shapes`): 50 x 4 x 200 (about 100 changes per account and region: the Modify burst) at
 each bound of `--at-once`, and 50 x 4 x 20 (about 10 changes per account and region: most of an account's time is
@@ -22,13 +22,12 @@ import json
 import math
 import os
 import sys
-import time
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "org.json")
 sys.path.insert(0, HERE)
-from fleet import fleet_env  # noqa: E402
+from fleet import fleet_env, run_measured  # noqa: E402
 from storm import Simulator, machine, publish, save  # noqa: E402
 
 REGIONS = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-2"]
@@ -46,21 +45,8 @@ def measure(agent, simulator, accounts, per_region, at_once, hard_stop_s):
         sim.ask("reset-log")
         args = [agent, "fleet", "apply", "--organization", "--role-name", "imds-hop-limit",
                 "--region", ",".join(REGIONS), "--accounts-at-once", str(at_once), "--output", "json", "-q"]
-        t0 = time.monotonic()
         out_path = f"/tmp/org-bench-{os.getpid()}.json"
-        with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
-            pid = os.posix_spawn(agent, args, env, file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                                                 (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2)])
-            while True:
-                done, status, usage = os.wait4(pid, os.WNOHANG)
-                if done:
-                    break
-                if time.monotonic() > t0 + hard_stop_s:
-                    os.kill(pid, 9)
-                    _, status, usage = os.wait4(pid, 0)
-                    break
-                time.sleep(0.05)
-        wall = time.monotonic() - t0
+        wall, code, peak = run_measured(args, env, out_path, hard_stop_s)
         doc = json.loads(open(out_path).read() or "{}")
         os.unlink(out_path)
         calls = Counter()
@@ -75,8 +61,7 @@ def measure(agent, simulator, accounts, per_region, at_once, hard_stop_s):
         sim.close()
     summary = doc.get("summary", {})
     return {"accounts": accounts, "regions": len(REGIONS), "per_region": per_region, "at_once": at_once,
-            "wall_s": round(wall, 2), "exit": os.waitstatus_to_exitcode(status),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "floor_s": round(floor, 2),
+            "wall_s": round(wall, 2), "exit": code, "peak_rss_mib": peak, "floor_s": round(floor, 2),
             "ratio": round(wall / floor, 3), "summary": summary,
             "accounts_reported": len(doc.get("accounts", [])), "instances_at_2": applied_at_2,
             "calls": dict(sorted(calls.items()))}
