@@ -128,10 +128,12 @@ pub struct Ec2Api {
     hint: &'static str,
 }
 
-/// The SDK settings every EC2 client shares: one attempt per call (`Patient`, reconcile.rs, retries with
-/// jittered backoff until the deadline), a short connect timeout and a bound on each attempt.
+/// The SDK settings every AWS client of a run shares: one attempt per call (`Patient`, reconcile.rs, retries
+/// with jittered backoff until the deadline), a short connect timeout and a bound on each attempt, and one HTTP
+/// client (`http_client`).
 fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -140,6 +142,27 @@ fn loader() -> aws_config::ConfigLoader {
                 .build(),
         )
         .time_source(Clock)
+}
+
+/// One HTTP client for every AWS client built from one loaded configuration (EC2 and Auto Scaling in each region,
+/// STS and Organizations; every account an org-wide run enters shares its caller's): one pool of connections,
+/// reused from account to account (each request is signed on its own), and the trust store loaded once. Built as
+/// the SDK builds its default (rustls over aws-lc; HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment),
+/// which it would otherwise build for each client it makes: an org-wide run kept a pool per account and region
+/// alive, up to 16 connections each (BENCHMARKS.md, "Organizations").
+fn http_client() -> aws_sdk_ec2::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .proxy_config(ProxyConfig::from_env());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.build()
+    })
 }
 
 /// The account's settings for the fleet and defaults commands: credentials and the default region from the

@@ -139,11 +139,17 @@ pub fn emit(text: &str) {
     }
 }
 
-/// A report as one line of JSON on stdout.
+/// A report as one line of JSON on stdout, written as it is rendered: an org-wide report of tens of thousands
+/// of instances is never held whole in memory beside the run it reports.
 pub fn emit_json(value: &impl serde::Serialize) {
-    match serde_json::to_string(value) {
-        Ok(text) => emit(&format!("{text}\n")),
-        Err(err) => tracing::error!("could not render the report as JSON: {err}"),
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let written = serde_json::to_writer(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(err) = written {
+        tracing::warn!("could not write the report to stdout: {err}");
     }
 }
 
