@@ -131,6 +131,43 @@ pub struct SettledAccount<S> {
     pub failure: Option<AccountFailure>,
 }
 
+impl<S> SettledAccount<S> {
+    /// The account's regions whose work left nothing to report, each as its failure (the account named on it):
+    /// the work's own error, or, where the run ended before the work had read its listing (`read` says whether
+    /// it had), what ended the run. A region where EC2 found no credentials while the same credentials worked in
+    /// another region of the account is named as perhaps not enabled. Each region's own error is logged, with
+    /// the account where it has a name.
+    pub fn region_failures(&self, read: impl Fn(&S) -> bool, ended: Option<&Error>) -> Vec<RegionFailure> {
+        let some_region_worked = self.regions.iter().any(|r| matches!(r.end, Some(Ok(()))));
+        let account = self.member.label();
+        let prefix = account.as_ref().map(|a| format!("{a} ")).unwrap_or_default();
+        let mut failures = Vec::new();
+        for Settled { region, state, end } in &self.regions {
+            let (error, code) = match (end, read(state)) {
+                (Some(Err(err)), _) => {
+                    let mut error = err.to_string();
+                    // The same credentials worked elsewhere: EC2 refuses them in a region the account has not
+                    // enabled.
+                    if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
+                        error.push_str(&format!(
+                            "; the same credentials worked in another region, so {region} may not be enabled for \
+                             this account (--all-regions takes only the enabled ones)"
+                        ));
+                    }
+                    tracing::error!("{prefix}{region}: {error}");
+                    (error, err.exit_code())
+                }
+                // (A run that ended by itself has every region's end: `ended` is there.)
+                (None, false) => ended_before("not read", ended),
+                (Some(Ok(())), _) | (None, true) => continue,
+            };
+            let (account_id, account) = (self.member.id.clone(), account.clone());
+            failures.push(RegionFailure { account_id, account, region: region.clone(), error, code });
+        }
+        failures
+    }
+}
+
 impl<S: Default> Store<S> {
     /// `work` in every region of every account of `roster`, as `settings` and `regions` say; every account
     /// and region goes on the store first, each result as it comes. Not org-wide: the credentials' own

@@ -23,7 +23,7 @@ use crate::plan::{self, Absent, Field, HopLimit, HttpTokens, Intent, MetadataOpt
 use crate::process::{self, Progress};
 use crate::regions::Regions;
 use crate::retry::{Patient, pages};
-use crate::runner::{Place, RegionFailure, Store, ended_before};
+use crate::runner::{Place, RegionFailure, Store};
 use crate::source::{Launcher, Source};
 use crate::wait::patience;
 use futures_util::StreamExt;
@@ -450,27 +450,9 @@ pub fn run(args: &TemplatesArgs) -> Result<ExitCode> {
     let ended = process::block_on(settings.timeout, &Progress::at(accounts.stage()), work).err();
     let (mut templates, mut region_failures, mut account_failures) = (Vec::new(), Vec::new(), Vec::new());
     for account in store.settle(accounts.org_wide(), ended.as_ref()) {
+        region_failures.extend(account.region_failures(|s| s.read, ended.as_ref()));
         let member = account.member;
         for settled in account.regions {
-            let failure = match (&settled.end, settled.state.read) {
-                (Some(Err(err)), _) => Some((err.to_string(), err.exit_code())),
-                (None, false) => Some(ended_before("not read", ended.as_ref())),
-                _ => None,
-            };
-            if let Some((error, code)) = failure {
-                tracing::error!(
-                    "{}{}: {error}",
-                    member.label().map(|a| format!("{a} ")).unwrap_or_default(),
-                    settled.region
-                );
-                region_failures.push(RegionFailure {
-                    account_id: member.id.clone(),
-                    account: member.label(),
-                    region: settled.region.clone(),
-                    error,
-                    code,
-                });
-            }
             for mut t in settled.state.templates {
                 (t.account_id, t.account) = (member.id.clone(), member.label());
                 templates.push(t);

@@ -142,7 +142,23 @@ fn aws_in(moto: &Moto, account: Option<&str>, region: &str, args: &[&str]) -> se
     }
     let out = cmd.output().expect("the AWS CLI");
     assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    // A command with nothing to answer (create-auto-scaling-group) prints nothing.
+    if out.stdout.trim_ascii().is_empty() {
+        return serde_json::Value::Null;
+    }
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A launch template named `web` from one of moto's images, at hop limit 1 with HttpTokens required; its id.
+fn web_template(moto: &Moto) -> String {
+    let images = aws(moto, &["ec2", "describe-images", "--owners", "amazon"]);
+    let image = images["Images"][0]["ImageId"].as_str().expect("moto ships images").to_string();
+    let data = format!(
+        r#"{{"ImageId":"{image}","InstanceType":"t3.micro","MetadataOptions":{{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}}}}"#
+    );
+    let made =
+        aws(moto, &["ec2", "create-launch-template", "--launch-template-name", "web", "--launch-template-data", &data]);
+    made["LaunchTemplate"]["LaunchTemplateId"].as_str().unwrap().to_string()
 }
 
 /// Launches one instance at hop limit 1 in `account` and `region`; its id.
@@ -307,31 +323,12 @@ fn an_organization_with_no_account_to_work_in_is_said_with_its_own_exit_code() {
 #[test]
 fn fleet_names_an_auto_scaling_group_as_its_instances_source_on_moto() {
     let moto = start_moto();
-    let images = aws(&moto, &["ec2", "describe-images", "--owners", "amazon"]);
-    let image = images["Images"][0]["ImageId"].as_str().expect("moto ships images").to_string();
-    let data = format!(
-        r#"{{"ImageId":"{image}","InstanceType":"t3.micro","MetadataOptions":{{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}}}}"#
-    );
-    let template = aws(
-        &moto,
-        &["ec2", "create-launch-template", "--launch-template-name", "web", "--launch-template-data", &data],
-    );
-    let template_id = template["LaunchTemplate"]["LaunchTemplateId"].as_str().unwrap().to_string();
-    let spec = format!("LaunchTemplateId={template_id},Version=$Default");
+    let spec = format!("LaunchTemplateId={},Version=$Default", web_template(&moto));
     let zone = format!("{REGION}a");
-    let out = Command::new("aws")
-        .args(["--endpoint-url", &moto.url, "--region", REGION, "autoscaling", "create-auto-scaling-group"])
-        .args(["--auto-scaling-group-name", "web-asg", "--launch-template", &spec, "--min-size", "2"])
-        .args(["--max-size", "2", "--desired-capacity", "2", "--availability-zones", &zone])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let group = ["autoscaling", "create-auto-scaling-group", "--auto-scaling-group-name", "web-asg"];
+    let size = ["--min-size", "2", "--max-size", "2", "--desired-capacity", "2"];
+    let placed = ["--launch-template", &spec, "--availability-zones", &zone];
+    aws(&moto, &[&group[..], &size[..], &placed[..]].concat());
     let r = org_fleet(&moto, &["fleet", "check", "--region", REGION, "--output", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let instances = doc["instances"].as_array().unwrap();
@@ -350,16 +347,7 @@ fn fleet_names_an_auto_scaling_group_as_its_instances_source_on_moto() {
 #[test]
 fn templates_on_moto_read_back_catches_its_ignored_source_version() {
     let moto = start_moto();
-    let images = aws(&moto, &["ec2", "describe-images", "--owners", "amazon"]);
-    let image = images["Images"][0]["ImageId"].as_str().expect("moto ships images").to_string();
-    let data = format!(
-        r#"{{"ImageId":"{image}","InstanceType":"t3.micro","MetadataOptions":{{"HttpPutResponseHopLimit":1,"HttpTokens":"required"}}}}"#
-    );
-    let made = aws(
-        &moto,
-        &["ec2", "create-launch-template", "--launch-template-name", "web", "--launch-template-data", &data],
-    );
-    let id = made["LaunchTemplate"]["LaunchTemplateId"].as_str().unwrap().to_string();
+    let id = web_template(&moto);
     let r = org_fleet(&moto, &["templates", "check", "--region", REGION, "--output", "json"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

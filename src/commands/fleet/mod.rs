@@ -24,9 +24,9 @@ use crate::ids::Region;
 use crate::outcome::Action;
 use crate::plan::Intent;
 use crate::process::{self, Progress};
-use crate::runner::{Place, Settled, SettledAccount, Store, ended_before};
+use crate::runner::{Place, Settled, SettledAccount, Store};
 use progress::Live;
-use report::{Outcome, RegionFailure};
+use report::Outcome;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -130,24 +130,26 @@ pub fn run(args: &FleetArgs, quiet: bool) -> Result<ExitCode> {
 }
 
 /// The whole run's report, account by account in the order listed (the credentials' own alone, when the run
-/// is not org-wide): each account's instances and failed regions, tagged with the account, and the accounts
-/// that could not be worked in.
+/// is not org-wide): each account's instances as far as they got (all of them where its region finished; none
+/// where its selection failed) tagged with the account, its regions that failed as a whole
+/// (`SettledAccount::region_failures`), and the accounts that could not be worked in.
 fn gather_accounts(accounts: Vec<SettledAccount<Selection>>, org_wide: bool, ended: Option<&Error>) -> report::Run {
     let mut run = report::Run { org_wide, ..report::Run::default() };
     for account in accounts {
+        run.failures.extend(account.region_failures(|s| s.read, ended));
         let member = account.member;
-        let (regions, mut outcomes, mut failures) =
-            gather(account.regions, ended, org_wide.then(|| member.label()).flatten());
-        for o in &mut outcomes {
-            (o.account_id, o.account) = (member.id.clone(), member.label());
-        }
-        for f in &mut failures {
-            (f.account_id, f.account) = (member.id.clone(), member.label());
+        let mut regions = Vec::new();
+        for Settled { region, state, end } in account.regions {
+            if matches!((&end, state.read), (Some(Ok(())), _) | (None, true)) {
+                run.outcomes.extend(state.outcomes.into_iter().map(|mut o| {
+                    (o.account_id, o.account) = (member.id.clone(), member.label());
+                    o
+                }));
+            }
+            regions.push(region);
         }
         run.account_failures.extend(account.failure);
         run.accounts.push(report::AccountRun { member, regions });
-        run.outcomes.extend(outcomes);
-        run.failures.extend(failures);
     }
     run
 }
@@ -168,49 +170,6 @@ fn unsent(outcomes: &mut [Outcome], err: &Error) {
         o.code = err.exit_code();
         o.error = Some(format!("the change was not sent before the run ended: {err}"));
     }
-}
-
-/// Every region's outcomes and failures, in the regions' order: its instances as far as they got (all of
-/// them where it finished); where its selection failed, the failure; where a signal or the deadline (`ended`)
-/// came before its selection was read, the region as not read.
-fn gather(
-    results: Vec<Settled<Selection>>,
-    ended: Option<&Error>,
-    account: Option<String>,
-) -> (Vec<Region>, Vec<Outcome>, Vec<RegionFailure>) {
-    let account = account.map(|a| format!("{a} ")).unwrap_or_default();
-    let some_region_worked = results.iter().any(|r| matches!(r.end, Some(Ok(()))));
-    let (mut regions, mut outcomes, mut failures) = (Vec::new(), Vec::new(), Vec::new());
-    for Settled { region, state, end } in results {
-        match (end, state.read) {
-            (Some(Ok(())), _) | (None, true) => outcomes.extend(state.outcomes),
-            (Some(Err(err)), _) => {
-                let mut error = err.to_string();
-                // The same credentials worked elsewhere: EC2 refuses them in a region the account has not enabled.
-                if some_region_worked && matches!(err, Error::NoCredentials { .. }) {
-                    error.push_str(&format!(
-                        "; the same credentials worked in another region, so {region} may not be enabled for this \
-                         account (--all-regions takes only the enabled ones)"
-                    ));
-                }
-                tracing::error!("{account}{region}: {error}");
-                failures.push(RegionFailure {
-                    account_id: None,
-                    account: None,
-                    region: region.clone(),
-                    error,
-                    code: err.exit_code(),
-                });
-            }
-            // (A run that ended by itself has every region's result: `ended` is there.)
-            (None, false) => {
-                let (error, code) = ended_before("not read", ended);
-                failures.push(RegionFailure { account_id: None, account: None, region: region.clone(), error, code });
-            }
-        }
-        regions.push(region);
-    }
-    (regions, outcomes, failures)
 }
 
 /// Whether an outcome leaves the run compliant, needing a change, or failed: its exit code.
