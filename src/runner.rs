@@ -108,6 +108,20 @@ pub struct RegionFailure {
     pub code: ExitCode,
 }
 
+/// The places a run could not work in, for its log's last line: `, N region(s) failed, N account(s) failed`,
+/// each only when not zero (empty when both are).
+pub fn places_failed(regions: usize, accounts: usize) -> String {
+    let mut said = String::new();
+    for (n, what) in [(regions, "region"), (accounts, "account")] {
+        match n {
+            0 => {}
+            1 => said.push_str(&format!(", 1 {what} failed")),
+            n => said.push_str(&format!(", {n} {what}s failed")),
+        }
+    }
+    said
+}
+
 /// What a place the run ended before says (`not reached`, `not read`), with what ended it, and its exit code.
 pub fn ended_before(what: &str, ended: Option<&Error>) -> (String, ExitCode) {
     (
@@ -302,5 +316,18 @@ impl<S: Default> Store<S> {
                 SettledAccount { member, regions, failure }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_that_failed_are_said_only_when_there_are_some() {
+        assert_eq!(places_failed(0, 0), "");
+        assert_eq!(places_failed(1, 0), ", 1 region failed");
+        assert_eq!(places_failed(2, 3), ", 2 regions failed, 3 accounts failed");
+        assert_eq!(places_failed(0, 1), ", 1 account failed");
     }
 }

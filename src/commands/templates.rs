@@ -522,12 +522,7 @@ impl Summary {
             "{} templates, compliant {}, not compliant {}, changed {}, left to their owner {}, failed {}",
             self.templates, self.compliant, self.not_compliant, self.changed, self.left, self.failed
         );
-        if !self.region_failures.is_empty() {
-            let _ = write!(line, ", {} region(s) failed", self.region_failures.len());
-        }
-        if !self.account_failures.is_empty() {
-            let _ = write!(line, ", {} account(s) failed", self.account_failures.len());
-        }
+        line.push_str(&crate::runner::places_failed(self.region_failures.len(), self.account_failures.len()));
         line
     }
 }

@@ -365,16 +365,15 @@ impl Tally {
 
 impl Tally {
     /// The one line of a count: the six counts always, in this order, then the places that failed as a whole
-    /// (`places`, the run's summary only), then those of the rarer ends that are not zero. "to change" is what
-    /// needed a change when read; "not compliant" what is left so (`check`, `--dry-run`, a change not sent).
-    pub fn line(&self, places: &[(usize, &str)]) -> String {
+    /// (`places`, `runner::places_failed`: the run's summary only), then those of the rarer ends that are not
+    /// zero. "to change" is what needed a change when read; "not compliant" what is left so (`check`,
+    /// `--dry-run`, a change not sent).
+    pub fn line(&self, places: &str) -> String {
         let mut line = format!(
             "selected {}, compliant {}, to change {}, changed {}, applied {}, failed {}",
             self.selected, self.compliant, self.to_change, self.changed, self.applied, self.failed
         );
-        for &(n, what) in places.iter().filter(|(n, _)| *n > 0) {
-            let _ = write!(line, ", {n} {what}{} failed", plural(n));
-        }
+        line.push_str(places);
         for (n, what) in [
             (self.applies_at_start, "applies at start"),
             (self.not_verified(), "not verified"),
@@ -390,7 +389,7 @@ impl Tally {
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.line(&[]))
+        f.write_str(&self.line(""))
     }
 }
 
@@ -463,7 +462,7 @@ impl Summary {
     /// The run's counts in one line, for the log's last word: the same numbers as the JSON's, region and
     /// account failures included.
     pub fn line(&self) -> String {
-        self.tally.line(&[(self.region_failures.len(), "region"), (self.account_failures.len(), "account")])
+        self.tally.line(&crate::runner::places_failed(self.region_failures.len(), self.account_failures.len()))
     }
 
     pub fn new(run: &Run, code: ExitCode, elapsed_ms: u64) -> Self {
